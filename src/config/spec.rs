@@ -1,0 +1,120 @@
+//! Config key specifications: names, defaults, types and validation.
+//!
+//! One table per scope (broker, topic). A spec knows how to check a raw string value
+//! and which Kafka config type it reports in DescribeConfigs. Nothing here knows where
+//! a value came from; `config::broker` and `config::topic` do.
+
+use std::fmt;
+
+/// The value type of a key, with its allowed range; mirrors Kafka's ConfigDef types.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Bool,
+    Int { min: i64, max: i64 },
+    Long { min: i64, max: i64 },
+    Double { min: f64, max: f64 },
+    Str,
+    /// One of a fixed set of strings (case-insensitive, as Kafka compares them).
+    Enum(&'static [&'static str]),
+    /// A comma-separated list; if `allowed` is non-empty each item must be one of them.
+    List { allowed: &'static [&'static str] },
+    Password,
+}
+
+impl Kind {
+    /// Kafka's DescribeConfigs `config_type` code (KIP-569).
+    pub fn kafka_type(&self) -> i8 {
+        match self {
+            Kind::Bool => 1,
+            Kind::Str | Kind::Enum(_) => 2,
+            Kind::Int { .. } => 3,
+            Kind::Long { .. } => 5,
+            Kind::Double { .. } => 6,
+            Kind::List { .. } => 7,
+            Kind::Password => 9,
+        }
+    }
+
+    /// Checks `value` against the type and range; the error says what was expected.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        match *self {
+            Kind::Bool => match value.to_ascii_lowercase().as_str() {
+                "true" | "false" => Ok(()),
+                _ => Err("expected true or false".into()),
+            },
+            Kind::Int { min, max } | Kind::Long { min, max } => {
+                let parsed: i64 = value
+                    .parse()
+                    .map_err(|_| format!("expected an integer, got '{value}'"))?;
+                if parsed < min || parsed > max {
+                    return Err(format!("{parsed} is outside [{min}, {max}]"));
+                }
+                Ok(())
+            }
+            Kind::Double { min, max } => {
+                let parsed: f64 = value
+                    .parse()
+                    .map_err(|_| format!("expected a number, got '{value}'"))?;
+                if !(min..=max).contains(&parsed) {
+                    return Err(format!("{parsed} is outside [{min}, {max}]"));
+                }
+                Ok(())
+            }
+            Kind::Str | Kind::Password => Ok(()),
+            Kind::Enum(allowed) => {
+                if allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
+                    Ok(())
+                } else {
+                    Err(format!("expected one of {}", allowed.join(", ")))
+                }
+            }
+            Kind::List { allowed } => {
+                if allowed.is_empty() {
+                    return Ok(());
+                }
+                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(item)) {
+                        return Err(format!(
+                            "'{item}' is not one of {}",
+                            allowed.join(", ")
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One known key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    pub name: &'static str,
+    /// The built-in default, as Kafka would print it; empty means "no value" (null).
+    pub default: &'static str,
+    pub kind: Kind,
+    pub doc: &'static str,
+    /// False for keys accepted and shown but not acted on yet (README lists them).
+    pub enforced: bool,
+}
+
+impl fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (default '{}'): {}", self.name, self.default, self.doc)
+    }
+}
+
+pub const I32_MAX: i64 = i32::MAX as i64;
+pub const I64_MAX: i64 = i64::MAX;
+
+pub const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+pub const fn long(min: i64, max: i64) -> Kind {
+    Kind::Long { min, max }
+}
+
+pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
+pub const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];

@@ -1,0 +1,9 @@
+//! Strata: a Kafka-compatible broker.
+//!
+//! Imports go one way (ARCHITECTURE.md §2): network → protocol → api → {admin,
+//! coordinator} → replication → {tiered, log} → metadata → config / error. A lower
+//! module never imports a higher one; `server` is where the parts meet.
+
+pub mod config;
+pub mod log;
+pub mod metadata;

@@ -1,0 +1,659 @@
+//! The log of one partition: ordered segments, append, read, roll, retention,
+//! log-start-offset moves, recovery. Owned by `replication::Partition`, which holds it
+//! behind a mutex; nothing here is async or knows about replication.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::batch::{self, BatchError, BatchHeader};
+use super::epoch::LeaderEpochCache;
+use super::producer_state::{BatchMeta, ProducerState, SequenceCheck};
+use super::segment::{self, Segment};
+use crate::config::{LogConfig, TimestampType};
+
+/// Why an append or read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    InvalidBatch(#[from] BatchError),
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("out-of-order sequence from producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
+    ProducerFenced { producer_id: i64, current: i16, got: i16 },
+    #[error("timestamp {timestamp} of a batch is out of the accepted range")]
+    InvalidTimestamp { timestamp: i64 },
+    #[error("transactional and control batches are not supported yet")]
+    UnsupportedTransactional,
+}
+
+pub type LogResult<T> = Result<T, LogError>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A point in the log: an offset and where its batch starts on disk (Kafka's
+/// LogOffsetMetadata). Reads bounded by the high watermark stop at its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetPosition {
+    pub offset: i64,
+    pub segment_base: i64,
+    pub position: u64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    /// True when the batch was a retried duplicate and nothing was written.
+    pub duplicate: bool,
+}
+
+/// Bytes to send for a fetch: whole batches, straight from the file.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    pub file: Option<Arc<File>>,
+    pub position: u64,
+    pub length: usize,
+}
+
+impl ReadPlan {
+    pub fn empty() -> Self {
+        ReadPlan {
+            file: None,
+            position: 0,
+            length: 0,
+        }
+    }
+
+    /// Reads the planned range and trims it to whole batches (keeping at least one
+    /// batch when `min_one` is set, as KIP-74 requires).
+    pub fn execute(&self, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
+        let Some(file) = &self.file else { return Ok(Bytes::new()) };
+        if self.length == 0 {
+            return Ok(Bytes::new());
+        }
+        let want = self.length.min(max_bytes.max(batch::LOG_OVERHEAD));
+        let mut bytes = segment::read_at(file, self.position, want)?;
+        let (complete, _) = batch::complete_prefix(&bytes);
+        if complete == 0 && min_one {
+            // The first batch alone is larger than the limit: send it whole.
+            if let Some(size) = BatchHeader::total_size_of(&bytes) {
+                let size = size.min(self.length);
+                return segment::read_at(file, self.position, size);
+            }
+        }
+        bytes.truncate(complete);
+        Ok(bytes)
+    }
+}
+
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    producers: ProducerState,
+    epochs: LeaderEpochCache,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Log {
+    /// Opens or creates the log in `dir`. `clean` says the broker shut down cleanly
+    /// last time; otherwise every segment's CRCs are verified and a torn tail cut.
+    pub fn open(dir: &Path, config: LogConfig, clean: bool) -> LogResult<Log> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let now = now_ms();
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_suffix(".log").and_then(|s| s.parse::<i64>().ok())
+            })
+            .collect();
+        bases.sort_unstable();
+        // Remove index files whose segment is gone (a crash between deletes).
+        let (snapshot, snapshot_offset) = match ProducerState::read_snapshot(dir) {
+            Some((s, o)) if clean => (s, o),
+            _ => (ProducerState::default(), -1),
+        };
+        let mut producers = snapshot;
+        let mut segments = BTreeMap::new();
+        let mut truncate_rest = false;
+        for base in bases {
+            if truncate_rest {
+                // Everything after a corrupt batch is gone, as in Kafka's recovery.
+                let (log, index, time) = Segment::paths(dir, base);
+                for p in [log, index, time] {
+                    let _ = std::fs::remove_file(p);
+                }
+                continue;
+            }
+            let replay = snapshot_offset < 0;
+            let mut on_batch = |h: &BatchHeader| {
+                if replay || h.base_offset >= snapshot_offset {
+                    producers.update(h);
+                }
+            };
+            let (seg, outcome) = Segment::open(dir, base, !clean, config.index_interval_bytes, now, &mut on_batch)
+                .map_err(io_err(dir))?;
+            if outcome.truncated_bytes > 0 {
+                warn!(dir = %dir.display(), segment = base, bytes = outcome.truncated_bytes, "truncated a torn or corrupt segment tail");
+                truncate_rest = true;
+            }
+            segments.insert(base, seg);
+        }
+        // A clean open with trusted indexes does not replay; do it for batches after
+        // the snapshot so producer state is exact.
+        if clean && snapshot_offset >= 0 {
+            for seg in segments.values() {
+                if seg.next_offset <= snapshot_offset {
+                    continue;
+                }
+                let file = seg.file();
+                let mut pos = match seg.position_of(snapshot_offset, seg.size()).map_err(io_err(dir))? {
+                    Some((p, _)) => p,
+                    None => continue,
+                };
+                while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
+                    if pos + h.total_size() as u64 > seg.size() {
+                        break;
+                    }
+                    if h.base_offset >= snapshot_offset {
+                        producers.update(&h);
+                    }
+                    pos += h.total_size() as u64;
+                }
+            }
+        } else if clean && snapshot_offset < 0 {
+            // No snapshot: rebuild from every header.
+            for seg in segments.values() {
+                let file = seg.file();
+                let mut pos = 0;
+                while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
+                    if pos + h.total_size() as u64 > seg.size() {
+                        break;
+                    }
+                    producers.update(&h);
+                    pos += h.total_size() as u64;
+                }
+            }
+        }
+        let stored_start: i64 = std::fs::read_to_string(dir.join(LOG_START_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if segments.is_empty() {
+            let base = stored_start.max(0);
+            segments.insert(base, Segment::create(dir, base, now).map_err(io_err(dir))?);
+        }
+        let first_base = *segments.keys().next().unwrap_or(&0);
+        let mut epochs = LeaderEpochCache::open(dir).map_err(io_err(dir))?;
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: stored_start.max(first_base),
+            producers,
+            epochs: LeaderEpochCache::open(dir).map_err(io_err(dir))?,
+            unflushed_messages: 0,
+            last_flush_ms: now,
+        };
+        let end = log.log_end_offset();
+        epochs.truncate_from_end(end + 1).map_err(io_err(dir))?;
+        log.epochs = epochs;
+        if log.log_start_offset > end {
+            log.log_start_offset = end;
+        }
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+    /// The log end as an offset with its position (Kafka's logEndOffsetMetadata).
+    pub fn log_end(&self) -> OffsetPosition {
+        let a = self.active();
+        OffsetPosition {
+            offset: a.next_offset,
+            segment_base: a.base_offset,
+            position: a.size(),
+        }
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size()).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Records the start of a new leader epoch at the current log end.
+    pub fn assign_epoch(&mut self, epoch: i32) -> LogResult<()> {
+        let end = self.log_end_offset();
+        self.epochs.assign(epoch, end).map_err(io_err(&self.dir))
+    }
+
+    /// Validates producer sequences and timestamps, assigns offsets, patches the
+    /// batches in place and appends them. `records` holds exactly `batches`.
+    pub fn append_as_leader(&mut self, records: &mut [u8], batches: &[(usize, BatchHeader)], leader_epoch: i32) -> LogResult<AppendInfo> {
+        let now = now_ms();
+        // Producer sequence checks first: a duplicate is acknowledged, not re-written.
+        let mut duplicate: Option<BatchMeta> = None;
+        for (_, h) in batches {
+            if h.is_transactional() || h.is_control() {
+                return Err(LogError::UnsupportedTransactional);
+            }
+            match self.producers.check(h) {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate(meta) => duplicate = Some(meta),
+                SequenceCheck::OutOfOrder { expected, got } => {
+                    return Err(LogError::OutOfOrderSequence {
+                        producer_id: h.producer_id,
+                        expected,
+                        got,
+                    })
+                }
+                SequenceCheck::Fenced { current, got } => {
+                    return Err(LogError::ProducerFenced {
+                        producer_id: h.producer_id,
+                        current,
+                        got,
+                    })
+                }
+            }
+            if self.config.timestamp_type == TimestampType::CreateTime {
+                let ts = h.max_timestamp;
+                if ts >= 0 && (ts < now.saturating_sub(self.config.timestamp_before_max_ms) || ts > now.saturating_add(self.config.timestamp_after_max_ms)) {
+                    return Err(LogError::InvalidTimestamp { timestamp: ts });
+                }
+            }
+        }
+        if let Some(meta) = duplicate {
+            return Ok(AppendInfo {
+                base_offset: meta.first_offset,
+                last_offset: meta.last_offset,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset,
+                duplicate: true,
+            });
+        }
+        let total_records: i64 = batches.iter().map(|(_, h)| h.record_count as i64).sum();
+        let base_offset = self.log_end_offset();
+        self.maybe_roll(records.len() as u64, base_offset + total_records, now)?;
+        let log_append_time = if self.config.timestamp_type == TimestampType::LogAppendTime { now } else { -1 };
+        let mut next = base_offset;
+        let mut patched = Vec::with_capacity(batches.len());
+        for (pos, h) in batches {
+            let bytes = &mut records[*pos..*pos + h.total_size()];
+            batch::patch_offset_and_epoch(bytes, next, leader_epoch);
+            if log_append_time >= 0 {
+                batch::patch_log_append_time(bytes, now);
+            }
+            let mut h = *h;
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
+            if log_append_time >= 0 {
+                h.max_timestamp = now;
+            }
+            next = h.next_offset();
+            patched.push((*pos, h));
+        }
+        let interval = self.config.index_interval_bytes;
+        let dir = self.dir.clone();
+        self.active_mut().append(records, &patched, interval).map_err(io_err(&dir))?;
+        for (_, h) in &patched {
+            self.producers.update(h);
+        }
+        self.unflushed_messages += total_records;
+        if self.unflushed_messages >= self.config.flush_messages || now - self.last_flush_ms >= self.config.flush_ms {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    fn maybe_roll(&mut self, incoming: u64, next_offset_after: i64, now: i64) -> LogResult<()> {
+        let cfg = self.config.clone();
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size() + incoming > cfg.segment_bytes;
+        let too_old = now - active.roll_base_ms >= cfg.segment_ms;
+        let index_full = active.index_full(cfg.segment_index_bytes);
+        let offset_overflow = next_offset_after - active.base_offset > u32::MAX as i64;
+        if too_big || too_old || index_full || offset_overflow {
+            self.roll(now)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    pub fn roll(&mut self, now: i64) -> LogResult<()> {
+        let dir = self.dir.clone();
+        let base = self.log_end_offset();
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.active_mut().seal().map_err(io_err(&dir))?;
+        self.producers.write_snapshot(&dir, base).map_err(io_err(&dir))?;
+        let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
+        self.segments.insert(base, seg);
+        info!(dir = %dir.display(), base, "rolled segment");
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> LogResult<()> {
+        let dir = self.dir.clone();
+        self.active().flush().map_err(io_err(&dir))?;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms();
+        Ok(())
+    }
+
+    /// Plans a read of whole batches from `offset`, bounded by `upper` (the high
+    /// watermark). The bytes are read later, outside the partition lock.
+    pub fn plan_read(&self, offset: i64, upper: OffsetPosition) -> LogResult<ReadPlan> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end,
+            });
+        }
+        if offset >= upper.offset {
+            return Ok(ReadPlan::empty());
+        }
+        for (&base, seg) in self.segments.range(..=offset).rev().take(1).chain(self.segments.range(offset + 1..)) {
+            if base > upper.offset {
+                break;
+            }
+            let limit = if base == upper.segment_base { upper.position } else if base > upper.segment_base { 0 } else { seg.size() };
+            if let Some((pos, _)) = seg.position_of(offset, limit).map_err(io_err(&self.dir))? {
+                return Ok(ReadPlan {
+                    file: Some(seg.file()),
+                    position: pos,
+                    length: (limit - pos) as usize,
+                });
+            }
+        }
+        Ok(ReadPlan::empty())
+    }
+
+    /// The first offset whose batch max timestamp is ≥ `timestamp`, with the batch
+    /// bytes so the caller can find the exact record: (batch bytes, base offset).
+    pub fn find_batch_by_timestamp(&self, timestamp: i64, upper: i64) -> LogResult<Option<Bytes>> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp < timestamp {
+                continue;
+            }
+            let from = seg.time_lookup(timestamp).unwrap_or(seg.base_offset).max(self.log_start_offset);
+            let file = seg.file();
+            let Some((mut pos, _)) = seg.position_of(from, seg.size()).map_err(io_err(&self.dir))? else { continue };
+            while let Some(h) = segment::header_at(&file, pos).map_err(io_err(&self.dir))? {
+                if h.base_offset >= upper || pos + h.total_size() as u64 > seg.size() {
+                    break;
+                }
+                if h.max_timestamp >= timestamp && h.last_offset() >= self.log_start_offset {
+                    return Ok(Some(segment::read_at(&file, pos, h.total_size()).map_err(io_err(&self.dir))?));
+                }
+                pos += h.total_size() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the largest timestamp below `upper` (ListOffsets -3).
+    pub fn max_timestamp_batch(&self, upper: i64) -> LogResult<Option<Bytes>> {
+        let best = self
+            .segments
+            .values()
+            .filter_map(|s| s.offset_of_max_timestamp().map(|(ts, off)| (ts, off, s)))
+            .filter(|&(_, off, _)| off < upper && off >= self.log_start_offset)
+            .max_by_key(|&(ts, off, _)| (ts, -off));
+        let Some((_, off, seg)) = best else { return Ok(None) };
+        match seg.position_of(off, seg.size()).map_err(io_err(&self.dir))? {
+            Some((pos, h)) => Ok(Some(segment::read_at(&seg.file(), pos, h.total_size()).map_err(io_err(&self.dir))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the log start offset forward (DeleteRecords) and drops whole segments
+    /// below it. Returns the new log start offset.
+    pub fn advance_log_start(&mut self, offset: i64) -> LogResult<i64> {
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        let offset = offset.min(self.log_end_offset());
+        self.log_start_offset = offset;
+        let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
+        std::fs::write(&tmp, offset.to_string()).map_err(io_err(&self.dir))?;
+        std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))?;
+        let removable: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.sealed || s.next_offset < self.log_end_offset())
+            .filter(|(_, s)| s.next_offset <= offset)
+            .map(|(&b, _)| b)
+            .collect();
+        self.delete_segments(&removable)?;
+        self.epochs.truncate_from_start(offset).map_err(io_err(&self.dir))?;
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments(&mut self, bases: &[i64]) -> LogResult<()> {
+        let active_base = self.active().base_offset;
+        for base in bases {
+            if *base == active_base {
+                continue;
+            }
+            if let Some(seg) = self.segments.remove(base) {
+                seg.delete_files().map_err(io_err(&self.dir))?;
+                info!(dir = %self.dir.display(), base, "deleted segment");
+            }
+        }
+        if let Some(&first) = self.segments.keys().next() {
+            if first > self.log_start_offset {
+                self.log_start_offset = first;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to whole sealed segments. Returns
+    /// how many segments were deleted.
+    pub fn apply_retention(&mut self, now: i64) -> LogResult<usize> {
+        let cfg = self.config.clone();
+        let mut doomed = Vec::new();
+        let sealed: Vec<(i64, u64, i64)> = self
+            .segments
+            .values()
+            .take(self.segments.len().saturating_sub(1))
+            .map(|s| (s.base_offset, s.size(), s.max_timestamp))
+            .collect();
+        if cfg.retention_ms >= 0 {
+            for &(base, _, max_ts) in &sealed {
+                if now - max_ts > cfg.retention_ms {
+                    doomed.push(base);
+                } else {
+                    break;
+                }
+            }
+        }
+        if cfg.retention_bytes >= 0 {
+            let mut size = self.size_bytes() as i64;
+            for &(base, seg_size, _) in &sealed {
+                if size - seg_size as i64 >= cfg.retention_bytes {
+                    size -= seg_size as i64;
+                    if !doomed.contains(&base) {
+                        doomed.push(base);
+                    }
+                } else {
+                    break;
+                }
+            }
+        }
+        doomed.sort_unstable();
+        let count = doomed.len();
+        if count > 0 {
+            self.delete_segments(&doomed)?;
+            let start = self.log_start_offset;
+            let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
+            std::fs::write(&tmp, start.to_string()).map_err(io_err(&self.dir))?;
+            std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))?;
+            self.epochs.truncate_from_start(start).map_err(io_err(&self.dir))?;
+        }
+        Ok(count)
+    }
+
+    /// Flushes everything and writes the producer snapshot (clean shutdown).
+    pub fn close(&mut self) -> LogResult<()> {
+        let dir = self.dir.clone();
+        for seg in self.segments.values() {
+            seg.flush().map_err(io_err(&dir))?;
+        }
+        let end = self.log_end_offset();
+        self.producers.write_snapshot(&dir, end).map_err(io_err(&dir))
+    }
+
+    /// Deletes the log's directory (topic deletion).
+    pub fn delete(self) -> LogResult<()> {
+        std::fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::make_batch;
+
+    fn append(log: &mut Log, count: i32) -> AppendInfo {
+        let mut b = make_batch(count, now_ms(), None);
+        let batches = batch::split_and_validate(&b, 1 << 20).unwrap();
+        log.append_as_leader(&mut b, &batches, 0).unwrap()
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn append_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_segments(), true).unwrap();
+        for i in 0..20 {
+            assert_eq!(append(&mut log, 2).base_offset, i * 2);
+        }
+        assert!(log.segment_count() > 2);
+        let plan = log.plan_read(13, log.log_end()).unwrap();
+        let bytes = plan.execute(1 << 20, true).unwrap();
+        let h = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(h.base_offset, 12);
+        log.close().unwrap();
+        drop(log);
+        let log = Log::open(dir.path(), small_segments(), true).unwrap();
+        assert_eq!(log.log_end_offset(), 40);
+        let log = Log::open(dir.path(), small_segments(), false).unwrap();
+        assert_eq!(log.log_end_offset(), 40);
+        assert!(matches!(log.plan_read(41, log.log_end()), Err(LogError::OffsetOutOfRange { .. })));
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_on_unclean_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), true).unwrap();
+        for _ in 0..5 {
+            append(&mut log, 1);
+        }
+        drop(log);
+        let path = dir.path().join("00000000000000000000.log");
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 3).unwrap();
+        let log = Log::open(dir.path(), LogConfig::default(), false).unwrap();
+        assert_eq!(log.log_end_offset(), 4);
+    }
+
+    #[test]
+    fn retention_by_bytes_and_delete_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_segments(), true).unwrap();
+        for _ in 0..30 {
+            append(&mut log, 1);
+        }
+        let mut cfg = small_segments();
+        cfg.retention_bytes = 600;
+        log.set_config(cfg);
+        assert!(log.apply_retention(now_ms()).unwrap() > 0);
+        assert!(log.size_bytes() <= 600 + 300);
+        assert!(log.log_start_offset() > 0);
+        let start = log.advance_log_start(25).unwrap();
+        assert_eq!(start, 25);
+        assert!(matches!(log.plan_read(24, log.log_end()), Err(LogError::OffsetOutOfRange { .. })));
+        let bytes = log.plan_read(25, log.log_end()).unwrap().execute(1 << 20, true).unwrap();
+        assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 25);
+    }
+}

@@ -1,0 +1,15 @@
+//! Local log storage on NVMe (ARCHITECTURE.md §3): record batches kept byte for byte
+//! in segments with sparse offset and time indexes, recovery, retention.
+//! Imports only `config`; knows nothing about replication, tiering or the network.
+
+pub mod batch;
+pub mod epoch;
+pub mod index;
+#[allow(clippy::module_inception)]
+pub mod log;
+pub mod manager;
+pub mod producer_state;
+pub mod segment;
+
+pub use self::log::{AppendInfo, Log, LogError, LogResult, OffsetPosition, ReadPlan};
+pub use manager::LogManager;

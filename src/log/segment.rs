@@ -1,0 +1,351 @@
+//! One segment: a `.log` file of record batches plus its offset and time indexes.
+//!
+//! Owned by its [`crate::log::Log`] (under the partition's lock); readers get an
+//! `Arc<File>` and positions and read outside the lock, which is safe because bytes
+//! below a segment's current size never change (truncation only happens during
+//! recovery, before anyone reads).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use super::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY};
+
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Reads up to `len` bytes at `pos`; fewer only at end of file.
+pub fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len);
+    let mut done = 0;
+    while done < len {
+        let n = file.read_at(&mut buf[done..], pos + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    buf.truncate(done);
+    Ok(buf.freeze())
+}
+
+/// Reads the batch header at `pos`, if a whole header is there.
+pub fn header_at(file: &File, pos: u64) -> io::Result<Option<BatchHeader>> {
+    let mut buf = [0u8; HEADER_SIZE];
+    let mut done = 0;
+    while done < HEADER_SIZE {
+        let n = file.read_at(&mut buf[done..], pos + done as u64)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        done += n;
+    }
+    Ok(BatchHeader::parse(&buf).ok())
+}
+
+/// What scanning a segment's file found.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    /// Bytes of valid batches from the start of the file.
+    pub valid_bytes: u64,
+    /// Bytes dropped from a torn or corrupt tail.
+    pub truncated_bytes: u64,
+    pub next_offset: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    log_path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    bytes_since_index_entry: u64,
+    /// Offset after the last batch in this segment.
+    pub next_offset: i64,
+    /// Largest batch max-timestamp in this segment, -1 when empty.
+    pub max_timestamp: i64,
+    /// Timestamp that `segment.ms` counts from: the first batch's, else creation time.
+    pub roll_base_ms: i64,
+    pub sealed: bool,
+}
+
+impl Segment {
+    pub fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+        let stem = file_stem(base_offset);
+        (
+            dir.join(format!("{stem}.log")),
+            dir.join(format!("{stem}.index")),
+            dir.join(format!("{stem}.timeindex")),
+        )
+    }
+
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
+        let file = OpenOptions::new().read(true).append(true).create(true).truncate(false).open(&log_path)?;
+        file.set_len(0)?;
+        Ok(Segment {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size: 0,
+            offset_index: OffsetIndex::create(&index_path)?,
+            time_index: TimeIndex::create(&time_path)?,
+            bytes_since_index_entry: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            roll_base_ms: now_ms,
+            sealed: false,
+        })
+    }
+
+    /// Opens an existing segment. With `verify`, every batch's CRC is checked and a
+    /// bad tail is truncated; indexes are rebuilt when missing, stale or when the file
+    /// was scanned. `on_batch` sees every batch header (for producer state rebuilds)
+    /// when the file is scanned.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        verify: bool,
+        index_interval: u64,
+        now_ms: i64,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> io::Result<(Segment, ScanOutcome)> {
+        let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
+        let file = OpenOptions::new().read(true).append(true).open(&log_path)?;
+        let size = file.metadata()?.len();
+        let offset_index = if verify { None } else { OffsetIndex::load(&index_path, size)? };
+        let time_index = if verify { None } else { TimeIndex::load(&time_path)? };
+        let mut segment = Segment {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size,
+            offset_index: match offset_index {
+                Some(i) => i,
+                None => OffsetIndex::create(&index_path)?,
+            },
+            time_index: match time_index {
+                Some(t) => t,
+                None => TimeIndex::create(&time_path)?,
+            },
+            bytes_since_index_entry: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            roll_base_ms: now_ms,
+            sealed: false,
+        };
+        // Both indexes present and sane after a clean shutdown: trust them and only
+        // read the last batch to learn the next offset. Otherwise scan the whole file.
+        let trusted = !verify && segment.offset_index.len() > 0 || (!verify && size == 0);
+        let outcome = if trusted {
+            segment.load_tail_from_index()?;
+            ScanOutcome {
+                valid_bytes: size,
+                truncated_bytes: 0,
+                next_offset: Some(segment.next_offset),
+            }
+        } else {
+            segment.rebuild(verify, index_interval, on_batch)?
+        };
+        Ok((segment, outcome))
+    }
+
+    /// Finds the next offset and max timestamp from the last index entry onward.
+    fn load_tail_from_index(&mut self) -> io::Result<()> {
+        let (_, start) = self.offset_index.lookup(u32::MAX);
+        let mut pos = start as u64;
+        while let Some(h) = header_at(&self.file, pos)? {
+            if pos + h.total_size() as u64 > self.size {
+                break;
+            }
+            self.next_offset = h.next_offset();
+            pos += h.total_size() as u64;
+        }
+        if let Some((ts, _)) = self.time_index.max_timestamp() {
+            self.max_timestamp = ts;
+        }
+        if let Some(h) = header_at(&self.file, 0)? {
+            if h.max_timestamp > 0 {
+                self.roll_base_ms = h.max_timestamp;
+            }
+        }
+        if pos < self.size {
+            // Trailing bytes that do not form a whole batch: drop them.
+            self.file.set_len(pos)?;
+            self.size = pos;
+        }
+        Ok(())
+    }
+
+    fn rebuild(&mut self, verify: bool, index_interval: u64, on_batch: &mut dyn FnMut(&BatchHeader)) -> io::Result<ScanOutcome> {
+        let (_, index_path, time_path) = Self::paths(self.log_path.parent().unwrap_or(Path::new(".")), self.base_offset);
+        self.offset_index = OffsetIndex::create(&index_path)?;
+        self.time_index = TimeIndex::create(&time_path)?;
+        self.bytes_since_index_entry = 0;
+        self.max_timestamp = -1;
+        let mut pos = 0u64;
+        let mut first = true;
+        loop {
+            let Some(h) = header_at(&self.file, pos)? else { break };
+            let total = h.total_size() as u64;
+            if pos + total > self.size || h.base_offset < self.next_offset.min(self.base_offset) {
+                break;
+            }
+            if verify {
+                let bytes = read_at(&self.file, pos, total as usize)?;
+                if batch::validate(&bytes).is_err() {
+                    break;
+                }
+            }
+            if first {
+                if h.max_timestamp > 0 {
+                    self.roll_base_ms = h.max_timestamp;
+                }
+                first = false;
+            }
+            self.index_batch(&h, pos, total, index_interval)?;
+            on_batch(&h);
+            self.next_offset = h.next_offset();
+            pos += total;
+        }
+        let truncated = self.size - pos;
+        if truncated > 0 {
+            self.file.set_len(pos)?;
+            self.size = pos;
+        }
+        Ok(ScanOutcome {
+            valid_bytes: pos,
+            truncated_bytes: truncated,
+            next_offset: Some(self.next_offset),
+        })
+    }
+
+    fn index_batch(&mut self, h: &BatchHeader, pos: u64, total: u64, index_interval: u64) -> io::Result<()> {
+        let rel = (h.base_offset - self.base_offset) as u32;
+        if self.bytes_since_index_entry >= index_interval || self.offset_index.is_empty() && pos > 0 {
+            if self.offset_index.lookup(rel).1 < pos as u32 || self.offset_index.is_empty() {
+                self.offset_index.append(rel, pos as u32)?;
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += total;
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.time_index.maybe_append(h.max_timestamp, (h.last_offset() - self.base_offset) as u32)?;
+        }
+        Ok(())
+    }
+
+    /// Appends already-validated, offset-patched batches. `batches` are (position in
+    /// `bytes`, header) pairs.
+    pub fn append(&mut self, bytes: &[u8], batches: &[(usize, BatchHeader)], index_interval: u64) -> io::Result<()> {
+        (&*self.file).write_all(bytes)?;
+        let start = self.size;
+        if self.size == 0 {
+            if let Some((_, h)) = batches.first() {
+                if h.max_timestamp > 0 {
+                    self.roll_base_ms = h.max_timestamp;
+                }
+            }
+        }
+        for (pos, h) in batches {
+            self.index_batch(h, start + *pos as u64, h.total_size() as u64, index_interval)?;
+            self.next_offset = h.next_offset();
+        }
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Whether the offset index has room for another entry under `segment.index.bytes`.
+    pub fn index_full(&self, segment_index_bytes: u64) -> bool {
+        self.offset_index.size_bytes() + OFFSET_ENTRY as u64 > segment_index_bytes
+    }
+
+    /// Position of the batch that contains `offset` (or the first after it), scanning
+    /// from the nearest index entry. `None` if `offset` is past this segment's end.
+    pub fn position_of(&self, offset: i64, end: u64) -> io::Result<Option<(u64, BatchHeader)>> {
+        let rel = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        let (_, start) = self.offset_index.lookup(rel);
+        let mut pos = start as u64;
+        while pos + LOG_OVERHEAD as u64 <= end {
+            let Some(h) = header_at(&self.file, pos)? else { return Ok(None) };
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Relative offset lower bound for a timestamp lookup.
+    pub fn time_lookup(&self, timestamp: i64) -> Option<i64> {
+        self.time_index.lookup(timestamp).map(|rel| self.base_offset + rel as i64)
+    }
+
+    pub fn offset_of_max_timestamp(&self) -> Option<(i64, i64)> {
+        self.time_index
+            .max_timestamp()
+            .map(|(ts, rel)| (ts, self.base_offset + rel as i64))
+    }
+
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Makes the segment durable and immutable (called when it is rolled).
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.offset_index.flush()?;
+        self.time_index.flush()?;
+        self.sealed = true;
+        Ok(())
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Cuts the segment so that it ends before `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let end = self.size;
+        let pos = match self.position_of(offset, end)? {
+            Some((pos, _)) => pos,
+            None => return Ok(()),
+        };
+        self.file.set_len(pos)?;
+        self.size = pos;
+        self.offset_index.truncate_to_position(pos as u32)?;
+        self.time_index.truncate_to_offset((offset - self.base_offset).max(0) as u32)?;
+        self.next_offset = offset.max(self.base_offset);
+        Ok(())
+    }
+
+    /// Removes the segment's files.
+    pub fn delete_files(&self) -> io::Result<()> {
+        for p in [self.log_path.clone(), self.offset_index.path().to_path_buf(), self.time_index.path().to_path_buf()] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
