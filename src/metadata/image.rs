@@ -95,6 +95,8 @@ pub enum ApplyError {
     TopicAlreadyExists(String),
     #[error("topic id {0} is unknown")]
     UnknownTopicId(Uuid),
+    #[error("the producer id space is exhausted")]
+    ProducerIdsExhausted,
     #[error("a topic must keep at least its {current} partitions (asked for {requested})")]
     InvalidPartitions { current: usize, requested: usize },
 }
@@ -177,8 +179,13 @@ impl ClusterImage {
             }
             MetadataRecord::AllocateProducerIds { count } => {
                 let first = self.next_producer_id;
-                self.next_producer_id += count.max(1);
-                ApplyReply::ProducerIdBlock(first)
+                match first.checked_add(count.max(1)) {
+                    Some(next) => {
+                        self.next_producer_id = next;
+                        ApplyReply::ProducerIdBlock(first)
+                    }
+                    None => ApplyReply::Refused(ApplyError::ProducerIdsExhausted),
+                }
             }
         }
     }

@@ -232,6 +232,16 @@ impl MetadataQuorum {
         if !raft.is_initialized().await.map_err(raft_error)? {
             tracing::info!(node_id, ?members, "initializing a fresh metadata quorum");
             raft.initialize(members).await.map_err(raft_error)?;
+        } else {
+            let voters: Vec<u64> = raft
+                .with_raft_state(|st| st.membership_state.effective().voter_ids().collect())
+                .await
+                .map_err(raft_error)?;
+            if !voters.contains(&node_id) {
+                return Err(MetadataError::Config(format!(
+                    "node {node_id} is not a voter of the stored metadata quorum (voters {voters:?})"
+                )));
+            }
         }
         // A leader commits everything in its log (a new one through its blank entry, a
         // restored one directly), so "leader and applied >= last log index" means every
@@ -326,7 +336,10 @@ mod tests {
         let mut view = q.view();
         assert!(view.current().topics.is_empty());
 
-        assert_eq!(q.propose(create_topic("a")).await.expect("a"), ApplyReply::Done);
+        assert_eq!(
+            q.propose(create_topic("a")).await.expect("a"),
+            ApplyReply::Done
+        );
         view.changed().await.expect("changed");
         assert!(view.current().topic_by_name("a").is_some());
         assert!(matches!(
@@ -339,7 +352,10 @@ mod tests {
                 .expect("pids"),
             ApplyReply::ProducerIdBlock(0)
         );
-        assert_eq!(q.propose(create_topic("b")).await.expect("b"), ApplyReply::Done);
+        assert_eq!(
+            q.propose(create_topic("b")).await.expect("b"),
+            ApplyReply::Done
+        );
         let before = view.current();
         assert_eq!(before.next_producer_id, 1000);
         assert_eq!(before.topics.len(), 2);
@@ -366,7 +382,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let q = open(dir.path()).await;
         for name in ["a", "b", "c"] {
-            assert_eq!(q.propose(create_topic(name)).await.expect("create"), ApplyReply::Done);
+            assert_eq!(
+                q.propose(create_topic(name)).await.expect("create"),
+                ApplyReply::Done
+            );
         }
         let before = q.view().current();
         q.shutdown().await.expect("shutdown");
@@ -396,7 +415,10 @@ mod tests {
         }
         let q = open(dir.path()).await;
         assert_eq!(*q.view().current(), *before);
-        assert_eq!(q.propose(create_topic("d")).await.expect("d"), ApplyReply::Done);
+        assert_eq!(
+            q.propose(create_topic("d")).await.expect("d"),
+            ApplyReply::Done
+        );
         q.shutdown().await.expect("shutdown");
 
         let q = open(dir.path()).await;
@@ -424,7 +446,10 @@ mod tests {
                 ApplyReply::ProducerIdBlock(i)
             );
         }
-        assert_eq!(q.propose(create_topic("t")).await.expect("t"), ApplyReply::Done);
+        assert_eq!(
+            q.propose(create_topic("t")).await.expect("t"),
+            ApplyReply::Done
+        );
         let metrics = q
             .inner
             .raft
@@ -466,6 +491,36 @@ mod tests {
         q.shutdown().await.expect("shutdown");
     }
 
+    /// Like kill -9: the runtime is dropped right after `propose` returned, without
+    /// `shutdown`, so nothing can rely on a graceful stop.
+    #[test]
+    fn nothing_is_lost_without_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let before = rt.block_on(async {
+            let q = open(dir.path()).await;
+            for name in ["a", "b"] {
+                assert_eq!(
+                    q.propose(create_topic(name)).await.expect("create"),
+                    ApplyReply::Done
+                );
+            }
+            q.propose(MetadataRecord::AllocateProducerIds { count: 7 })
+                .await
+                .expect("pids");
+            q.view().current()
+        });
+        rt.shutdown_background();
+
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let q = open(dir.path()).await;
+            assert_eq!(*q.view().current(), *before);
+            assert_eq!(q.view().current().next_producer_id, 7);
+            q.shutdown().await.expect("shutdown");
+        });
+    }
+
     #[tokio::test]
     async fn rejects_foreign_voters() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -473,5 +528,12 @@ mod tests {
             .await
             .expect_err("not a voter");
         assert!(matches!(err, MetadataError::Config(_)));
+
+        // A directory initialized by node 1 cannot be opened as node 2.
+        open(dir.path()).await.shutdown().await.expect("shutdown");
+        let err = MetadataQuorum::open(dir.path(), 2, BTreeMap::new())
+            .await
+            .expect_err("not a stored voter");
+        assert!(matches!(err, MetadataError::Config(_)), "{err}");
     }
 }

@@ -35,7 +35,10 @@ impl UnreachableNetwork {
                 self.target, self.addr
             ),
         );
-        tracing::debug!(target_node = self.target, "metadata RPC to a remote voter: {e}");
+        tracing::debug!(
+            target_node = self.target,
+            "metadata RPC to a remote voter: {e}"
+        );
         RPCError::Unreachable(Unreachable::new(&e))
     }
 }

@@ -119,8 +119,12 @@ fn storage_io(subject: ErrorSubject<u64>, verb: ErrorVerb, e: io::Error) -> Stor
 
 /// Appends one framed record holding `payload` to `out`.
 fn encode_record(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| io::Error::other(format!("log record of {} bytes is too large", payload.len())))?;
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        io::Error::other(format!(
+            "log record of {} bytes is too large",
+            payload.len()
+        ))
+    })?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
@@ -177,7 +181,9 @@ fn scan_records<'a>(path: &Path, data: &'a [u8]) -> Result<Scanned<'a>, Metadata
                     continue;
                 }
                 if HEADER_LEN + len == rest.len() {
-                    Some(format!("checksum mismatch in the last record at offset {pos}"))
+                    Some(format!(
+                        "checksum mismatch in the last record at offset {pos}"
+                    ))
                 } else {
                     return Err(corrupt(
                         path,
@@ -402,8 +408,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(vote)
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        let bytes =
+            serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
         let dir = self.dir.clone();
         blocking(move || write_atomic(&dir, VOTE_FILE, &bytes))
             .await
@@ -459,7 +465,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         // Raft truncates conflicting entries before appending; never leave duplicates.
         if self.offsets.range(first..).next().is_some() {
-            tracing::warn!(first, "append overlaps existing metadata log entries; truncating them");
+            tracing::warn!(
+                first,
+                "append overlaps existing metadata log entries; truncating them"
+            );
             self.truncate_from(first).await?;
         }
 
@@ -643,8 +652,8 @@ async fn persist_snapshot(
         ))
     };
     let data = serde_json::to_vec(image).map_err(|e| to_err(&e))?;
-    let file_bytes = serde_json::to_vec(&SnapshotFileRef { meta: &meta, image })
-        .map_err(|e| to_err(&e))?;
+    let file_bytes =
+        serde_json::to_vec(&SnapshotFileRef { meta: &meta, image }).map_err(|e| to_err(&e))?;
 
     let mut guard = current.lock().await;
     let newer_exists = guard
@@ -692,7 +701,12 @@ impl StateMachineStore {
                         }),
                     )
                 }
-                None => (ClusterImage::default(), None, StoredMembership::default(), None),
+                None => (
+                    ClusterImage::default(),
+                    None,
+                    StoredMembership::default(),
+                    None,
+                ),
             };
         let (publish, rx) = watch::channel(Arc::new(image.clone()));
         Ok((
@@ -728,9 +742,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 

@@ -1,0 +1,9 @@
+//! Replicas of partitions (ARCHITECTURE.md §4): high watermark, leader epoch, ISR and
+//! waits for acknowledgements; the only layer the API handlers use for data.
+//! Imports `log`, `metadata` and `config`.
+
+pub mod partition;
+pub mod registry;
+
+pub use partition::{Acks, Partition, PartitionError, PartitionOffsets};
+pub use registry::ReplicaManager;

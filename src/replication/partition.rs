@@ -1,0 +1,247 @@
+//! A partition replica: the only thing the API layer touches for data. Owns the log
+//! behind a per-partition mutex, the high watermark and leader epoch, and the watch
+//! that wakes long-polling fetches when the high watermark moves.
+//!
+//! On a single node the ISR is this broker alone, so an append's high watermark
+//! advances as soon as it is written; the log end and high watermark are still kept
+//! apart so follower replication can slot in between them.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::LogConfig;
+use crate::log::batch::{self, BatchError};
+use crate::log::{AppendInfo, Log, LogError, OffsetPosition, ReadPlan};
+
+/// Why a partition operation failed; mapped to Kafka codes in `error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{isr} in-sync replicas, fewer than min.insync.replicas={min}")]
+    NotEnoughReplicas { isr: usize, min: i32 },
+    #[error("this broker is not the leader of the partition")]
+    NotLeader,
+    #[error("leader epoch {requested} is not the current {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error("leader epoch {requested} is newer than the current {current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+}
+
+impl From<BatchError> for PartitionError {
+    fn from(e: BatchError) -> Self {
+        PartitionError::Log(LogError::InvalidBatch(e))
+    }
+}
+
+/// Acknowledgement mode of a produce request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    None,
+    Leader,
+    All,
+}
+
+impl Acks {
+    pub fn from_kafka(acks: i16) -> Option<Acks> {
+        match acks {
+            0 => Some(Acks::None),
+            1 => Some(Acks::Leader),
+            -1 => Some(Acks::All),
+            _ => None,
+        }
+    }
+}
+
+struct State {
+    log: Log,
+    high_watermark: OffsetPosition,
+    leader_epoch: i32,
+    isr: Vec<i32>,
+}
+
+/// Offsets a fetch response reports besides the records.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOffsets {
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    state: Mutex<State>,
+    hw_tx: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}-{})", self.topic, self.index)
+    }
+}
+
+impl Partition {
+    pub fn new(topic: String, topic_id: Uuid, index: i32, mut log: Log, leader_epoch: i32, isr: Vec<i32>) -> Result<Arc<Partition>, LogError> {
+        log.assign_epoch(leader_epoch)?;
+        let hw = log.log_end();
+        let (hw_tx, _) = watch::channel(hw.offset);
+        Ok(Arc::new(Partition {
+            topic,
+            topic_id,
+            index,
+            state: Mutex::new(State {
+                log,
+                high_watermark: hw,
+                leader_epoch,
+                isr,
+            }),
+            hw_tx,
+        }))
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.state.lock().leader_epoch
+    }
+
+    /// Checks a client's `current_leader_epoch` (-1 = not given) like Kafka does.
+    pub fn check_leader_epoch(&self, requested: i32) -> Result<(), PartitionError> {
+        if requested < 0 {
+            return Ok(());
+        }
+        let current = self.leader_epoch();
+        if requested < current {
+            Err(PartitionError::FencedLeaderEpoch { requested, current })
+        } else if requested > current {
+            Err(PartitionError::UnknownLeaderEpoch { requested, current })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.state.lock().log.config().max_message_bytes
+    }
+
+    /// Validates and appends a produce payload. The bytes are patched in place and
+    /// written as they are; the high watermark advances once the ISR has them.
+    pub fn append(&self, mut records: BytesMut, acks: Acks) -> Result<AppendInfo, PartitionError> {
+        let limit = self.max_message_bytes();
+        let batches = batch::split_and_validate(&records, limit)?;
+        let mut state = self.state.lock();
+        let min_isr = state.log.config().min_insync_replicas;
+        if acks == Acks::All && (state.isr.len() as i32) < min_isr {
+            return Err(PartitionError::NotEnoughReplicas {
+                isr: state.isr.len(),
+                min: min_isr,
+            });
+        }
+        let epoch = state.leader_epoch;
+        let info = state.log.append_as_leader(&mut records, &batches, epoch)?;
+        if !info.duplicate {
+            // Single-replica ISR: everything written is replicated.
+            state.high_watermark = state.log.log_end();
+            let hw = state.high_watermark.offset;
+            drop(state);
+            self.hw_tx.send_replace(hw);
+        }
+        Ok(info)
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let state = self.state.lock();
+        PartitionOffsets {
+            high_watermark: state.high_watermark.offset,
+            last_stable_offset: state.high_watermark.offset,
+            log_start_offset: state.log.log_start_offset(),
+            log_end_offset: state.log.log_end_offset(),
+        }
+    }
+
+    /// Plans a consumer read from `offset` bounded by the high watermark.
+    pub fn plan_read(&self, offset: i64) -> Result<(ReadPlan, PartitionOffsets), PartitionError> {
+        let state = self.state.lock();
+        let offsets = PartitionOffsets {
+            high_watermark: state.high_watermark.offset,
+            last_stable_offset: state.high_watermark.offset,
+            log_start_offset: state.log.log_start_offset(),
+            log_end_offset: state.log.log_end_offset(),
+        };
+        let plan = state.log.plan_read(offset, state.high_watermark)?;
+        Ok((plan, offsets))
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// The batch holding the first record with timestamp ≥ `timestamp`.
+    pub fn batch_for_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, PartitionError> {
+        let state = self.state.lock();
+        let hw = state.high_watermark.offset;
+        Ok(state.log.find_batch_by_timestamp(timestamp, hw)?)
+    }
+
+    /// The batch holding the record with the largest timestamp.
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, PartitionError> {
+        let state = self.state.lock();
+        let hw = state.high_watermark.offset;
+        Ok(state.log.max_timestamp_batch(hw)?)
+    }
+
+    /// DeleteRecords: `offset` -1 means the high watermark.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, PartitionError> {
+        let mut state = self.state.lock();
+        let hw = state.high_watermark.offset;
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(PartitionError::Log(LogError::OffsetOutOfRange {
+                offset: target,
+                start: state.log.log_start_offset(),
+                end: hw,
+            }));
+        }
+        Ok(state.log.advance_log_start(target)?)
+    }
+
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, PartitionError> {
+        Ok(self.state.lock().log.apply_retention(now_ms)?)
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.state.lock().log.set_config(config);
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.state.lock().log.config().clone()
+    }
+
+    pub fn isr(&self) -> Vec<i32> {
+        self.state.lock().isr.clone()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.state.lock().log.size_bytes()
+    }
+
+    /// Flushes and snapshots producer state (clean shutdown).
+    pub fn close(&self) -> Result<(), PartitionError> {
+        Ok(self.state.lock().log.close()?)
+    }
+
+    /// Removes the partition's data (topic deletion). The partition must already be
+    /// out of the registry.
+    pub fn delete_data(&self) -> Result<(), PartitionError> {
+        let state = self.state.lock();
+        let dir = state.log.dir().to_path_buf();
+        std::fs::remove_dir_all(&dir).map_err(|source| LogError::Io { path: dir, source })?;
+        Ok(())
+    }
+}

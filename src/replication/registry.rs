@@ -1,0 +1,143 @@
+//! The replicas this broker hosts (Kafka's ReplicaManager): a map from
+//! topic-partition to [`Partition`], kept in step with the metadata image by
+//! [`ReplicaManager::reconcile`], plus the periodic retention pass and shutdown.
+//!
+//! Lookups take a read lock on the map only long enough to clone an `Arc`; the
+//! partitions themselves are locked individually.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tracing::{error, info, warn};
+
+use super::partition::Partition;
+use crate::config::{BrokerConfig, LogConfig};
+use crate::log::{LogError, LogManager};
+use crate::metadata::ClusterImage;
+
+pub struct ReplicaManager {
+    node_id: i32,
+    config: Arc<BrokerConfig>,
+    logs: LogManager,
+    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    reconcile_lock: Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ReplicaManager {
+    pub fn new(config: Arc<BrokerConfig>, logs: LogManager) -> ReplicaManager {
+        ReplicaManager {
+            node_id: config.node_id,
+            config,
+            logs,
+            partitions: RwLock::new(HashMap::new()),
+            reconcile_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions.read().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// The typed log config of a topic as the image and broker config define it.
+    pub fn log_config_for(&self, image: &ClusterImage, topic_configs: &std::collections::BTreeMap<String, String>) -> LogConfig {
+        LogConfig::from_effective(&self.config.effective_topic_configs(topic_configs, &image.broker_configs))
+    }
+
+    /// Brings the hosted replicas in line with `image`: opens logs of new partitions,
+    /// applies changed configs, deletes the data of topics that are gone. Idempotent.
+    pub fn reconcile(&self, image: &ClusterImage) -> Result<(), LogError> {
+        let _guard = self.reconcile_lock.lock();
+        // Partitions of deleted (or deleted-and-recreated) topics.
+        let stale: Vec<((String, i32), Arc<Partition>)> = self
+            .partitions
+            .read()
+            .iter()
+            .filter(|((topic, _), p)| image.topic_by_name(topic).is_none_or(|t| t.id != p.topic_id))
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        for (key, partition) in stale {
+            self.partitions.write().remove(&key);
+            if let Err(e) = partition.delete_data() {
+                warn!(topic = %key.0, partition = key.1, error = %e, "could not delete partition data");
+            } else {
+                info!(topic = %key.0, partition = key.1, "deleted partition");
+            }
+        }
+        for topic in image.topics.values() {
+            let log_config = self.log_config_for(image, &topic.configs);
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if !p.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                let key = (topic.name.clone(), index as i32);
+                if let Some(existing) = self.get(&topic.name, index as i32) {
+                    if existing.config() != log_config {
+                        existing.set_config(log_config.clone());
+                    }
+                    continue;
+                }
+                let dir = self.logs.partition_dir(&topic.name, index as i32);
+                if dir.exists() && LogManager::recorded_topic_id(&dir).is_some_and(|id| id != topic.id) {
+                    // Data of an older topic with the same name.
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                let log = self.logs.open_log(&topic.name, index as i32, topic.id, log_config.clone())?;
+                let partition = Partition::new(topic.name.clone(), topic.id, index as i32, log, p.leader_epoch, p.isr.clone())?;
+                self.partitions.write().insert(key, partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes partition directories on disk that the image does not know (topics
+    /// deleted while this broker was down). Call once after the first reconcile.
+    pub fn remove_orphans(&self, image: &ClusterImage) {
+        for (topic, partition, dir) in self.logs.existing_partitions() {
+            let known = image.topic_by_name(&topic).is_some_and(|t| {
+                (partition as usize) < t.partitions.len() && LogManager::recorded_topic_id(&dir).is_none_or(|id| id == t.id)
+            });
+            if !known {
+                warn!(topic, partition, dir = %dir.display(), "removing partition directory unknown to the metadata");
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+
+    /// One pass of time and size retention over every partition.
+    pub fn apply_retention(&self) {
+        let now = now_ms();
+        for p in self.all() {
+            match p.apply_retention(now) {
+                Ok(0) => {}
+                Ok(n) => info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
+                Err(e) => error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Closes every log and records a clean shutdown.
+    pub fn shutdown(&self) {
+        let mut ok = true;
+        for p in self.all() {
+            if let Err(e) = p.close() {
+                ok = false;
+                error!(topic = %p.topic, partition = p.index, error = %e, "close failed");
+            }
+        }
+        if ok {
+            self.logs.mark_clean_shutdown();
+        }
+    }
+}
