@@ -4,7 +4,13 @@
 //! coordinator} → replication → {tiered, log} → metadata → config / error. A lower
 //! module never imports a higher one; `server` is where the parts meet.
 
+pub mod admin;
+pub mod api;
 pub mod config;
+pub mod error;
 pub mod log;
 pub mod metadata;
+pub mod network;
+pub mod protocol;
 pub mod replication;
+pub mod server;

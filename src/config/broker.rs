@@ -8,11 +8,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::spec::{int, long, Kind, KeySpec, CLEANUP_POLICIES, COMPRESSION_TYPES, I32_MAX, I64_MAX, TIMESTAMP_TYPES};
+use super::spec::{
+    int, long, KeySpec, Kind, CLEANUP_POLICIES, COMPRESSION_TYPES, I32_MAX, I64_MAX,
+    TIMESTAMP_TYPES,
+};
 use super::topic::{TopicKey, TOPIC_KEYS};
 use super::ConfigError;
 
-const fn key(name: &'static str, default: &'static str, kind: Kind, enforced: bool, doc: &'static str) -> KeySpec {
+const fn key(
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    enforced: bool,
+    doc: &'static str,
+) -> KeySpec {
     KeySpec {
         name,
         default,
@@ -26,69 +35,451 @@ const fn key(name: &'static str, default: &'static str, kind: Kind, enforced: bo
 /// compatibility with existing Kafka configs and shown, but have no effect yet.
 pub const BROKER_KEYS: &[KeySpec] = &[
     key("node.id", "1", int(0, I32_MAX), true, "this broker's id"),
-    key("broker.id", "", int(-1, I32_MAX), false, "legacy alias of node.id; must equal it when set"),
-    key("process.roles", "broker,controller", Kind::List { allowed: &["broker", "controller"] }, false, "KRaft roles; a Strata node is always both"),
-    key("controller.quorum.voters", "", Kind::Str, false, "metadata quorum voters (single node: this broker)"),
-    key("controller.listener.names", "", Kind::Str, false, "listener names used by the controller"),
-    key("inter.broker.listener.name", "", Kind::Str, false, "listener used between brokers"),
-    key("listeners", "PLAINTEXT://127.0.0.1:9092", Kind::Str, true, "comma-separated NAME://host:port listeners to bind"),
-    key("advertised.listeners", "", Kind::Str, true, "addresses given to clients (default: listeners)"),
-    key("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", Kind::Str, true, "listener name → security protocol"),
-    key("broker.rack", "", Kind::Str, true, "rack reported in metadata"),
-    key("log.dirs", "./data", Kind::List { allowed: &[] }, true, "directories holding partition logs"),
-    key("log.dir", "", Kind::Str, true, "single log directory, used when log.dirs is not set"),
-    key("metadata.log.dir", "", Kind::Str, true, "where the metadata quorum keeps its log (default: first of log.dirs)"),
-    key("num.partitions", "1", int(1, I32_MAX), true, "partitions of an auto-created topic"),
-    key("default.replication.factor", "1", int(1, i16::MAX as i64), true, "replication factor of an auto-created topic"),
-    key("auto.create.topics.enable", "true", Kind::Bool, true, "create a topic on first Metadata request naming it"),
-    key("delete.topic.enable", "true", Kind::Bool, true, "allow DeleteTopics"),
-    key("message.max.bytes", "1048588", int(0, I32_MAX), true, "largest record batch (topic default of max.message.bytes)"),
-    key("socket.request.max.bytes", "104857600", int(1, I32_MAX), true, "largest request frame accepted"),
-    key("socket.send.buffer.bytes", "102400", int(-1, I32_MAX), false, "SO_SNDBUF (-1 = OS default)"),
-    key("socket.receive.buffer.bytes", "102400", int(-1, I32_MAX), false, "SO_RCVBUF (-1 = OS default)"),
-    key("num.network.threads", "3", int(1, I32_MAX), false, "accepted; tokio schedules connections"),
-    key("num.io.threads", "8", int(1, I32_MAX), false, "accepted; tokio schedules requests"),
-    key("num.recovery.threads.per.data.dir", "1", int(1, I32_MAX), false, "accepted; recovery runs per partition"),
-    key("log.segment.bytes", "1073741824", int(14, I32_MAX), true, "topic default of segment.bytes"),
-    key("log.roll.ms", "", long(1, I64_MAX), true, "topic default of segment.ms (wins over log.roll.hours)"),
-    key("log.roll.hours", "168", int(1, I32_MAX), true, "topic default of segment.ms, in hours"),
-    key("log.roll.jitter.ms", "", long(0, I64_MAX), false, "topic default of segment.jitter.ms"),
-    key("log.roll.jitter.hours", "0", int(0, I32_MAX), false, "topic default of segment.jitter.ms, in hours"),
-    key("log.retention.ms", "", long(-1, I64_MAX), true, "topic default of retention.ms (wins over minutes and hours)"),
-    key("log.retention.minutes", "", int(-1, I32_MAX), true, "topic default of retention.ms, in minutes"),
-    key("log.retention.hours", "168", int(-1, I32_MAX), true, "topic default of retention.ms, in hours"),
-    key("log.retention.bytes", "-1", long(-1, I64_MAX), true, "topic default of retention.bytes"),
-    key("log.retention.check.interval.ms", "300000", long(1, I64_MAX), true, "how often retention runs"),
-    key("log.flush.interval.messages", "9223372036854775807", long(1, I64_MAX), true, "topic default of flush.messages"),
-    key("log.flush.interval.ms", "", long(0, I64_MAX), true, "topic default of flush.ms"),
-    key("log.flush.scheduler.interval.ms", "9223372036854775807", long(0, I64_MAX), false, "accepted; flush.ms is checked on append"),
-    key("log.index.interval.bytes", "4096", int(0, I32_MAX), true, "topic default of index.interval.bytes"),
-    key("log.index.size.max.bytes", "10485760", int(8, I32_MAX), true, "topic default of segment.index.bytes"),
-    key("log.cleanup.policy", "delete", Kind::List { allowed: CLEANUP_POLICIES }, false, "topic default of cleanup.policy"),
-    key("log.cleaner.enable", "true", Kind::Bool, false, "run the log cleaner (compaction not yet implemented)"),
-    key("log.cleaner.delete.retention.ms", "86400000", long(0, I64_MAX), false, "topic default of delete.retention.ms"),
-    key("log.cleaner.min.cleanable.ratio", "0.5", Kind::Double { min: 0.0, max: 1.0 }, false, "topic default of min.cleanable.dirty.ratio"),
-    key("log.cleaner.min.compaction.lag.ms", "0", long(0, I64_MAX), false, "topic default of min.compaction.lag.ms"),
-    key("log.cleaner.max.compaction.lag.ms", "9223372036854775807", long(1, I64_MAX), false, "topic default of max.compaction.lag.ms"),
-    key("log.message.timestamp.type", "CreateTime", Kind::Enum(TIMESTAMP_TYPES), true, "topic default of message.timestamp.type"),
-    key("log.message.timestamp.before.max.ms", "9223372036854775807", long(0, I64_MAX), true, "topic default of message.timestamp.before.max.ms"),
-    key("log.message.timestamp.after.max.ms", "3600000", long(0, I64_MAX), true, "topic default of message.timestamp.after.max.ms"),
-    key("log.message.timestamp.difference.max.ms", "9223372036854775807", long(0, I64_MAX), false, "deprecated by Kafka"),
-    key("log.message.downconversion.enable", "true", Kind::Bool, false, "accepted; never down-converts"),
-    key("log.preallocate", "false", Kind::Bool, false, "topic default of preallocate"),
-    key("log.segment.delete.delay.ms", "60000", long(0, I64_MAX), false, "topic default of file.delete.delay.ms"),
-    key("log.local.retention.ms", "-2", long(-2, I64_MAX), false, "topic default of local.retention.ms"),
-    key("log.local.retention.bytes", "-2", long(-2, I64_MAX), false, "topic default of local.retention.bytes"),
-    key("remote.log.storage.system.enable", "false", Kind::Bool, false, "enable tiered storage on this broker"),
-    key("compression.type", "producer", Kind::Enum(COMPRESSION_TYPES), false, "topic default of compression.type"),
-    key("min.insync.replicas", "1", int(1, I32_MAX), true, "topic default of min.insync.replicas"),
-    key("unclean.leader.election.enable", "false", Kind::Bool, false, "topic default of unclean.leader.election.enable"),
-    key("follower.replication.throttled.replicas", "", Kind::Str, false, "topic default of follower.replication.throttled.replicas"),
-    key("leader.replication.throttled.replicas", "", Kind::Str, false, "topic default of leader.replication.throttled.replicas"),
-    key("offsets.topic.num.partitions", "50", int(1, I32_MAX), false, "partitions of __consumer_offsets"),
-    key("offsets.topic.replication.factor", "1", int(1, i16::MAX as i64), false, "replication factor of __consumer_offsets"),
-    key("object_store.url", "", Kind::Str, false, "object store for tiered storage (default: a local directory under the data dir)"),
-    key("metrics.listener", "", Kind::Str, false, "host:port of the Prometheus /metrics endpoint (empty = off)"),
+    key(
+        "broker.id",
+        "",
+        int(-1, I32_MAX),
+        false,
+        "legacy alias of node.id; must equal it when set",
+    ),
+    key(
+        "process.roles",
+        "broker,controller",
+        Kind::List {
+            allowed: &["broker", "controller"],
+        },
+        false,
+        "KRaft roles; a Strata node is always both",
+    ),
+    key(
+        "controller.quorum.voters",
+        "",
+        Kind::Str,
+        false,
+        "metadata quorum voters (single node: this broker)",
+    ),
+    key(
+        "controller.listener.names",
+        "",
+        Kind::Str,
+        false,
+        "listener names used by the controller",
+    ),
+    key(
+        "inter.broker.listener.name",
+        "",
+        Kind::Str,
+        false,
+        "listener used between brokers",
+    ),
+    key(
+        "listeners",
+        "PLAINTEXT://127.0.0.1:9092",
+        Kind::Str,
+        true,
+        "comma-separated NAME://host:port listeners to bind",
+    ),
+    key(
+        "advertised.listeners",
+        "",
+        Kind::Str,
+        true,
+        "addresses given to clients (default: listeners)",
+    ),
+    key(
+        "listener.security.protocol.map",
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        Kind::Str,
+        true,
+        "listener name → security protocol",
+    ),
+    key(
+        "broker.rack",
+        "",
+        Kind::Str,
+        true,
+        "rack reported in metadata",
+    ),
+    key(
+        "log.dirs",
+        "./data",
+        Kind::List { allowed: &[] },
+        true,
+        "directories holding partition logs",
+    ),
+    key(
+        "log.dir",
+        "",
+        Kind::Str,
+        true,
+        "single log directory, used when log.dirs is not set",
+    ),
+    key(
+        "metadata.log.dir",
+        "",
+        Kind::Str,
+        true,
+        "where the metadata quorum keeps its log (default: first of log.dirs)",
+    ),
+    key(
+        "num.partitions",
+        "1",
+        int(1, I32_MAX),
+        true,
+        "partitions of an auto-created topic",
+    ),
+    key(
+        "default.replication.factor",
+        "1",
+        int(1, i16::MAX as i64),
+        true,
+        "replication factor of an auto-created topic",
+    ),
+    key(
+        "auto.create.topics.enable",
+        "true",
+        Kind::Bool,
+        true,
+        "create a topic on first Metadata request naming it",
+    ),
+    key(
+        "delete.topic.enable",
+        "true",
+        Kind::Bool,
+        true,
+        "allow DeleteTopics",
+    ),
+    key(
+        "message.max.bytes",
+        "1048588",
+        int(0, I32_MAX),
+        true,
+        "largest record batch (topic default of max.message.bytes)",
+    ),
+    key(
+        "socket.request.max.bytes",
+        "104857600",
+        int(1, I32_MAX),
+        true,
+        "largest request frame accepted",
+    ),
+    key(
+        "socket.send.buffer.bytes",
+        "102400",
+        int(-1, I32_MAX),
+        false,
+        "SO_SNDBUF (-1 = OS default)",
+    ),
+    key(
+        "socket.receive.buffer.bytes",
+        "102400",
+        int(-1, I32_MAX),
+        false,
+        "SO_RCVBUF (-1 = OS default)",
+    ),
+    key(
+        "num.network.threads",
+        "3",
+        int(1, I32_MAX),
+        false,
+        "accepted; tokio schedules connections",
+    ),
+    key(
+        "num.io.threads",
+        "8",
+        int(1, I32_MAX),
+        false,
+        "accepted; tokio schedules requests",
+    ),
+    key(
+        "num.recovery.threads.per.data.dir",
+        "1",
+        int(1, I32_MAX),
+        false,
+        "accepted; recovery runs per partition",
+    ),
+    key(
+        "log.segment.bytes",
+        "1073741824",
+        int(14, I32_MAX),
+        true,
+        "topic default of segment.bytes",
+    ),
+    key(
+        "log.roll.ms",
+        "",
+        long(1, I64_MAX),
+        true,
+        "topic default of segment.ms (wins over log.roll.hours)",
+    ),
+    key(
+        "log.roll.hours",
+        "168",
+        int(1, I32_MAX),
+        true,
+        "topic default of segment.ms, in hours",
+    ),
+    key(
+        "log.roll.jitter.ms",
+        "",
+        long(0, I64_MAX),
+        false,
+        "topic default of segment.jitter.ms",
+    ),
+    key(
+        "log.roll.jitter.hours",
+        "0",
+        int(0, I32_MAX),
+        false,
+        "topic default of segment.jitter.ms, in hours",
+    ),
+    key(
+        "log.retention.ms",
+        "",
+        long(-1, I64_MAX),
+        true,
+        "topic default of retention.ms (wins over minutes and hours)",
+    ),
+    key(
+        "log.retention.minutes",
+        "",
+        int(-1, I32_MAX),
+        true,
+        "topic default of retention.ms, in minutes",
+    ),
+    key(
+        "log.retention.hours",
+        "168",
+        int(-1, I32_MAX),
+        true,
+        "topic default of retention.ms, in hours",
+    ),
+    key(
+        "log.retention.bytes",
+        "-1",
+        long(-1, I64_MAX),
+        true,
+        "topic default of retention.bytes",
+    ),
+    key(
+        "log.retention.check.interval.ms",
+        "300000",
+        long(1, I64_MAX),
+        true,
+        "how often retention runs",
+    ),
+    key(
+        "log.flush.interval.messages",
+        "9223372036854775807",
+        long(1, I64_MAX),
+        true,
+        "topic default of flush.messages",
+    ),
+    key(
+        "log.flush.interval.ms",
+        "",
+        long(0, I64_MAX),
+        true,
+        "topic default of flush.ms",
+    ),
+    key(
+        "log.flush.scheduler.interval.ms",
+        "9223372036854775807",
+        long(0, I64_MAX),
+        false,
+        "accepted; flush.ms is checked on append",
+    ),
+    key(
+        "log.index.interval.bytes",
+        "4096",
+        int(0, I32_MAX),
+        true,
+        "topic default of index.interval.bytes",
+    ),
+    key(
+        "log.index.size.max.bytes",
+        "10485760",
+        int(8, I32_MAX),
+        true,
+        "topic default of segment.index.bytes",
+    ),
+    key(
+        "log.cleanup.policy",
+        "delete",
+        Kind::List {
+            allowed: CLEANUP_POLICIES,
+        },
+        false,
+        "topic default of cleanup.policy",
+    ),
+    key(
+        "log.cleaner.enable",
+        "true",
+        Kind::Bool,
+        false,
+        "run the log cleaner (compaction not yet implemented)",
+    ),
+    key(
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+        long(0, I64_MAX),
+        false,
+        "topic default of delete.retention.ms",
+    ),
+    key(
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+        Kind::Double { min: 0.0, max: 1.0 },
+        false,
+        "topic default of min.cleanable.dirty.ratio",
+    ),
+    key(
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+        long(0, I64_MAX),
+        false,
+        "topic default of min.compaction.lag.ms",
+    ),
+    key(
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+        long(1, I64_MAX),
+        false,
+        "topic default of max.compaction.lag.ms",
+    ),
+    key(
+        "log.message.timestamp.type",
+        "CreateTime",
+        Kind::Enum(TIMESTAMP_TYPES),
+        true,
+        "topic default of message.timestamp.type",
+    ),
+    key(
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+        long(0, I64_MAX),
+        true,
+        "topic default of message.timestamp.before.max.ms",
+    ),
+    key(
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+        long(0, I64_MAX),
+        true,
+        "topic default of message.timestamp.after.max.ms",
+    ),
+    key(
+        "log.message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        long(0, I64_MAX),
+        false,
+        "deprecated by Kafka",
+    ),
+    key(
+        "log.message.downconversion.enable",
+        "true",
+        Kind::Bool,
+        false,
+        "accepted; never down-converts",
+    ),
+    key(
+        "log.preallocate",
+        "false",
+        Kind::Bool,
+        false,
+        "topic default of preallocate",
+    ),
+    key(
+        "log.segment.delete.delay.ms",
+        "60000",
+        long(0, I64_MAX),
+        false,
+        "topic default of file.delete.delay.ms",
+    ),
+    key(
+        "log.local.retention.ms",
+        "-2",
+        long(-2, I64_MAX),
+        false,
+        "topic default of local.retention.ms",
+    ),
+    key(
+        "log.local.retention.bytes",
+        "-2",
+        long(-2, I64_MAX),
+        false,
+        "topic default of local.retention.bytes",
+    ),
+    key(
+        "remote.log.storage.system.enable",
+        "false",
+        Kind::Bool,
+        false,
+        "enable tiered storage on this broker",
+    ),
+    key(
+        "compression.type",
+        "producer",
+        Kind::Enum(COMPRESSION_TYPES),
+        false,
+        "topic default of compression.type",
+    ),
+    key(
+        "min.insync.replicas",
+        "1",
+        int(1, I32_MAX),
+        true,
+        "topic default of min.insync.replicas",
+    ),
+    key(
+        "unclean.leader.election.enable",
+        "false",
+        Kind::Bool,
+        false,
+        "topic default of unclean.leader.election.enable",
+    ),
+    key(
+        "follower.replication.throttled.replicas",
+        "",
+        Kind::Str,
+        false,
+        "topic default of follower.replication.throttled.replicas",
+    ),
+    key(
+        "leader.replication.throttled.replicas",
+        "",
+        Kind::Str,
+        false,
+        "topic default of leader.replication.throttled.replicas",
+    ),
+    key(
+        "offsets.topic.num.partitions",
+        "50",
+        int(1, I32_MAX),
+        false,
+        "partitions of __consumer_offsets",
+    ),
+    key(
+        "offsets.topic.replication.factor",
+        "1",
+        int(1, i16::MAX as i64),
+        false,
+        "replication factor of __consumer_offsets",
+    ),
+    key(
+        "object_store.url",
+        "",
+        Kind::Str,
+        false,
+        "object store for tiered storage (default: a local directory under the data dir)",
+    ),
+    key(
+        "metrics.listener",
+        "",
+        Kind::Str,
+        false,
+        "host:port of the Prometheus /metrics endpoint (empty = off)",
+    ),
 ];
 
 pub fn broker_key(name: &str) -> Option<&'static KeySpec> {
@@ -116,7 +507,11 @@ pub struct Listener {
 
 impl Listener {
     pub fn bind_addr(&self) -> String {
-        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
         if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{}", self.port)
         } else {
@@ -156,18 +551,29 @@ pub struct RawSetting {
 
 /// Flattens a TOML document into dotted keys: `[object_store] url = "x"` → `object_store.url`.
 pub fn flatten_toml(text: &str, origin: &str) -> Result<Vec<RawSetting>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-        path: origin.to_string(),
-        reason: e.to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File {
+            path: origin.to_string(),
+            reason: e.to_string(),
+        })?;
     let mut out = Vec::new();
     flatten_table(&table, "", origin, &mut out)?;
     Ok(out)
 }
 
-fn flatten_table(table: &toml::Table, prefix: &str, origin: &str, out: &mut Vec<RawSetting>) -> Result<(), ConfigError> {
+fn flatten_table(
+    table: &toml::Table,
+    prefix: &str,
+    origin: &str,
+    out: &mut Vec<RawSetting>,
+) -> Result<(), ConfigError> {
     for (k, v) in table {
-        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(inner) => flatten_table(inner, &name, origin, out)?,
             other => out.push(RawSetting {
@@ -191,18 +597,27 @@ fn toml_scalar(value: &toml::Value) -> Option<String> {
         toml::Value::Float(f) => f.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
         toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(items) => items.iter().map(toml_scalar).collect::<Option<Vec<_>>>()?.join(","),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(toml_scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
         toml::Value::Table(_) => return None,
     })
 }
 
 /// The environment variable that sets `key`: `log.dirs` → `STRATA_LOG_DIRS`.
 pub fn env_name(key: &str) -> String {
-    format!("STRATA_{}", key.replace(['.', '-'], "_").to_ascii_uppercase())
+    format!(
+        "STRATA_{}",
+        key.replace(['.', '-'], "_").to_ascii_uppercase()
+    )
 }
 
 /// Picks the `STRATA_*` variables out of an environment; unknown ones are errors.
-pub fn settings_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<RawSetting>, ConfigError> {
+pub fn settings_from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<RawSetting>, ConfigError> {
     let mut out = Vec::new();
     for (name, value) in vars {
         if !name.starts_with("STRATA_") {
@@ -226,11 +641,13 @@ pub fn settings_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Re
 
 /// Parses `key=value` from `--override`.
 pub fn setting_from_override(arg: &str) -> Result<RawSetting, ConfigError> {
-    let (key, value) = arg.split_once('=').ok_or_else(|| ConfigError::InvalidValue {
-        key: arg.to_string(),
-        value: String::new(),
-        reason: "--override takes key=value".into(),
-    })?;
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| ConfigError::InvalidValue {
+            key: arg.to_string(),
+            value: String::new(),
+            reason: "--override takes key=value".into(),
+        })?;
     Ok(RawSetting {
         key: key.trim().to_string(),
         value: value.trim().to_string(),
@@ -238,7 +655,11 @@ pub fn setting_from_override(arg: &str) -> Result<RawSetting, ConfigError> {
     })
 }
 
-fn parse_listeners(key: &str, raw: &str, protocol_map: &BTreeMap<String, String>) -> Result<Vec<Listener>, ConfigError> {
+fn parse_listeners(
+    key: &str,
+    raw: &str,
+    protocol_map: &BTreeMap<String, String>,
+) -> Result<Vec<Listener>, ConfigError> {
     let bad = |reason: String| ConfigError::InvalidValue {
         key: key.to_string(),
         value: raw.to_string(),
@@ -252,15 +673,23 @@ fn parse_listeners(key: &str, raw: &str, protocol_map: &BTreeMap<String, String>
         let (host, port) = rest
             .rsplit_once(':')
             .ok_or_else(|| bad(format!("'{item}' has no port")))?;
-        let port: u16 = port.parse().map_err(|_| bad(format!("'{port}' is not a port number")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad(format!("'{port}' is not a port number")))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let name = name.to_ascii_uppercase();
-        let protocol = protocol_map
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| bad(format!("listener name '{name}' is not in listener.security.protocol.map")))?;
+        let protocol = protocol_map.get(&name).cloned().ok_or_else(|| {
+            bad(format!(
+                "listener name '{name}' is not in listener.security.protocol.map"
+            ))
+        })?;
         if protocol != "PLAINTEXT" {
-            return Err(bad(format!("security protocol {protocol} is not supported yet (only PLAINTEXT)")));
+            return Err(bad(format!(
+                "security protocol {protocol} is not supported yet (only PLAINTEXT)"
+            )));
         }
         if out.iter().any(|l| l.name == name) {
             return Err(bad(format!("listener name '{name}' appears twice")));
@@ -296,18 +725,23 @@ impl BrokerConfig {
                 key: s.key.clone(),
                 origin: s.origin.clone(),
             })?;
-            spec.kind.check(&s.value).map_err(|reason| ConfigError::InvalidValue {
-                key: s.key.clone(),
-                value: s.value.clone(),
-                reason: format!("{reason} (from {})", s.origin),
-            })?;
+            spec.kind
+                .check(&s.value)
+                .map_err(|reason| ConfigError::InvalidValue {
+                    key: s.key.clone(),
+                    value: s.value.clone(),
+                    reason: format!("{reason} (from {})", s.origin),
+                })?;
             values.insert(s.key.clone(), s.value.trim().to_string());
             explicit.insert(s.key);
         }
         Self::build(values, explicit)
     }
 
-    fn build(values: BTreeMap<String, String>, explicit: BTreeSet<String>) -> Result<Self, ConfigError> {
+    fn build(
+        values: BTreeMap<String, String>,
+        explicit: BTreeSet<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
         let num = |k: &str| get(k).parse::<i64>().unwrap_or(0);
         let protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
@@ -329,10 +763,17 @@ impl BrokerConfig {
                 })
                 .collect()
         } else {
-            parse_listeners("advertised.listeners", get("advertised.listeners"), &protocol_map)?
+            parse_listeners(
+                "advertised.listeners",
+                get("advertised.listeners"),
+                &protocol_map,
+            )?
         };
         let node_id = num("node.id") as i32;
-        if !get("broker.id").is_empty() && num("broker.id") != node_id as i64 && explicit.contains("node.id") {
+        if !get("broker.id").is_empty()
+            && num("broker.id") != node_id as i64
+            && explicit.contains("node.id")
+        {
             return Err(ConfigError::InvalidValue {
                 key: "broker.id".into(),
                 value: get("broker.id").into(),
@@ -376,7 +817,8 @@ impl BrokerConfig {
             metadata_log_dir,
             num_partitions: num("num.partitions") as i32,
             default_replication_factor: num("default.replication.factor") as i16,
-            auto_create_topics_enable: get("auto.create.topics.enable").eq_ignore_ascii_case("true"),
+            auto_create_topics_enable: get("auto.create.topics.enable")
+                .eq_ignore_ascii_case("true"),
             delete_topic_enable: get("delete.topic.enable").eq_ignore_ascii_case("true"),
             socket_request_max_bytes: num("socket.request.max.bytes") as usize,
             log_retention_check_interval_ms: num("log.retention.check.interval.ms") as u64,
@@ -411,7 +853,11 @@ impl BrokerConfig {
     }
 
     /// The value and source of a broker key, with dynamic cluster-wide overrides applied.
-    pub fn broker_value(&self, key: &str, dynamic: &BTreeMap<String, String>) -> (String, ConfigSource) {
+    pub fn broker_value(
+        &self,
+        key: &str,
+        dynamic: &BTreeMap<String, String>,
+    ) -> (String, ConfigSource) {
         if let Some(v) = dynamic.get(key) {
             return (v.clone(), ConfigSource::DynamicDefaultBroker);
         }
@@ -435,28 +881,48 @@ impl BrokerConfig {
     ) -> Vec<(String, String, ConfigSource)> {
         let mut out = Vec::new();
         if let Some(v) = topic_configs.get(key.spec.name) {
-            out.push((key.spec.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
+            out.push((
+                key.spec.name.to_string(),
+                v.clone(),
+                ConfigSource::DynamicTopic,
+            ));
         }
         for syn in key.broker_synonyms {
             if let Some(v) = dynamic.get(*syn) {
-                out.push((syn.to_string(), to_topic_units(syn, v), ConfigSource::DynamicDefaultBroker));
+                out.push((
+                    syn.to_string(),
+                    to_topic_units(syn, v),
+                    ConfigSource::DynamicDefaultBroker,
+                ));
             }
         }
         for syn in key.broker_synonyms {
             if self.explicit.contains(*syn) {
-                out.push((syn.to_string(), to_topic_units(syn, self.get(syn)), ConfigSource::StaticBroker));
+                out.push((
+                    syn.to_string(),
+                    to_topic_units(syn, self.get(syn)),
+                    ConfigSource::StaticBroker,
+                ));
             }
         }
         // Kafka lists the broker key's default as a synonym too (e.g. log.retention.hours=168).
         for syn in key.broker_synonyms {
             let v = self.get(syn);
             if !self.explicit.contains(*syn) && !v.is_empty() {
-                out.push((syn.to_string(), to_topic_units(syn, v), ConfigSource::Default));
+                out.push((
+                    syn.to_string(),
+                    to_topic_units(syn, v),
+                    ConfigSource::Default,
+                ));
                 break;
             }
         }
         if out.is_empty() {
-            out.push((key.spec.name.to_string(), key.spec.default.to_string(), ConfigSource::Default));
+            out.push((
+                key.spec.name.to_string(),
+                key.spec.default.to_string(),
+                ConfigSource::Default,
+            ));
         }
         out
     }
@@ -470,7 +936,9 @@ impl BrokerConfig {
         TOPIC_KEYS
             .iter()
             .map(|k| {
-                let (_, v, _) = self.topic_synonyms(k, topic_configs, dynamic).swap_remove(0);
+                let (_, v, _) = self
+                    .topic_synonyms(k, topic_configs, dynamic)
+                    .swap_remove(0);
                 (k.spec.name.to_string(), v)
             })
             .collect()
@@ -510,7 +978,11 @@ mod tests {
     use super::*;
 
     fn over(pairs: &[&str]) -> Result<BrokerConfig, ConfigError> {
-        BrokerConfig::load(None, Vec::new(), &pairs.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        BrokerConfig::load(
+            None,
+            Vec::new(),
+            &pairs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
     }
 
     #[test]
@@ -527,14 +999,23 @@ mod tests {
         assert!(err.contains("log.retention.mss"), "{err}");
         let err = over(&["num.partitions=zero"]).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
-        let err = settings_from_env(vec![("STRATA_NOPE".into(), "1".into())]).unwrap_err().to_string();
+        let err = settings_from_env(vec![("STRATA_NOPE".into(), "1".into())])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("STRATA_NOPE"), "{err}");
     }
 
     #[test]
     fn toml_tables_flatten_to_dotted_keys() {
-        let s = flatten_toml("log.dirs = \"/x\"\n[object_store]\nurl = \"memory://\"\n[log.retention]\nms = 5\n", "t").unwrap();
-        let keys: Vec<_> = s.iter().map(|s| (s.key.as_str(), s.value.as_str())).collect();
+        let s = flatten_toml(
+            "log.dirs = \"/x\"\n[object_store]\nurl = \"memory://\"\n[log.retention]\nms = 5\n",
+            "t",
+        )
+        .unwrap();
+        let keys: Vec<_> = s
+            .iter()
+            .map(|s| (s.key.as_str(), s.value.as_str()))
+            .collect();
         assert!(keys.contains(&("log.dirs", "/x")));
         assert!(keys.contains(&("object_store.url", "memory://")));
         assert!(keys.contains(&("log.retention.ms", "5")));
@@ -548,7 +1029,8 @@ mod tests {
         let c = over(&["log.retention.hours=1", "log.retention.ms=42"]).unwrap();
         let eff = c.effective_topic_configs(&BTreeMap::new(), &BTreeMap::new());
         assert_eq!(eff["retention.ms"], "42");
-        let eff = BrokerConfig::embedded_default().effective_topic_configs(&BTreeMap::new(), &BTreeMap::new());
+        let eff = BrokerConfig::embedded_default()
+            .effective_topic_configs(&BTreeMap::new(), &BTreeMap::new());
         assert_eq!(eff["retention.ms"], "604800000");
         assert_eq!(eff["max.message.bytes"], "1048588");
     }

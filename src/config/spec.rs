@@ -10,14 +10,25 @@ use std::fmt;
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     Bool,
-    Int { min: i64, max: i64 },
-    Long { min: i64, max: i64 },
-    Double { min: f64, max: f64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Long {
+        min: i64,
+        max: i64,
+    },
+    Double {
+        min: f64,
+        max: f64,
+    },
     Str,
     /// One of a fixed set of strings (case-insensitive, as Kafka compares them).
     Enum(&'static [&'static str]),
     /// A comma-separated list; if `allowed` is non-empty each item must be one of them.
-    List { allowed: &'static [&'static str] },
+    List {
+        allowed: &'static [&'static str],
+    },
     Password,
 }
 
@@ -75,10 +86,7 @@ impl Kind {
                 }
                 for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     if !allowed.iter().any(|a| a.eq_ignore_ascii_case(item)) {
-                        return Err(format!(
-                            "'{item}' is not one of {}",
-                            allowed.join(", ")
-                        ));
+                        return Err(format!("'{item}' is not one of {}", allowed.join(", ")));
                     }
                 }
                 Ok(())
@@ -101,7 +109,11 @@ pub struct KeySpec {
 
 impl fmt::Display for KeySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (default '{}'): {}", self.name, self.default, self.doc)
+        write!(
+            f,
+            "{} (default '{}'): {}",
+            self.name, self.default, self.doc
+        )
     }
 }
 
@@ -116,5 +128,6 @@ pub const fn long(min: i64, max: i64) -> Kind {
 }
 
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
-pub const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 pub const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use super::spec::{int, long, Kind, KeySpec, CLEANUP_POLICIES, COMPRESSION_TYPES, I32_MAX, I64_MAX, TIMESTAMP_TYPES};
+use super::spec::{
+    int, long, KeySpec, Kind, CLEANUP_POLICIES, COMPRESSION_TYPES, I32_MAX, I64_MAX,
+    TIMESTAMP_TYPES,
+};
 
 /// A topic key and the broker keys Kafka reports as its synonyms, most specific first.
 #[derive(Debug, Clone, Copy)]
@@ -38,38 +41,268 @@ const fn topic(
 
 /// Every topic config Kafka users set. `enforced: false` ones are stored and shown only.
 pub const TOPIC_KEYS: &[TopicKey] = &[
-    topic("cleanup.policy", "delete", Kind::List { allowed: CLEANUP_POLICIES }, &["log.cleanup.policy"], false, "delete and/or compact old segments (compaction not yet acted on)"),
-    topic("compression.type", "producer", Kind::Enum(COMPRESSION_TYPES), &["compression.type"], false, "final compression of the topic's batches (producer = keep as sent)"),
-    topic("delete.retention.ms", "86400000", long(0, I64_MAX), &["log.cleaner.delete.retention.ms"], false, "how long tombstones are kept on compacted topics"),
-    topic("file.delete.delay.ms", "60000", long(0, I64_MAX), &["log.segment.delete.delay.ms"], false, "delay before a deleted segment's files are removed"),
-    topic("flush.messages", "9223372036854775807", long(1, I64_MAX), &["log.flush.interval.messages"], true, "fsync after this many messages"),
-    topic("flush.ms", "9223372036854775807", long(0, I64_MAX), &["log.flush.interval.ms"], true, "fsync at least this often"),
-    topic("follower.replication.throttled.replicas", "", Kind::Str, &["follower.replication.throttled.replicas"], false, "replicas throttled on the follower side"),
-    topic("index.interval.bytes", "4096", int(0, I32_MAX), &["log.index.interval.bytes"], true, "bytes between offset index entries"),
-    topic("leader.replication.throttled.replicas", "", Kind::Str, &["leader.replication.throttled.replicas"], false, "replicas throttled on the leader side"),
-    topic("local.retention.bytes", "-2", long(-2, I64_MAX), &["log.local.retention.bytes"], false, "bytes kept locally on a tiered topic (-2 = retention.bytes)"),
-    topic("local.retention.ms", "-2", long(-2, I64_MAX), &["log.local.retention.ms"], false, "time kept locally on a tiered topic (-2 = retention.ms)"),
-    topic("max.compaction.lag.ms", "9223372036854775807", long(1, I64_MAX), &["log.cleaner.max.compaction.lag.ms"], false, "longest a record stays uncompacted"),
-    topic("max.message.bytes", "1048588", int(0, I32_MAX), &["message.max.bytes"], true, "largest record batch accepted"),
-    topic("message.downconversion.enable", "true", Kind::Bool, &["log.message.downconversion.enable"], false, "accepted for compatibility; batches are never down-converted"),
-    topic("message.timestamp.after.max.ms", "3600000", long(0, I64_MAX), &["log.message.timestamp.after.max.ms"], true, "how far in the future a CreateTime timestamp may be"),
-    topic("message.timestamp.before.max.ms", "9223372036854775807", long(0, I64_MAX), &["log.message.timestamp.before.max.ms"], true, "how far in the past a CreateTime timestamp may be"),
-    topic("message.timestamp.difference.max.ms", "9223372036854775807", long(0, I64_MAX), &["log.message.timestamp.difference.max.ms"], false, "deprecated by Kafka; use the before/after keys"),
-    topic("message.timestamp.type", "CreateTime", Kind::Enum(TIMESTAMP_TYPES), &["log.message.timestamp.type"], true, "CreateTime keeps the producer's timestamp, LogAppendTime stamps the broker's"),
-    topic("min.cleanable.dirty.ratio", "0.5", Kind::Double { min: 0.0, max: 1.0 }, &["log.cleaner.min.cleanable.ratio"], false, "dirty ratio that triggers compaction"),
-    topic("min.compaction.lag.ms", "0", long(0, I64_MAX), &["log.cleaner.min.compaction.lag.ms"], false, "shortest a record stays uncompacted"),
-    topic("min.insync.replicas", "1", int(1, I32_MAX), &["min.insync.replicas"], true, "replicas that must have a batch for acks=all"),
-    topic("preallocate", "false", Kind::Bool, &["log.preallocate"], false, "preallocate segment files"),
-    topic("remote.log.copy.disable", "false", Kind::Bool, &[], false, "stop copying segments to remote storage"),
-    topic("remote.log.delete.on.disable", "false", Kind::Bool, &[], false, "delete remote data when tiering is disabled"),
-    topic("remote.storage.enable", "false", Kind::Bool, &["log.remote.storage.enable"], false, "tier sealed segments to the object store"),
-    topic("retention.bytes", "-1", long(-1, I64_MAX), &["log.retention.bytes"], true, "partition size beyond which old segments are deleted (-1 = no limit)"),
-    topic("retention.ms", "604800000", long(-1, I64_MAX), &["log.retention.ms", "log.retention.minutes", "log.retention.hours"], true, "age beyond which segments are deleted (-1 = forever)"),
-    topic("segment.bytes", "1073741824", int(14, I32_MAX), &["log.segment.bytes"], true, "segment file size that triggers a roll"),
-    topic("segment.index.bytes", "10485760", int(8, I32_MAX), &["log.index.size.max.bytes"], true, "largest offset index per segment; a full index rolls the segment"),
-    topic("segment.jitter.ms", "0", long(0, I64_MAX), &["log.roll.jitter.ms", "log.roll.jitter.hours"], false, "random jitter subtracted from segment.ms"),
-    topic("segment.ms", "604800000", long(1, I64_MAX), &["log.roll.ms", "log.roll.hours"], true, "age that triggers a segment roll"),
-    topic("unclean.leader.election.enable", "false", Kind::Bool, &["unclean.leader.election.enable"], false, "allow leaders outside the ISR"),
+    topic(
+        "cleanup.policy",
+        "delete",
+        Kind::List {
+            allowed: CLEANUP_POLICIES,
+        },
+        &["log.cleanup.policy"],
+        false,
+        "delete and/or compact old segments (compaction not yet acted on)",
+    ),
+    topic(
+        "compression.type",
+        "producer",
+        Kind::Enum(COMPRESSION_TYPES),
+        &["compression.type"],
+        false,
+        "final compression of the topic's batches (producer = keep as sent)",
+    ),
+    topic(
+        "delete.retention.ms",
+        "86400000",
+        long(0, I64_MAX),
+        &["log.cleaner.delete.retention.ms"],
+        false,
+        "how long tombstones are kept on compacted topics",
+    ),
+    topic(
+        "file.delete.delay.ms",
+        "60000",
+        long(0, I64_MAX),
+        &["log.segment.delete.delay.ms"],
+        false,
+        "delay before a deleted segment's files are removed",
+    ),
+    topic(
+        "flush.messages",
+        "9223372036854775807",
+        long(1, I64_MAX),
+        &["log.flush.interval.messages"],
+        true,
+        "fsync after this many messages",
+    ),
+    topic(
+        "flush.ms",
+        "9223372036854775807",
+        long(0, I64_MAX),
+        &["log.flush.interval.ms"],
+        true,
+        "fsync at least this often",
+    ),
+    topic(
+        "follower.replication.throttled.replicas",
+        "",
+        Kind::Str,
+        &["follower.replication.throttled.replicas"],
+        false,
+        "replicas throttled on the follower side",
+    ),
+    topic(
+        "index.interval.bytes",
+        "4096",
+        int(0, I32_MAX),
+        &["log.index.interval.bytes"],
+        true,
+        "bytes between offset index entries",
+    ),
+    topic(
+        "leader.replication.throttled.replicas",
+        "",
+        Kind::Str,
+        &["leader.replication.throttled.replicas"],
+        false,
+        "replicas throttled on the leader side",
+    ),
+    topic(
+        "local.retention.bytes",
+        "-2",
+        long(-2, I64_MAX),
+        &["log.local.retention.bytes"],
+        false,
+        "bytes kept locally on a tiered topic (-2 = retention.bytes)",
+    ),
+    topic(
+        "local.retention.ms",
+        "-2",
+        long(-2, I64_MAX),
+        &["log.local.retention.ms"],
+        false,
+        "time kept locally on a tiered topic (-2 = retention.ms)",
+    ),
+    topic(
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        long(1, I64_MAX),
+        &["log.cleaner.max.compaction.lag.ms"],
+        false,
+        "longest a record stays uncompacted",
+    ),
+    topic(
+        "max.message.bytes",
+        "1048588",
+        int(0, I32_MAX),
+        &["message.max.bytes"],
+        true,
+        "largest record batch accepted",
+    ),
+    topic(
+        "message.downconversion.enable",
+        "true",
+        Kind::Bool,
+        &["log.message.downconversion.enable"],
+        false,
+        "accepted for compatibility; batches are never down-converted",
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        "3600000",
+        long(0, I64_MAX),
+        &["log.message.timestamp.after.max.ms"],
+        true,
+        "how far in the future a CreateTime timestamp may be",
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        long(0, I64_MAX),
+        &["log.message.timestamp.before.max.ms"],
+        true,
+        "how far in the past a CreateTime timestamp may be",
+    ),
+    topic(
+        "message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        long(0, I64_MAX),
+        &["log.message.timestamp.difference.max.ms"],
+        false,
+        "deprecated by Kafka; use the before/after keys",
+    ),
+    topic(
+        "message.timestamp.type",
+        "CreateTime",
+        Kind::Enum(TIMESTAMP_TYPES),
+        &["log.message.timestamp.type"],
+        true,
+        "CreateTime keeps the producer's timestamp, LogAppendTime stamps the broker's",
+    ),
+    topic(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        Kind::Double { min: 0.0, max: 1.0 },
+        &["log.cleaner.min.cleanable.ratio"],
+        false,
+        "dirty ratio that triggers compaction",
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        "0",
+        long(0, I64_MAX),
+        &["log.cleaner.min.compaction.lag.ms"],
+        false,
+        "shortest a record stays uncompacted",
+    ),
+    topic(
+        "min.insync.replicas",
+        "1",
+        int(1, I32_MAX),
+        &["min.insync.replicas"],
+        true,
+        "replicas that must have a batch for acks=all",
+    ),
+    topic(
+        "preallocate",
+        "false",
+        Kind::Bool,
+        &["log.preallocate"],
+        false,
+        "preallocate segment files",
+    ),
+    topic(
+        "remote.log.copy.disable",
+        "false",
+        Kind::Bool,
+        &[],
+        false,
+        "stop copying segments to remote storage",
+    ),
+    topic(
+        "remote.log.delete.on.disable",
+        "false",
+        Kind::Bool,
+        &[],
+        false,
+        "delete remote data when tiering is disabled",
+    ),
+    topic(
+        "remote.storage.enable",
+        "false",
+        Kind::Bool,
+        &["log.remote.storage.enable"],
+        false,
+        "tier sealed segments to the object store",
+    ),
+    topic(
+        "retention.bytes",
+        "-1",
+        long(-1, I64_MAX),
+        &["log.retention.bytes"],
+        true,
+        "partition size beyond which old segments are deleted (-1 = no limit)",
+    ),
+    topic(
+        "retention.ms",
+        "604800000",
+        long(-1, I64_MAX),
+        &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        true,
+        "age beyond which segments are deleted (-1 = forever)",
+    ),
+    topic(
+        "segment.bytes",
+        "1073741824",
+        int(14, I32_MAX),
+        &["log.segment.bytes"],
+        true,
+        "segment file size that triggers a roll",
+    ),
+    topic(
+        "segment.index.bytes",
+        "10485760",
+        int(8, I32_MAX),
+        &["log.index.size.max.bytes"],
+        true,
+        "largest offset index per segment; a full index rolls the segment",
+    ),
+    topic(
+        "segment.jitter.ms",
+        "0",
+        long(0, I64_MAX),
+        &["log.roll.jitter.ms", "log.roll.jitter.hours"],
+        false,
+        "random jitter subtracted from segment.ms",
+    ),
+    topic(
+        "segment.ms",
+        "604800000",
+        long(1, I64_MAX),
+        &["log.roll.ms", "log.roll.hours"],
+        true,
+        "age that triggers a segment roll",
+    ),
+    topic(
+        "unclean.leader.election.enable",
+        "false",
+        Kind::Bool,
+        &["unclean.leader.election.enable"],
+        false,
+        "allow leaders outside the ISR",
+    ),
 ];
 
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
@@ -146,10 +379,11 @@ impl LogConfig {
     /// a missing or unparsable key falls back to the built-in default.
     pub fn from_effective(effective: &BTreeMap<String, String>) -> Self {
         let raw = |name: &str| -> String {
-            effective
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| topic_key(name).map(|k| k.spec.default.to_string()).unwrap_or_default())
+            effective.get(name).cloned().unwrap_or_else(|| {
+                topic_key(name)
+                    .map(|k| k.spec.default.to_string())
+                    .unwrap_or_default()
+            })
         };
         let num = |name: &str| -> i64 {
             raw(name).trim().parse().unwrap_or_else(|_| {

@@ -175,16 +175,22 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_size() != batch.len() {
-        return Err(BatchError::Malformed("batch length does not match its bytes"));
+        return Err(BatchError::Malformed(
+            "batch length does not match its bytes",
+        ));
     }
     if header.record_count < 0 || header.last_offset_delta < 0 {
-        return Err(BatchError::Malformed("negative record count or offset delta"));
+        return Err(BatchError::Malformed(
+            "negative record count or offset delta",
+        ));
     }
     if header.record_count == 0 {
         return Err(BatchError::Malformed("batch has no records"));
     }
     if header.record_count as i64 != header.last_offset_delta as i64 + 1 {
-        return Err(BatchError::Malformed("record count does not match last offset delta"));
+        return Err(BatchError::Malformed(
+            "record count does not match last offset delta",
+        ));
     }
     if header.compression() > 4 {
         return Err(BatchError::Malformed("unknown compression codec"));
@@ -201,7 +207,10 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// Splits a produce payload into batches, validating each. `limit` is the topic's
 /// `max.message.bytes`, applied per batch as Kafka does.
-pub fn split_and_validate(records: &[u8], limit: usize) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
+pub fn split_and_validate(
+    records: &[u8],
+    limit: usize,
+) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < records.len() {
@@ -232,7 +241,8 @@ pub fn split_and_validate(records: &[u8], limit: usize) -> Result<Vec<(usize, Ba
 /// Sets the base offset and the partition leader epoch (both outside the CRC).
 pub fn patch_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    batch[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+    batch[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Stamps LogAppendTime: sets the timestamp-type bit and max timestamp, recomputes CRC.
@@ -242,6 +252,16 @@ pub fn patch_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
     let crc = compute_crc(batch);
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// LogAppendTime on a detached header: `rest` is the batch after its header, needed
+/// only to recompute the CRC.
+pub fn patch_log_append_time_header(header: &mut [u8; HEADER_SIZE], rest: &[u8], now_ms: i64) {
+    let attrs = i16_at(header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+    header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+    header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[ATTRIBUTES_OFFSET..]), rest);
+    header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Walks whole batches in `buf` (as read from a segment) and returns the length of
@@ -300,7 +320,10 @@ pub mod tests {
         assert_eq!(h.record_count, 3);
         patch_offset_and_epoch(&mut b, 42, 7);
         let h = validate(&b).unwrap();
-        assert_eq!((h.base_offset, h.last_offset(), h.partition_leader_epoch), (42, 44, 7));
+        assert_eq!(
+            (h.base_offset, h.last_offset(), h.partition_leader_epoch),
+            (42, 44, 7)
+        );
         patch_log_append_time(&mut b, 5000);
         let h = validate(&b).unwrap();
         assert!(h.is_log_append_time());
@@ -315,7 +338,10 @@ pub mod tests {
         assert!(matches!(validate(&b), Err(BatchError::CrcMismatch { .. })));
         let b = make_batch(1, 1, None);
         assert!(split_and_validate(&b[..b.len() - 1], 1 << 20).is_err());
-        assert!(matches!(split_and_validate(&b, 10), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(
+            split_and_validate(&b, 10),
+            Err(BatchError::TooLarge { .. })
+        ));
         assert!(split_and_validate(&[0xff; 7], 1 << 20).is_err());
     }
 

@@ -59,7 +59,11 @@ impl LeaderEpochCache {
 
     /// Moves the first entry up to the new log start offset (Kafka's truncateFromStart).
     pub fn truncate_from_start(&mut self, start: i64) -> io::Result<()> {
-        let keep_from = self.entries.iter().rposition(|&(_, o)| o <= start).unwrap_or(0);
+        let keep_from = self
+            .entries
+            .iter()
+            .rposition(|&(_, o)| o <= start)
+            .unwrap_or(0);
         if keep_from == 0 && self.entries.first().is_none_or(|&(_, o)| o >= start) {
             return Ok(());
         }

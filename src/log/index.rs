@@ -30,7 +30,11 @@ pub struct TimeIndex {
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).append(true).create(true).open(path)
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
 }
 
 fn read_all(path: &Path) -> io::Result<Vec<u8>> {
@@ -92,7 +96,9 @@ impl OffsetIndex {
 
     /// The last entry at or before `relative_offset`: where to start scanning.
     pub fn lookup(&self, relative_offset: u32) -> (u32, u32) {
-        let idx = self.entries.partition_point(|&(rel, _)| rel <= relative_offset);
+        let idx = self
+            .entries
+            .partition_point(|&(rel, _)| rel <= relative_offset);
         if idx == 0 {
             (0, 0)
         } else {
@@ -187,7 +193,9 @@ impl TimeIndex {
     }
 
     pub fn truncate_to_offset(&mut self, relative_offset: u32) -> io::Result<()> {
-        let keep = self.entries.partition_point(|&(_, rel)| rel < relative_offset);
+        let keep = self
+            .entries
+            .partition_point(|&(_, rel)| rel < relative_offset);
         self.entries.truncate(keep);
         self.file.set_len((keep * TIME_ENTRY) as u64)
     }

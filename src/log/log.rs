@@ -27,9 +27,17 @@ pub enum LogError {
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("out-of-order sequence from producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
     #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
-    ProducerFenced { producer_id: i64, current: i16, got: i16 },
+    ProducerFenced {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
     #[error("timestamp {timestamp} of a batch is out of the accepted range")]
     InvalidTimestamp { timestamp: i64 },
     #[error("transactional and control batches are not supported yet")]
@@ -86,7 +94,9 @@ impl ReadPlan {
     /// Reads the planned range and trims it to whole batches (keeping at least one
     /// batch when `min_one` is set, as KIP-74 requires).
     pub fn execute(&self, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
-        let Some(file) = &self.file else { return Ok(Bytes::new()) };
+        let Some(file) = &self.file else {
+            return Ok(Bytes::new());
+        };
         if self.length == 0 {
             return Ok(Bytes::new());
         }
@@ -137,7 +147,8 @@ impl Log {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
-                name.strip_suffix(".log").and_then(|s| s.parse::<i64>().ok())
+                name.strip_suffix(".log")
+                    .and_then(|s| s.parse::<i64>().ok())
             })
             .collect();
         bases.sort_unstable();
@@ -164,8 +175,15 @@ impl Log {
                     producers.update(h);
                 }
             };
-            let (seg, outcome) = Segment::open(dir, base, !clean, config.index_interval_bytes, now, &mut on_batch)
-                .map_err(io_err(dir))?;
+            let (seg, outcome) = Segment::open(
+                dir,
+                base,
+                !clean,
+                config.index_interval_bytes,
+                now,
+                &mut on_batch,
+            )
+            .map_err(io_err(dir))?;
             if outcome.truncated_bytes > 0 {
                 warn!(dir = %dir.display(), segment = base, bytes = outcome.truncated_bytes, "truncated a torn or corrupt segment tail");
                 truncate_rest = true;
@@ -180,7 +198,10 @@ impl Log {
                     continue;
                 }
                 let file = seg.file();
-                let mut pos = match seg.position_of(snapshot_offset, seg.size()).map_err(io_err(dir))? {
+                let mut pos = match seg
+                    .position_of(snapshot_offset, seg.size())
+                    .map_err(io_err(dir))?
+                {
                     Some((p, _)) => p,
                     None => continue,
                 };
@@ -250,10 +271,16 @@ impl Log {
         self.log_start_offset
     }
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has an active segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
     }
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset
@@ -288,7 +315,12 @@ impl Log {
 
     /// Validates producer sequences and timestamps, assigns offsets, patches the
     /// batches in place and appends them. `records` holds exactly `batches`.
-    pub fn append_as_leader(&mut self, records: &mut [u8], batches: &[(usize, BatchHeader)], leader_epoch: i32) -> LogResult<AppendInfo> {
+    pub fn append_as_leader(
+        &mut self,
+        records: &[u8],
+        batches: &[(usize, BatchHeader)],
+        leader_epoch: i32,
+    ) -> LogResult<AppendInfo> {
         let now = now_ms();
         // Producer sequence checks first: a duplicate is acknowledged, not re-written.
         let mut duplicate: Option<BatchMeta> = None;
@@ -316,7 +348,10 @@ impl Log {
             }
             if self.config.timestamp_type == TimestampType::CreateTime {
                 let ts = h.max_timestamp;
-                if ts >= 0 && (ts < now.saturating_sub(self.config.timestamp_before_max_ms) || ts > now.saturating_add(self.config.timestamp_after_max_ms)) {
+                if ts >= 0
+                    && (ts < now.saturating_sub(self.config.timestamp_before_max_ms)
+                        || ts > now.saturating_add(self.config.timestamp_after_max_ms))
+                {
                     return Err(LogError::InvalidTimestamp { timestamp: ts });
                 }
             }
@@ -333,32 +368,57 @@ impl Log {
         let total_records: i64 = batches.iter().map(|(_, h)| h.record_count as i64).sum();
         let base_offset = self.log_end_offset();
         self.maybe_roll(records.len() as u64, base_offset + total_records, now)?;
-        let log_append_time = if self.config.timestamp_type == TimestampType::LogAppendTime { now } else { -1 };
+        let log_append_time = if self.config.timestamp_type == TimestampType::LogAppendTime {
+            now
+        } else {
+            -1
+        };
+        // Only each batch's 61-byte header is copied and patched; the record bytes go
+        // to the file straight from the request buffer.
+        let mut headers: Vec<[u8; batch::HEADER_SIZE]> = Vec::with_capacity(batches.len());
         let mut next = base_offset;
         let mut patched = Vec::with_capacity(batches.len());
         for (pos, h) in batches {
-            let bytes = &mut records[*pos..*pos + h.total_size()];
-            batch::patch_offset_and_epoch(bytes, next, leader_epoch);
+            let mut header = [0u8; batch::HEADER_SIZE];
+            header.copy_from_slice(&records[*pos..*pos + batch::HEADER_SIZE]);
+            batch::patch_offset_and_epoch(&mut header, next, leader_epoch);
             if log_append_time >= 0 {
-                batch::patch_log_append_time(bytes, now);
+                batch::patch_log_append_time_header(
+                    &mut header,
+                    &records[*pos + batch::HEADER_SIZE..*pos + h.total_size()],
+                    now,
+                );
             }
             let mut h = *h;
             h.base_offset = next;
             h.partition_leader_epoch = leader_epoch;
             if log_append_time >= 0 {
                 h.max_timestamp = now;
+                h.attributes |= 0x08;
             }
             next = h.next_offset();
+            headers.push(header);
             patched.push((*pos, h));
+        }
+        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
+        for ((pos, h), header) in patched.iter().zip(headers.iter()) {
+            slices.push(std::io::IoSlice::new(header));
+            slices.push(std::io::IoSlice::new(
+                &records[*pos + batch::HEADER_SIZE..*pos + h.total_size()],
+            ));
         }
         let interval = self.config.index_interval_bytes;
         let dir = self.dir.clone();
-        self.active_mut().append(records, &patched, interval).map_err(io_err(&dir))?;
+        self.active_mut()
+            .append(&mut slices, records.len() as u64, &patched, interval)
+            .map_err(io_err(&dir))?;
         for (_, h) in &patched {
             self.producers.update(h);
         }
         self.unflushed_messages += total_records;
-        if self.unflushed_messages >= self.config.flush_messages || now - self.last_flush_ms >= self.config.flush_ms {
+        if self.unflushed_messages >= self.config.flush_messages
+            || now - self.last_flush_ms >= self.config.flush_ms
+        {
             self.flush()?;
         }
         Ok(AppendInfo {
@@ -394,7 +454,9 @@ impl Log {
             return Ok(());
         }
         self.active_mut().seal().map_err(io_err(&dir))?;
-        self.producers.write_snapshot(&dir, base).map_err(io_err(&dir))?;
+        self.producers
+            .write_snapshot(&dir, base)
+            .map_err(io_err(&dir))?;
         let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
         self.segments.insert(base, seg);
         info!(dir = %dir.display(), base, "rolled segment");
@@ -423,11 +485,23 @@ impl Log {
         if offset >= upper.offset {
             return Ok(ReadPlan::empty());
         }
-        for (&base, seg) in self.segments.range(..=offset).rev().take(1).chain(self.segments.range(offset + 1..)) {
+        for (&base, seg) in self
+            .segments
+            .range(..=offset)
+            .rev()
+            .take(1)
+            .chain(self.segments.range(offset + 1..))
+        {
             if base > upper.offset {
                 break;
             }
-            let limit = if base == upper.segment_base { upper.position } else if base > upper.segment_base { 0 } else { seg.size() };
+            let limit = if base == upper.segment_base {
+                upper.position
+            } else if base > upper.segment_base {
+                0
+            } else {
+                seg.size()
+            };
             if let Some((pos, _)) = seg.position_of(offset, limit).map_err(io_err(&self.dir))? {
                 return Ok(ReadPlan {
                     file: Some(seg.file()),
@@ -446,15 +520,25 @@ impl Log {
             if seg.max_timestamp < timestamp {
                 continue;
             }
-            let from = seg.time_lookup(timestamp).unwrap_or(seg.base_offset).max(self.log_start_offset);
+            let from = seg
+                .time_lookup(timestamp)
+                .unwrap_or(seg.base_offset)
+                .max(self.log_start_offset);
             let file = seg.file();
-            let Some((mut pos, _)) = seg.position_of(from, seg.size()).map_err(io_err(&self.dir))? else { continue };
+            let Some((mut pos, _)) = seg
+                .position_of(from, seg.size())
+                .map_err(io_err(&self.dir))?
+            else {
+                continue;
+            };
             while let Some(h) = segment::header_at(&file, pos).map_err(io_err(&self.dir))? {
                 if h.base_offset >= upper || pos + h.total_size() as u64 > seg.size() {
                     break;
                 }
                 if h.max_timestamp >= timestamp && h.last_offset() >= self.log_start_offset {
-                    return Ok(Some(segment::read_at(&file, pos, h.total_size()).map_err(io_err(&self.dir))?));
+                    return Ok(Some(
+                        segment::read_at(&file, pos, h.total_size()).map_err(io_err(&self.dir))?,
+                    ));
                 }
                 pos += h.total_size() as u64;
             }
@@ -470,9 +554,16 @@ impl Log {
             .filter_map(|s| s.offset_of_max_timestamp().map(|(ts, off)| (ts, off, s)))
             .filter(|&(_, off, _)| off < upper && off >= self.log_start_offset)
             .max_by_key(|&(ts, off, _)| (ts, -off));
-        let Some((_, off, seg)) = best else { return Ok(None) };
-        match seg.position_of(off, seg.size()).map_err(io_err(&self.dir))? {
-            Some((pos, h)) => Ok(Some(segment::read_at(&seg.file(), pos, h.total_size()).map_err(io_err(&self.dir))?)),
+        let Some((_, off, seg)) = best else {
+            return Ok(None);
+        };
+        match seg
+            .position_of(off, seg.size())
+            .map_err(io_err(&self.dir))?
+        {
+            Some((pos, h)) => Ok(Some(
+                segment::read_at(&seg.file(), pos, h.total_size()).map_err(io_err(&self.dir))?,
+            )),
             None => Ok(None),
         }
     }
@@ -496,7 +587,9 @@ impl Log {
             .map(|(&b, _)| b)
             .collect();
         self.delete_segments(&removable)?;
-        self.epochs.truncate_from_start(offset).map_err(io_err(&self.dir))?;
+        self.epochs
+            .truncate_from_start(offset)
+            .map_err(io_err(&self.dir))?;
         Ok(self.log_start_offset)
     }
 
@@ -560,7 +653,9 @@ impl Log {
             let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
             std::fs::write(&tmp, start.to_string()).map_err(io_err(&self.dir))?;
             std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))?;
-            self.epochs.truncate_from_start(start).map_err(io_err(&self.dir))?;
+            self.epochs
+                .truncate_from_start(start)
+                .map_err(io_err(&self.dir))?;
         }
         Ok(count)
     }
@@ -572,7 +667,9 @@ impl Log {
             seg.flush().map_err(io_err(&dir))?;
         }
         let end = self.log_end_offset();
-        self.producers.write_snapshot(&dir, end).map_err(io_err(&dir))
+        self.producers
+            .write_snapshot(&dir, end)
+            .map_err(io_err(&dir))
     }
 
     /// Deletes the log's directory (topic deletion).
@@ -587,9 +684,9 @@ mod tests {
     use crate::log::batch::tests::make_batch;
 
     fn append(log: &mut Log, count: i32) -> AppendInfo {
-        let mut b = make_batch(count, now_ms(), None);
+        let b = make_batch(count, now_ms(), None);
         let batches = batch::split_and_validate(&b, 1 << 20).unwrap();
-        log.append_as_leader(&mut b, &batches, 0).unwrap()
+        log.append_as_leader(&b, &batches, 0).unwrap()
     }
 
     fn small_segments() -> LogConfig {
@@ -618,7 +715,10 @@ mod tests {
         assert_eq!(log.log_end_offset(), 40);
         let log = Log::open(dir.path(), small_segments(), false).unwrap();
         assert_eq!(log.log_end_offset(), 40);
-        assert!(matches!(log.plan_read(41, log.log_end()), Err(LogError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.plan_read(41, log.log_end()),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -652,8 +752,15 @@ mod tests {
         assert!(log.log_start_offset() > 0);
         let start = log.advance_log_start(25).unwrap();
         assert_eq!(start, 25);
-        assert!(matches!(log.plan_read(24, log.log_end()), Err(LogError::OffsetOutOfRange { .. })));
-        let bytes = log.plan_read(25, log.log_end()).unwrap().execute(1 << 20, true).unwrap();
+        assert!(matches!(
+            log.plan_read(24, log.log_end()),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        let bytes = log
+            .plan_read(25, log.log_end())
+            .unwrap()
+            .execute(1 << 20, true)
+            .unwrap();
         assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 25);
     }
 }

@@ -11,6 +11,10 @@ use uuid::Uuid;
 use super::log::{Log, LogError, LogResult};
 use crate::config::LogConfig;
 
+/// The metadata quorum's directory name prefix (as Kafka's `__cluster_metadata-0`),
+/// which may share a log dir and is not a partition.
+pub const METADATA_DIR_PREFIX: &str = "__cluster_metadata";
+
 /// Kafka's marker file: present only after a clean shutdown.
 const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 
@@ -37,14 +41,21 @@ impl LogManager {
     pub fn open(dirs: &[PathBuf]) -> io::Result<LogManager> {
         let mut clean = true;
         for dir in dirs {
-            std::fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("log dir {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("log dir {}: {e}", dir.display())))?;
             let probe = dir.join(".strata-write-probe");
-            std::fs::write(&probe, b"ok").map_err(|e| io::Error::new(e.kind(), format!("log dir {} is not writable: {e}", dir.display())))?;
+            std::fs::write(&probe, b"ok").map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("log dir {} is not writable: {e}", dir.display()),
+                )
+            })?;
             let _ = std::fs::remove_file(probe);
             let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
-            let had_partitions = std::fs::read_dir(dir)?
-                .filter_map(|e| e.ok())
-                .any(|e| parse_partition_dir(&e.file_name().to_string_lossy()).is_some());
+            let had_partitions = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).any(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                !name.starts_with(METADATA_DIR_PREFIX) && parse_partition_dir(&name).is_some()
+            });
             if marker.exists() {
                 std::fs::remove_file(&marker)?;
             } else if had_partitions {
@@ -72,12 +83,18 @@ impl LogManager {
     pub fn existing_partitions(&self) -> Vec<(String, i32, PathBuf)> {
         let mut out = Vec::new();
         for dir in &self.dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             for e in entries.filter_map(|e| e.ok()) {
                 if !e.path().is_dir() {
                     continue;
                 }
-                if let Some((t, p)) = parse_partition_dir(&e.file_name().to_string_lossy()) {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with(METADATA_DIR_PREFIX) {
+                    continue;
+                }
+                if let Some((t, p)) = parse_partition_dir(&name) {
                     out.push((t, p, e.path()));
                 }
             }
@@ -93,18 +110,29 @@ impl LogManager {
             return existing;
         }
         let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
-        let dir = self.dirs.iter().min_by_key(|d| count(d)).unwrap_or(&self.dirs[0]);
+        let dir = self
+            .dirs
+            .iter()
+            .min_by_key(|d| count(d))
+            .unwrap_or(&self.dirs[0]);
         dir.join(name)
     }
 
     /// Opens (creating if needed) a partition's log and records its topic id.
-    pub fn open_log(&self, topic: &str, partition: i32, topic_id: Uuid, config: LogConfig) -> LogResult<Log> {
+    pub fn open_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        topic_id: Uuid,
+        config: LogConfig,
+    ) -> LogResult<Log> {
         let dir = self.partition_dir(topic, partition);
         let log = Log::open(&dir, config, self.clean_start)?;
         let meta = dir.join("partition.metadata");
         let expected = format!("version: 0\ntopic_id: {topic_id}\n");
         if std::fs::read_to_string(&meta).ok().as_deref() != Some(expected.as_str()) {
-            std::fs::write(&meta, expected).map_err(|source| LogError::Io { path: meta, source })?;
+            std::fs::write(&meta, expected)
+                .map_err(|source| LogError::Io { path: meta, source })?;
         }
         Ok(log)
     }
@@ -112,7 +140,9 @@ impl LogManager {
     /// The topic id recorded in a partition directory, if any.
     pub fn recorded_topic_id(dir: &Path) -> Option<Uuid> {
         let text = std::fs::read_to_string(dir.join("partition.metadata")).ok()?;
-        text.lines().find_map(|l| l.strip_prefix("topic_id: ")).and_then(|s| s.trim().parse().ok())
+        text.lines()
+            .find_map(|l| l.strip_prefix("topic_id: "))
+            .and_then(|s| s.trim().parse().ok())
     }
 
     /// Writes the clean-shutdown markers (after every log was closed).

@@ -37,9 +37,15 @@ pub enum SequenceCheck {
     Accept,
     /// Already written: acknowledge with these original offsets.
     Duplicate(BatchMeta),
-    OutOfOrder { expected: i32, got: i32 },
+    OutOfOrder {
+        expected: i32,
+        got: i32,
+    },
     /// The batch's epoch is older than the producer's current one.
-    Fenced { current: i16, got: i16 },
+    Fenced {
+        current: i16,
+        got: i16,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -102,7 +108,11 @@ impl ProducerState {
         {
             return SequenceCheck::Duplicate(*dup);
         }
-        let expected = entry.batches.back().map(|b| next_seq(b.last_seq)).unwrap_or(0);
+        let expected = entry
+            .batches
+            .back()
+            .map(|b| next_seq(b.last_seq))
+            .unwrap_or(0);
         if h.base_sequence != expected {
             return SequenceCheck::OutOfOrder {
                 expected,
@@ -189,14 +199,28 @@ mod tests {
         assert_eq!(s.check(&first), SequenceCheck::Accept);
         s.update(&first);
         // Retry of the same batch: duplicate with original offsets.
-        assert!(matches!(s.check(&header(7, 0, 0, 2, 99)), SequenceCheck::Duplicate(m) if m.first_offset == 0));
+        assert!(
+            matches!(s.check(&header(7, 0, 0, 2, 99)), SequenceCheck::Duplicate(m) if m.first_offset == 0)
+        );
         // Gap.
-        assert!(matches!(s.check(&header(7, 0, 5, 1, 2)), SequenceCheck::OutOfOrder { expected: 2, got: 5 }));
+        assert!(matches!(
+            s.check(&header(7, 0, 5, 1, 2)),
+            SequenceCheck::OutOfOrder {
+                expected: 2,
+                got: 5
+            }
+        ));
         assert_eq!(s.check(&header(7, 0, 2, 1, 2)), SequenceCheck::Accept);
         // Newer epoch resets, older epoch is fenced.
         s.update(&header(7, 1, 0, 1, 2));
-        assert!(matches!(s.check(&header(7, 0, 2, 1, 3)), SequenceCheck::Fenced { .. }));
+        assert!(matches!(
+            s.check(&header(7, 0, 2, 1, 3)),
+            SequenceCheck::Fenced { .. }
+        ));
         // Unknown producer must start at 0.
-        assert!(matches!(s.check(&header(8, 0, 3, 1, 3)), SequenceCheck::OutOfOrder { .. }));
+        assert!(matches!(
+            s.check(&header(8, 0, 3, 1, 3)),
+            SequenceCheck::OutOfOrder { .. }
+        ));
     }
 }

@@ -89,7 +89,12 @@ impl Segment {
 
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new().read(true).append(true).create(true).truncate(false).open(&log_path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)?;
         file.set_len(0)?;
         Ok(Segment {
             base_offset,
@@ -121,8 +126,16 @@ impl Segment {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
         let file = OpenOptions::new().read(true).append(true).open(&log_path)?;
         let size = file.metadata()?.len();
-        let offset_index = if verify { None } else { OffsetIndex::load(&index_path, size)? };
-        let time_index = if verify { None } else { TimeIndex::load(&time_path)? };
+        let offset_index = if verify {
+            None
+        } else {
+            OffsetIndex::load(&index_path, size)?
+        };
+        let time_index = if verify {
+            None
+        } else {
+            TimeIndex::load(&time_path)?
+        };
         let mut segment = Segment {
             base_offset,
             log_path,
@@ -144,7 +157,7 @@ impl Segment {
         };
         // Both indexes present and sane after a clean shutdown: trust them and only
         // read the last batch to learn the next offset. Otherwise scan the whole file.
-        let trusted = !verify && segment.offset_index.len() > 0 || (!verify && size == 0);
+        let trusted = !verify && (!segment.offset_index.is_empty() || size == 0);
         let outcome = if trusted {
             segment.load_tail_from_index()?;
             ScanOutcome {
@@ -185,16 +198,23 @@ impl Segment {
         Ok(())
     }
 
-    fn rebuild(&mut self, verify: bool, index_interval: u64, on_batch: &mut dyn FnMut(&BatchHeader)) -> io::Result<ScanOutcome> {
-        let (_, index_path, time_path) = Self::paths(self.log_path.parent().unwrap_or(Path::new(".")), self.base_offset);
+    fn rebuild(
+        &mut self,
+        verify: bool,
+        index_interval: u64,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> io::Result<ScanOutcome> {
+        let (_, index_path, time_path) = Self::paths(
+            self.log_path.parent().unwrap_or(Path::new(".")),
+            self.base_offset,
+        );
         self.offset_index = OffsetIndex::create(&index_path)?;
         self.time_index = TimeIndex::create(&time_path)?;
         self.bytes_since_index_entry = 0;
         self.max_timestamp = -1;
         let mut pos = 0u64;
         let mut first = true;
-        loop {
-            let Some(h) = header_at(&self.file, pos)? else { break };
+        while let Some(h) = header_at(&self.file, pos)? {
             let total = h.total_size() as u64;
             if pos + total > self.size || h.base_offset < self.next_offset.min(self.base_offset) {
                 break;
@@ -228,9 +248,16 @@ impl Segment {
         })
     }
 
-    fn index_batch(&mut self, h: &BatchHeader, pos: u64, total: u64, index_interval: u64) -> io::Result<()> {
+    fn index_batch(
+        &mut self,
+        h: &BatchHeader,
+        pos: u64,
+        total: u64,
+        index_interval: u64,
+    ) -> io::Result<()> {
         let rel = (h.base_offset - self.base_offset) as u32;
-        if self.bytes_since_index_entry >= index_interval || self.offset_index.is_empty() && pos > 0 {
+        if self.bytes_since_index_entry >= index_interval || self.offset_index.is_empty() && pos > 0
+        {
             if self.offset_index.lookup(rel).1 < pos as u32 || self.offset_index.is_empty() {
                 self.offset_index.append(rel, pos as u32)?;
             }
@@ -239,15 +266,33 @@ impl Segment {
         self.bytes_since_index_entry += total;
         if h.max_timestamp > self.max_timestamp {
             self.max_timestamp = h.max_timestamp;
-            self.time_index.maybe_append(h.max_timestamp, (h.last_offset() - self.base_offset) as u32)?;
+            self.time_index
+                .maybe_append(h.max_timestamp, (h.last_offset() - self.base_offset) as u32)?;
         }
         Ok(())
     }
 
-    /// Appends already-validated, offset-patched batches. `batches` are (position in
-    /// `bytes`, header) pairs.
-    pub fn append(&mut self, bytes: &[u8], batches: &[(usize, BatchHeader)], index_interval: u64) -> io::Result<()> {
-        (&*self.file).write_all(bytes)?;
+    /// Appends already-validated, offset-patched batches given as I/O slices that
+    /// total `len` bytes. `batches` are (position relative to the first slice, header).
+    pub fn append(
+        &mut self,
+        slices: &mut [io::IoSlice<'_>],
+        len: u64,
+        batches: &[(usize, BatchHeader)],
+        index_interval: u64,
+    ) -> io::Result<()> {
+        let mut remaining: &mut [io::IoSlice<'_>] = slices;
+        let mut file = &*self.file;
+        while !remaining.is_empty() {
+            let n = file.write_vectored(remaining)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "segment write returned 0",
+                ));
+            }
+            io::IoSlice::advance_slices(&mut remaining, n);
+        }
         let start = self.size;
         if self.size == 0 {
             if let Some((_, h)) = batches.first() {
@@ -257,10 +302,15 @@ impl Segment {
             }
         }
         for (pos, h) in batches {
-            self.index_batch(h, start + *pos as u64, h.total_size() as u64, index_interval)?;
+            self.index_batch(
+                h,
+                start + *pos as u64,
+                h.total_size() as u64,
+                index_interval,
+            )?;
             self.next_offset = h.next_offset();
         }
-        self.size += bytes.len() as u64;
+        self.size += len;
         Ok(())
     }
 
@@ -272,11 +322,15 @@ impl Segment {
     /// Position of the batch that contains `offset` (or the first after it), scanning
     /// from the nearest index entry. `None` if `offset` is past this segment's end.
     pub fn position_of(&self, offset: i64, end: u64) -> io::Result<Option<(u64, BatchHeader)>> {
-        let rel = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        let rel = offset
+            .saturating_sub(self.base_offset)
+            .clamp(0, u32::MAX as i64) as u32;
         let (_, start) = self.offset_index.lookup(rel);
         let mut pos = start as u64;
         while pos + LOG_OVERHEAD as u64 <= end {
-            let Some(h) = header_at(&self.file, pos)? else { return Ok(None) };
+            let Some(h) = header_at(&self.file, pos)? else {
+                return Ok(None);
+            };
             if h.last_offset() >= offset {
                 return Ok(Some((pos, h)));
             }
@@ -287,7 +341,9 @@ impl Segment {
 
     /// Relative offset lower bound for a timestamp lookup.
     pub fn time_lookup(&self, timestamp: i64) -> Option<i64> {
-        self.time_index.lookup(timestamp).map(|rel| self.base_offset + rel as i64)
+        self.time_index
+            .lookup(timestamp)
+            .map(|rel| self.base_offset + rel as i64)
     }
 
     pub fn offset_of_max_timestamp(&self) -> Option<(i64, i64)> {
@@ -332,14 +388,19 @@ impl Segment {
         self.file.set_len(pos)?;
         self.size = pos;
         self.offset_index.truncate_to_position(pos as u32)?;
-        self.time_index.truncate_to_offset((offset - self.base_offset).max(0) as u32)?;
+        self.time_index
+            .truncate_to_offset((offset - self.base_offset).max(0) as u32)?;
         self.next_offset = offset.max(self.base_offset);
         Ok(())
     }
 
     /// Removes the segment's files.
     pub fn delete_files(&self) -> io::Result<()> {
-        for p in [self.log_path.clone(), self.offset_index.path().to_path_buf(), self.time_index.path().to_path_buf()] {
+        for p in [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -57,7 +57,9 @@ pub struct ClusterImage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
     /// Sets the cluster id once; later proposals with another id are ignored.
-    InitCluster { cluster_id: String },
+    InitCluster {
+        cluster_id: String,
+    },
     RegisterBroker(BrokerImage),
     CreateTopic {
         name: String,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -88,7 +88,14 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    pub fn new(topic: String, topic_id: Uuid, index: i32, mut log: Log, leader_epoch: i32, isr: Vec<i32>) -> Result<Arc<Partition>, LogError> {
+    pub fn new(
+        topic: String,
+        topic_id: Uuid,
+        index: i32,
+        mut log: Log,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<Arc<Partition>, LogError> {
         log.assign_epoch(leader_epoch)?;
         let hw = log.log_end();
         let (hw_tx, _) = watch::channel(hw.offset);
@@ -131,9 +138,9 @@ impl Partition {
 
     /// Validates and appends a produce payload. The bytes are patched in place and
     /// written as they are; the high watermark advances once the ISR has them.
-    pub fn append(&self, mut records: BytesMut, acks: Acks) -> Result<AppendInfo, PartitionError> {
+    pub fn append(&self, records: &[u8], acks: Acks) -> Result<AppendInfo, PartitionError> {
         let limit = self.max_message_bytes();
-        let batches = batch::split_and_validate(&records, limit)?;
+        let batches = batch::split_and_validate(records, limit)?;
         let mut state = self.state.lock();
         let min_isr = state.log.config().min_insync_replicas;
         if acks == Acks::All && (state.isr.len() as i32) < min_isr {
@@ -143,7 +150,7 @@ impl Partition {
             });
         }
         let epoch = state.leader_epoch;
-        let info = state.log.append_as_leader(&mut records, &batches, epoch)?;
+        let info = state.log.append_as_leader(records, &batches, epoch)?;
         if !info.duplicate {
             // Single-replica ISR: everything written is replicated.
             state.high_watermark = state.log.log_end();

@@ -43,7 +43,10 @@ impl ReplicaManager {
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        self.partitions.read().get(&(topic.to_string(), partition)).cloned()
+        self.partitions
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
@@ -51,8 +54,16 @@ impl ReplicaManager {
     }
 
     /// The typed log config of a topic as the image and broker config define it.
-    pub fn log_config_for(&self, image: &ClusterImage, topic_configs: &std::collections::BTreeMap<String, String>) -> LogConfig {
-        LogConfig::from_effective(&self.config.effective_topic_configs(topic_configs, &image.broker_configs))
+    pub fn log_config_for(
+        &self,
+        image: &ClusterImage,
+        topic_configs: &std::collections::BTreeMap<String, String>,
+    ) -> LogConfig {
+        LogConfig::from_effective(
+            &self
+                .config
+                .effective_topic_configs(topic_configs, &image.broker_configs),
+        )
     }
 
     /// Brings the hosted replicas in line with `image`: opens logs of new partitions,
@@ -64,7 +75,11 @@ impl ReplicaManager {
             .partitions
             .read()
             .iter()
-            .filter(|((topic, _), p)| image.topic_by_name(topic).is_none_or(|t| t.id != p.topic_id))
+            .filter(|((topic, _), p)| {
+                image
+                    .topic_by_name(topic)
+                    .is_none_or(|t| t.id != p.topic_id)
+            })
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
         for (key, partition) in stale {
@@ -89,12 +104,23 @@ impl ReplicaManager {
                     continue;
                 }
                 let dir = self.logs.partition_dir(&topic.name, index as i32);
-                if dir.exists() && LogManager::recorded_topic_id(&dir).is_some_and(|id| id != topic.id) {
+                if dir.exists()
+                    && LogManager::recorded_topic_id(&dir).is_some_and(|id| id != topic.id)
+                {
                     // Data of an older topic with the same name.
                     let _ = std::fs::remove_dir_all(&dir);
                 }
-                let log = self.logs.open_log(&topic.name, index as i32, topic.id, log_config.clone())?;
-                let partition = Partition::new(topic.name.clone(), topic.id, index as i32, log, p.leader_epoch, p.isr.clone())?;
+                let log =
+                    self.logs
+                        .open_log(&topic.name, index as i32, topic.id, log_config.clone())?;
+                let partition = Partition::new(
+                    topic.name.clone(),
+                    topic.id,
+                    index as i32,
+                    log,
+                    p.leader_epoch,
+                    p.isr.clone(),
+                )?;
                 self.partitions.write().insert(key, partition);
             }
         }
@@ -106,7 +132,8 @@ impl ReplicaManager {
     pub fn remove_orphans(&self, image: &ClusterImage) {
         for (topic, partition, dir) in self.logs.existing_partitions() {
             let known = image.topic_by_name(&topic).is_some_and(|t| {
-                (partition as usize) < t.partitions.len() && LogManager::recorded_topic_id(&dir).is_none_or(|id| id == t.id)
+                (partition as usize) < t.partitions.len()
+                    && LogManager::recorded_topic_id(&dir).is_none_or(|id| id == t.id)
             });
             if !known {
                 warn!(topic, partition, dir = %dir.display(), "removing partition directory unknown to the metadata");
@@ -121,8 +148,12 @@ impl ReplicaManager {
         for p in self.all() {
             match p.apply_retention(now) {
                 Ok(0) => {}
-                Ok(n) => info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
-                Err(e) => error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                Ok(n) => {
+                    info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments")
+                }
+                Err(e) => {
+                    error!(topic = %p.topic, partition = p.index, error = %e, "retention failed")
+                }
             }
         }
     }

@@ -1,0 +1,446 @@
+//! Topic, partition and config changes: validated here, then proposed to the metadata
+//! quorum; once applied, local replicas are reconciled so the change is usable when
+//! the request is answered. Imports `replication`, `metadata`, `config`, `error`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::topic::{validate_topic_config, validate_topic_set};
+use crate::config::BrokerConfig;
+use crate::error::{apply_error_code, code, metadata_error_code};
+use crate::metadata::{
+    ApplyReply, ClusterImage, MetadataQuorum, MetadataRecord, PartitionImage, TopicImage,
+};
+use crate::replication::ReplicaManager;
+
+/// An admin failure: the Kafka code to answer with and a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (error {code})")]
+pub struct AdminError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(code: i16, message: impl Into<String>) -> Self {
+        AdminError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> AdminResult<()> {
+    let invalid = |why: &str| {
+        Err(AdminError::new(
+            code::INVALID_TOPIC_EXCEPTION,
+            format!("topic name '{name}' is invalid: {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return invalid("it is empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if name.starts_with(crate::log::manager::METADATA_DIR_PREFIX) {
+        return invalid("the name is reserved for cluster metadata");
+    }
+    if name.len() > 249 {
+        return invalid("it is longer than 249 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Topics whose names differ only by '.' versus '_' collide in metric names; Kafka
+/// refuses the second one.
+fn colliding_topic<'a>(image: &'a ClusterImage, name: &str) -> Option<&'a str> {
+    let norm = name.replace('.', "_");
+    image
+        .topics
+        .values()
+        .map(|t| t.name.as_str())
+        .find(|existing| *existing != name && existing.replace('.', "_") == norm)
+}
+
+pub struct Admin {
+    pub config: Arc<BrokerConfig>,
+    pub quorum: MetadataQuorum,
+    pub replicas: Arc<ReplicaManager>,
+}
+
+/// What a successful topic creation produced.
+#[derive(Debug, Clone)]
+pub struct CreatedTopic {
+    pub id: Uuid,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+}
+
+impl Admin {
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.quorum.view().current()
+    }
+
+    async fn propose(&self, record: MetadataRecord) -> AdminResult<ApplyReply> {
+        let reply = self
+            .quorum
+            .propose(record)
+            .await
+            .map_err(|e| AdminError::new(metadata_error_code(&e), e.to_string()))?;
+        if let ApplyReply::Refused(e) = &reply {
+            return Err(AdminError::new(apply_error_code(e), e.to_string()));
+        }
+        // Make the change usable locally before answering.
+        if let Err(e) = self.replicas.reconcile(&self.image()) {
+            warn!(error = %e, "reconciling replicas after a metadata change failed");
+            return Err(AdminError::new(code::KAFKA_STORAGE_ERROR, e.to_string()));
+        }
+        Ok(reply)
+    }
+
+    /// Validates a set of topic configs (names, values and cross-key rules).
+    pub fn validate_topic_configs(
+        &self,
+        image: &ClusterImage,
+        configs: &BTreeMap<String, String>,
+    ) -> AdminResult<()> {
+        for (k, v) in configs {
+            validate_topic_config(k, Some(v))
+                .map_err(|m| AdminError::new(code::INVALID_CONFIG, m))?;
+        }
+        let effective = self
+            .config
+            .effective_topic_configs(configs, &image.broker_configs);
+        validate_topic_set(&effective).map_err(|m| AdminError::new(code::INVALID_CONFIG, m))
+    }
+
+    fn brokers(&self, image: &ClusterImage) -> Vec<i32> {
+        let mut ids: Vec<i32> = image.brokers.keys().copied().collect();
+        if ids.is_empty() {
+            ids.push(self.config.node_id);
+        }
+        ids
+    }
+
+    /// Round-robin placement of `count` new partitions starting at `first_index`.
+    fn assign(
+        &self,
+        image: &ClusterImage,
+        first_index: usize,
+        count: usize,
+        replication_factor: i16,
+    ) -> AdminResult<Vec<PartitionImage>> {
+        let brokers = self.brokers(image);
+        if replication_factor < 1 || replication_factor as usize > brokers.len() {
+            return Err(AdminError::new(
+                code::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {replication_factor} is larger than the {} available brokers", brokers.len()),
+            ));
+        }
+        Ok((0..count)
+            .map(|i| {
+                let replicas: Vec<i32> = (0..replication_factor as usize)
+                    .map(|r| brokers[(first_index + i + r) % brokers.len()])
+                    .collect();
+                PartitionImage {
+                    leader: replicas[0],
+                    isr: replicas.clone(),
+                    replicas,
+                    leader_epoch: 0,
+                }
+            })
+            .collect())
+    }
+
+    fn explicit_assignment(
+        &self,
+        image: &ClusterImage,
+        assignments: &[Vec<i32>],
+    ) -> AdminResult<Vec<PartitionImage>> {
+        let brokers = self.brokers(image);
+        let rf = assignments.first().map(|a| a.len()).unwrap_or(0);
+        let mut out = Vec::new();
+        for replicas in assignments {
+            if replicas.is_empty()
+                || replicas.len() != rf
+                || replicas.iter().any(|b| !brokers.contains(b))
+            {
+                return Err(AdminError::new(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("invalid replica assignment {replicas:?}"),
+                ));
+            }
+            let mut uniq = replicas.clone();
+            uniq.sort_unstable();
+            uniq.dedup();
+            if uniq.len() != replicas.len() {
+                return Err(AdminError::new(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("duplicate broker in assignment {replicas:?}"),
+                ));
+            }
+            out.push(PartitionImage {
+                leader: replicas[0],
+                isr: replicas.clone(),
+                replicas: replicas.clone(),
+                leader_epoch: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// CreateTopics for one topic. `num_partitions`/`replication_factor` -1 mean the
+    /// broker defaults; `assignments` (partition → brokers) override both.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        assignments: Vec<Vec<i32>>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> AdminResult<CreatedTopic> {
+        validate_topic_name(name)?;
+        let image = self.image();
+        if image.topic_by_name(name).is_some() {
+            return Err(AdminError::new(
+                code::TOPIC_ALREADY_EXISTS,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        if let Some(other) = colliding_topic(&image, name) {
+            return Err(AdminError::new(
+                code::INVALID_TOPIC_EXCEPTION,
+                format!("topic '{name}' collides with existing topic '{other}'"),
+            ));
+        }
+        let partitions = if !assignments.is_empty() {
+            if num_partitions != -1 || replication_factor != -1 {
+                return Err(AdminError::new(code::INVALID_REQUEST, "both a replica assignment and a partition count or replication factor were given"));
+            }
+            self.explicit_assignment(&image, &assignments)?
+        } else {
+            let count = if num_partitions == -1 {
+                self.config.num_partitions
+            } else {
+                num_partitions
+            };
+            if count < 1 {
+                return Err(AdminError::new(
+                    code::INVALID_PARTITIONS,
+                    format!("number of partitions must be at least 1, got {count}"),
+                ));
+            }
+            if count > 100_000 {
+                return Err(AdminError::new(
+                    code::INVALID_PARTITIONS,
+                    format!("{count} partitions is more than this broker allows (100000)"),
+                ));
+            }
+            let rf = if replication_factor == -1 {
+                self.config.default_replication_factor
+            } else {
+                replication_factor
+            };
+            self.assign(&image, 0, count as usize, rf)?
+        };
+        self.validate_topic_configs(&image, &configs)?;
+        let created = CreatedTopic {
+            id: Uuid::new_v4(),
+            num_partitions: partitions.len() as i32,
+            replication_factor: partitions[0].replicas.len() as i16,
+        };
+        if validate_only {
+            return Ok(created);
+        }
+        self.propose(MetadataRecord::CreateTopic {
+            name: name.to_string(),
+            id: created.id,
+            partitions,
+            configs,
+        })
+        .await?;
+        info!(topic = name, id = %created.id, partitions = created.num_partitions, "created topic");
+        Ok(created)
+    }
+
+    pub async fn delete_topic(&self, topic: &TopicImage) -> AdminResult<()> {
+        if !self.config.delete_topic_enable {
+            return Err(AdminError::new(
+                code::TOPIC_DELETION_DISABLED,
+                "topic deletion is disabled (delete.topic.enable=false)",
+            ));
+        }
+        self.propose(MetadataRecord::DeleteTopic { id: topic.id })
+            .await?;
+        info!(topic = %topic.name, id = %topic.id, "deleted topic");
+        Ok(())
+    }
+
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> AdminResult<()> {
+        let image = self.image();
+        let topic = image.topic_by_name(name).ok_or_else(|| {
+            AdminError::new(
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(AdminError::new(
+                code::INVALID_PARTITIONS,
+                format!("topic currently has {current} partitions, which is higher than or equal to the requested {count}"),
+            ));
+        }
+        if count > 100_000 {
+            return Err(AdminError::new(
+                code::INVALID_PARTITIONS,
+                format!("{count} partitions is more than this broker allows (100000)"),
+            ));
+        }
+        let new_count = (count - current) as usize;
+        let partitions = match assignments {
+            Some(a) if !a.is_empty() => {
+                if a.len() != new_count {
+                    return Err(AdminError::new(
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        format!(
+                            "{} assignments given for {new_count} new partitions",
+                            a.len()
+                        ),
+                    ));
+                }
+                self.explicit_assignment(&image, &a)?
+            }
+            _ => {
+                let rf = topic
+                    .partitions
+                    .first()
+                    .map(|p| p.replicas.len())
+                    .unwrap_or(1) as i16;
+                self.assign(&image, current as usize, new_count, rf)?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        self.propose(MetadataRecord::CreatePartitions {
+            id: topic.id,
+            partitions,
+        })
+        .await?;
+        info!(topic = name, count, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's explicit configs after validation.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> AdminResult<()> {
+        let image = self.image();
+        let topic = image.topic_by_name(name).ok_or_else(|| {
+            AdminError::new(
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+        self.validate_topic_configs(&image, &configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.propose(MetadataRecord::SetTopicConfigs {
+            id: topic.id,
+            configs,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the dynamic cluster-wide broker configs after validation. Only keys
+    /// that are topic defaults can change at run time; others are read-only.
+    pub async fn set_broker_configs(
+        &self,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> AdminResult<()> {
+        for (k, v) in &configs {
+            let spec = crate::config::broker::broker_key(k).ok_or_else(|| {
+                AdminError::new(code::INVALID_CONFIG, format!("unknown broker config '{k}'"))
+            })?;
+            let dynamic = crate::config::topic::TOPIC_KEYS
+                .iter()
+                .any(|t| t.broker_synonyms.contains(&spec.name));
+            if !dynamic {
+                return Err(AdminError::new(
+                    code::INVALID_CONFIG,
+                    format!("broker config '{k}' cannot be changed at run time"),
+                ));
+            }
+            spec.kind.check(v).map_err(|e| {
+                AdminError::new(
+                    code::INVALID_CONFIG,
+                    format!("invalid value '{v}' for '{k}': {e}"),
+                )
+            })?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.propose(MetadataRecord::SetBrokerConfigs { configs })
+            .await?;
+        Ok(())
+    }
+
+    /// Reserves a block of producer ids through the quorum; returns the first.
+    pub async fn allocate_producer_ids(&self, count: i64) -> AdminResult<i64> {
+        match self
+            .propose(MetadataRecord::AllocateProducerIds { count })
+            .await?
+        {
+            ApplyReply::ProducerIdBlock(first) => Ok(first),
+            other => Err(AdminError::new(
+                code::UNKNOWN_SERVER_ERROR,
+                format!("unexpected reply {other:?}"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        for bad in ["", ".", "..", "a b", "ä", &"x".repeat(250)] {
+            assert_eq!(
+                validate_topic_name(bad).unwrap_err().code,
+                code::INVALID_TOPIC_EXCEPTION,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! FindCoordinator (v0–v6, batched keys from v4). A single broker coordinates every
+//! group and transactional id; the group coordinator issue moves group placement to
+//! the leader of the group's `__consumer_offsets` partition.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{str_bytes, Broker};
+use crate::error::code;
+
+const KEY_GROUP: i8 = 0;
+const KEY_TRANSACTION: i8 = 1;
+
+fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), (i16, String)> {
+    if key_type != KEY_GROUP && key_type != KEY_TRANSACTION {
+        return Err((
+            code::INVALID_REQUEST,
+            format!("coordinator key type {key_type} is not supported"),
+        ));
+    }
+    let image = broker.admin.image();
+    match image.brokers.get(&broker.config.node_id) {
+        Some(b) => Ok((b.node_id, b.host.clone(), b.port)),
+        None => Err((
+            code::COORDINATOR_NOT_AVAILABLE,
+            "this broker is not registered yet".into(),
+        )),
+    }
+}
+
+pub fn handle_find_coordinator(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    if version < 4 {
+        return match locate(broker, request.key_type) {
+            Ok((node, host, port)) => FindCoordinatorResponse::default()
+                .with_error_code(code::NONE)
+                .with_node_id(BrokerId(node))
+                .with_host(str_bytes(&host))
+                .with_port(port),
+            Err((error, message)) => FindCoordinatorResponse::default()
+                .with_error_code(error)
+                .with_error_message(Some(str_bytes(&message)))
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+        };
+    }
+    let coordinators = request
+        .coordinator_keys
+        .iter()
+        .map(|key: &StrBytes| {
+            let c = Coordinator::default().with_key(key.clone());
+            match locate(broker, request.key_type) {
+                Ok((node, host, port)) => c
+                    .with_error_code(code::NONE)
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(&host))
+                    .with_port(port),
+                Err((error, message)) => c
+                    .with_error_code(error)
+                    .with_error_message(Some(str_bytes(&message)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+            }
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}

@@ -1,0 +1,122 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp. A
+//! timestamp lookup finds the batch through the time index, then decodes only that
+//! batch to return the first record whose timestamp is at or after the target.
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
+use tracing::warn;
+
+use super::Broker;
+use crate::error::{code, partition_error_code};
+use crate::log::batch::BatchHeader;
+use crate::replication::{Partition, PartitionError};
+
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+
+/// (offset, timestamp) of the first record in `batch` matching `pick`.
+fn find_record(
+    batch: Bytes,
+    pick: impl Fn(&[(i64, i64)]) -> Option<(i64, i64)>,
+) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(&batch).ok()?;
+    if header.is_log_append_time() {
+        // Every record carries the batch's append time.
+        return pick(&[(header.base_offset, header.max_timestamp)]);
+    }
+    let mut buf = batch;
+    let set = RecordBatchDecoder::decode(&mut buf).ok()?;
+    let records: Vec<(i64, i64)> = set
+        .records
+        .iter()
+        .map(|r| (r.offset, r.timestamp))
+        .collect();
+    pick(&records)
+}
+
+fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), PartitionError> {
+    let offsets = partition.offsets();
+    Ok(match timestamp {
+        LATEST => (offsets.high_watermark, -1),
+        EARLIEST => (offsets.log_start_offset, -1),
+        MAX_TIMESTAMP => match partition.batch_with_max_timestamp()? {
+            Some(batch) => find_record(batch, |records| {
+                let max = records.iter().map(|r| r.1).max()?;
+                records.iter().find(|r| r.1 == max).copied()
+            })
+            .unwrap_or((-1, -1)),
+            None => (-1, -1),
+        },
+        ts if ts >= 0 => match partition.batch_for_timestamp(ts)? {
+            Some(batch) => find_record(batch, |records| {
+                records
+                    .iter()
+                    .find(|r| r.1 >= ts && r.0 >= offsets.log_start_offset)
+                    .copied()
+            })
+            .unwrap_or((-1, -1)),
+            None => (-1, -1),
+        },
+        _ => {
+            return Err(PartitionError::Log(
+                crate::log::LogError::OffsetOutOfRange {
+                    offset: timestamp,
+                    start: -3,
+                    end: i64::MAX,
+                },
+            ))
+        }
+    })
+}
+
+pub fn handle_list_offsets(
+    broker: &Broker,
+    request: ListOffsetsRequest,
+    _version: i16,
+) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.as_str().to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
+                        return base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
+                    };
+                    if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
+                        return base.with_error_code(partition_error_code(&e));
+                    }
+                    match lookup(&partition, p.timestamp) {
+                        Ok((offset, timestamp)) => base
+                            .with_error_code(code::NONE)
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(partition.leader_epoch()),
+                        Err(e) => {
+                            warn!(topic = %name, partition = p.partition_index, error = %e, "list offsets failed");
+                            base.with_error_code(match e {
+                                PartitionError::Log(crate::log::LogError::OffsetOutOfRange { .. }) => code::INVALID_REQUEST,
+                                other => partition_error_code(&other),
+                            })
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

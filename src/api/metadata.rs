@@ -1,0 +1,261 @@
+//! Metadata (with auto-creation), DescribeCluster and DescribeTopicPartitions: views
+//! of the cluster image.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use super::{str_bytes, Broker, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::admin::validate_topic_name;
+use crate::error::code;
+use crate::metadata::{ClusterImage, TopicImage};
+
+fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
+fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code::NONE)
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_topic_id(topic.id)
+        .with_is_internal(is_internal(&topic.name))
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_partitions(
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    MetadataResponsePartition::default()
+                        .with_error_code(code::NONE)
+                        .with_partition_index(i as i32)
+                        .with_leader_id(BrokerId(p.leader))
+                        .with_leader_epoch(p.leader_epoch)
+                        .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect())
+                        .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect())
+                })
+                .collect(),
+        )
+}
+
+fn topic_error(name: Option<&str>, id: Uuid, error: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(error)
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn brokers(image: &ClusterImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect()
+}
+
+pub async fn handle_metadata(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let mut image = broker.admin.image();
+    let mut topics = Vec::new();
+    match request.topics {
+        None => {
+            let mut all: Vec<&TopicImage> = image.topics.values().collect();
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            topics.extend(all.into_iter().map(describe_topic));
+        }
+        Some(requested) => {
+            // v0 has no flag and always allowed auto-creation.
+            let allow_auto = (version < 4 || request.allow_auto_topic_creation)
+                && broker.config.auto_create_topics_enable;
+            for t in requested {
+                match t.name {
+                    Some(name) => {
+                        let name = name.0.as_str().to_string();
+                        if let Some(topic) = image.topic_by_name(&name) {
+                            topics.push(describe_topic(topic));
+                            continue;
+                        }
+                        if let Err(e) = validate_topic_name(&name) {
+                            topics.push(topic_error(Some(&name), Uuid::nil(), e.code));
+                            continue;
+                        }
+                        if !allow_auto {
+                            topics.push(topic_error(
+                                Some(&name),
+                                Uuid::nil(),
+                                code::UNKNOWN_TOPIC_OR_PARTITION,
+                            ));
+                            continue;
+                        }
+                        match broker
+                            .admin
+                            .create_topic(&name, -1, -1, Vec::new(), BTreeMap::new(), false)
+                            .await
+                        {
+                            Ok(_)
+                            | Err(crate::admin::AdminError {
+                                code: code::TOPIC_ALREADY_EXISTS,
+                                ..
+                            }) => {
+                                image = broker.admin.image();
+                                match image.topic_by_name(&name) {
+                                    Some(topic) => topics.push(describe_topic(topic)),
+                                    None => topics.push(topic_error(
+                                        Some(&name),
+                                        Uuid::nil(),
+                                        code::LEADER_NOT_AVAILABLE,
+                                    )),
+                                }
+                            }
+                            Err(e) => topics.push(topic_error(Some(&name), Uuid::nil(), e.code)),
+                        }
+                    }
+                    None => match image.topic_by_id(&t.topic_id) {
+                        Some(topic) => topics.push(describe_topic(topic)),
+                        None => topics.push(topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID)),
+                    },
+                }
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(str_bytes(&image.cluster_id)))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+pub fn handle_describe_cluster(
+    broker: &Broker,
+    _request: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
+    let image = broker.admin.image();
+    DescribeClusterResponse::default()
+        .with_error_code(code::NONE)
+        .with_endpoint_type(1)
+        .with_cluster_id(str_bytes(&image.cluster_id))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_brokers(
+            image
+                .brokers
+                .values()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
+}
+
+pub fn handle_describe_topic_partitions(
+    broker: &Broker,
+    request: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let image = broker.admin.image();
+    let mut names: Vec<String> = if request.topics.is_empty() {
+        image.topics.values().map(|t| t.name.clone()).collect()
+    } else {
+        request
+            .topics
+            .iter()
+            .map(|t| t.name.0.as_str().to_string())
+            .collect()
+    };
+    names.sort();
+    names.dedup();
+    let limit = request.response_partition_limit.clamp(1, 2000) as usize;
+    let (cursor_topic, cursor_partition) = match &request.cursor {
+        Some(c) => (
+            Some(c.topic_name.0.as_str().to_string()),
+            c.partition_index.max(0) as usize,
+        ),
+        None => (None, 0),
+    };
+    let mut budget = limit;
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names {
+        if let Some(ct) = &cursor_topic {
+            if &name < ct {
+                continue;
+            }
+        }
+        let Some(topic) = image.topic_by_name(&name) else {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_name(Some(TopicName(str_bytes(&name))))
+                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            );
+            continue;
+        };
+        let start = if cursor_topic.as_deref() == Some(name.as_str()) {
+            cursor_partition
+        } else {
+            0
+        };
+        let mut partitions = Vec::new();
+        for (i, p) in topic.partitions.iter().enumerate().skip(start) {
+            if budget == 0 {
+                next_cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(TopicName(str_bytes(&name)))
+                        .with_partition_index(i as i32),
+                );
+                break;
+            }
+            budget -= 1;
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_partition_index(i as i32)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(p.replicas.iter().map(|&b| BrokerId(b)).collect())
+                    .with_isr_nodes(p.isr.iter().map(|&b| BrokerId(b)).collect())
+                    .with_eligible_leader_replicas(Some(Vec::new()))
+                    .with_last_known_elr(Some(Vec::new())),
+            );
+        }
+        topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(TopicName(str_bytes(&name))))
+                .with_topic_id(topic.id)
+                .with_is_internal(is_internal(&name))
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+        );
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default()
+        .with_topics(topics)
+        .with_next_cursor(next_cursor)
+}

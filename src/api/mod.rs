@@ -1,0 +1,115 @@
+//! Request handlers: one `match` on the API key; each handler takes a request value
+//! and returns a response value, never touching the socket or a file directly.
+//! Imports `admin`, `replication`, `metadata`, `config`, `error`, `protocol`.
+
+mod configs;
+mod coordinator;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod producer_id;
+mod topics;
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use crate::admin::Admin;
+use crate::config::BrokerConfig;
+use crate::protocol::{versions, Request};
+use crate::replication::ReplicaManager;
+
+pub use producer_id::ProducerIdPool;
+
+/// Everything a handler may use. Built once by `server`; shared by all connections.
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub replicas: Arc<ReplicaManager>,
+    pub admin: Admin,
+    pub producer_ids: ProducerIdPool,
+}
+
+/// Kafka's value for "authorized operations were not requested".
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Our ApiVersions list, straight from the versions table.
+pub fn api_version_list() -> Vec<ApiVersion> {
+    versions::SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+/// Handles one request. `None` means no response is sent (produce with acks=0).
+pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
+    let version = request.version;
+    debug!(api = ?request.api_key, version, correlation_id = request.header.correlation_id, "request");
+    Some(match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(
+            ApiVersionsResponse::default().with_api_keys(api_version_list()),
+        ),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle_metadata(broker, r, version).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(metadata::handle_describe_cluster(broker, r, version))
+        }
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            metadata::handle_describe_topic_partitions(broker, r),
+        ),
+        RequestKind::Produce(r) => {
+            return produce::handle_produce(broker, r, version)
+                .await
+                .map(ResponseKind::Produce)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle_fetch(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle_list_offsets(broker, r, version))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(topics::handle_create_topics(broker, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(topics::handle_delete_topics(broker, r, version).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(topics::handle_create_partitions(broker, r).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(topics::handle_delete_records(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::handle_describe_configs(broker, r, version))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(configs::handle_alter_configs(broker, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::handle_incremental_alter_configs(broker, r).await,
+        ),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(coordinator::handle_find_coordinator(broker, r, version))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producer_id::handle_init_producer_id(broker, r).await)
+        }
+        // The frame decoder only lets through APIs in the versions table, all matched above.
+        other => {
+            debug!(request = ?std::mem::discriminant(&other), "no handler");
+            return None;
+        }
+    })
+}

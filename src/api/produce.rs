@@ -1,0 +1,95 @@
+//! Produce: validates and appends each partition's batches through its replica and
+//! answers per partition; acks=0 gets no response at all, as in Kafka.
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use tracing::{debug, warn};
+
+use super::{str_bytes, Broker};
+use crate::error::{code, partition_error_code};
+use crate::replication::Acks;
+
+fn partition_error(index: i32, error: i16, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(|m| str_bytes(&m)))
+}
+
+pub async fn handle_produce(
+    broker: &Broker,
+    request: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
+    let acks = Acks::from_kafka(request.acks);
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.as_str().to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let index = data.index;
+            let Some(acks) = acks else {
+                partitions.push(partition_error(
+                    index,
+                    code::INVALID_REQUIRED_ACKS,
+                    Some(format!("acks must be 0, 1 or -1, got {}", request.acks)),
+                ));
+                continue;
+            };
+            if request.transactional_id.is_some() {
+                partitions.push(partition_error(
+                    index,
+                    code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    Some("transactions are not supported yet".into()),
+                ));
+                continue;
+            }
+            let Some(partition) = broker.replicas.get(&name, index) else {
+                partitions.push(partition_error(
+                    index,
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ));
+                continue;
+            };
+            let Some(records) = data.records else {
+                partitions.push(partition_error(
+                    index,
+                    code::CORRUPT_MESSAGE,
+                    Some("no records".into()),
+                ));
+                continue;
+            };
+            match partition.append(&records, acks) {
+                Ok(info) => {
+                    debug!(topic = %name, partition = index, base_offset = info.base_offset, duplicate = info.duplicate, "appended");
+                    partitions.push(
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_error_code(code::NONE)
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time)
+                            .with_log_start_offset(info.log_start_offset),
+                    );
+                }
+                Err(e) => {
+                    let error = partition_error_code(&e);
+                    warn!(topic = %name, partition = index, error = %e, code = error, "produce refused");
+                    partitions.push(partition_error(index, error, Some(e.to_string())));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == Some(Acks::None) {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

@@ -1,0 +1,91 @@
+//! The one place where module errors become Kafka error codes.
+
+use crate::log::batch::BatchError;
+use crate::log::LogError;
+use crate::metadata::{ApplyError, MetadataError};
+use crate::replication::PartitionError;
+
+/// Kafka error codes used by the broker (names as in Kafka's `Errors` enum).
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const INVALID_TIMESTAMP: i16 = 32;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const TOPIC_DELETION_DISABLED: i16 = 73;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+}
+
+pub fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_VERSION,
+        BatchError::CrcMismatch { .. } | BatchError::Truncated { .. } => code::CORRUPT_MESSAGE,
+        BatchError::Malformed(_) => code::INVALID_RECORD,
+    }
+}
+
+pub fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::Io { .. } => code::KAFKA_STORAGE_ERROR,
+        LogError::InvalidBatch(b) => batch_error_code(b),
+        LogError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+        LogError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::ProducerFenced { .. } => code::INVALID_PRODUCER_EPOCH,
+        LogError::InvalidTimestamp { .. } => code::INVALID_TIMESTAMP,
+        LogError::UnsupportedTransactional => code::TRANSACTIONAL_ID_NOT_FOUND,
+    }
+}
+
+pub fn partition_error_code(e: &PartitionError) -> i16 {
+    match e {
+        PartitionError::Log(l) => log_error_code(l),
+        PartitionError::NotEnoughReplicas { .. } => code::NOT_ENOUGH_REPLICAS,
+        PartitionError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
+        PartitionError::FencedLeaderEpoch { .. } => code::FENCED_LEADER_EPOCH,
+        PartitionError::UnknownLeaderEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,
+    }
+}
+
+pub fn metadata_error_code(e: &MetadataError) -> i16 {
+    match e {
+        MetadataError::NotLeader => code::NOT_CONTROLLER,
+        MetadataError::ShuttingDown => code::REQUEST_TIMED_OUT,
+        _ => code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+pub fn apply_error_code(e: &ApplyError) -> i16 {
+    match e {
+        ApplyError::TopicAlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
+        ApplyError::UnknownTopicId(_) => code::UNKNOWN_TOPIC_ID,
+        ApplyError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
+        ApplyError::ProducerIdsExhausted => code::UNKNOWN_SERVER_ERROR,
+    }
+}

@@ -1,0 +1,41 @@
+//! Accepts connections on a bound listener and spawns one task per connection.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::connection;
+use crate::api::Broker;
+
+pub async fn accept_loop(
+    listener: TcpListener,
+    name: String,
+    broker: Arc<Broker>,
+    max_frame: usize,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(listener = %name, addr = %local, "listening");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(connection::serve(stream, peer, broker.clone(), max_frame, shutdown.clone()));
+                }
+                Err(e) => {
+                    // E.g. too many open files: back off instead of spinning.
+                    warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Listeners and connections: accept, size-checked frames, responses in request order.
+//! Imports `protocol` and `api`.
+
+pub mod connection;
+pub mod listener;

@@ -1,0 +1,235 @@
+//! Builds and wires the broker: log dirs, metadata quorum, replicas, listeners and
+//! background tasks; and shuts them down in order. Tests start brokers in-process
+//! through [`start`] on 127.0.0.1:0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::admin::Admin;
+use crate::api::{Broker, ProducerIdPool};
+use crate::config::BrokerConfig;
+use crate::log::manager::METADATA_DIR_PREFIX;
+use crate::log::LogManager;
+use crate::metadata::{BrokerImage, MetadataQuorum, MetadataRecord};
+use crate::network::listener::accept_loop;
+use crate::replication::ReplicaManager;
+
+/// A running broker.
+pub struct RunningBroker {
+    /// Bound address of each listener, in `listeners` order.
+    pub addrs: Vec<SocketAddr>,
+    pub broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// `host:port` of the first listener, for clients' `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.addrs[0].to_string()
+    }
+
+    /// Stops accepting, closes connections, closes logs cleanly, stops the quorum.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.done.await;
+    }
+
+    /// Resolves when the broker has stopped (after `shutdown` or a fatal error).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut out = String::new();
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | b as u32;
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}
+
+/// Starts a broker and returns once it is serving on every listener.
+pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    let config = Arc::new(config);
+    info!(
+        "effective configuration (* = set explicitly):\n{}",
+        config.describe()
+    );
+    let logs = LogManager::open(&config.log_dirs).context("opening log.dirs")?;
+    let metadata_dir = config
+        .metadata_log_dir
+        .join(format!("{METADATA_DIR_PREFIX}-0"));
+    let quorum = MetadataQuorum::open(&metadata_dir, config.node_id as u64, BTreeMap::new())
+        .await
+        .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))?;
+
+    // Bind first so port 0 resolves before we advertise anything.
+    let mut bound = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.bind_addr()).await.with_context(|| {
+            format!(
+                "binding listener {} on {} (key 'listeners')",
+                l.name,
+                l.bind_addr()
+            )
+        })?;
+        bound.push((l.name.clone(), listener));
+    }
+    let addrs: Vec<SocketAddr> = bound
+        .iter()
+        .map(|(_, l)| l.local_addr())
+        .collect::<Result<_, _>>()?;
+    let advertised = &config.advertised_listeners[0];
+    let advertised_port = if advertised.port == 0 {
+        addrs[0].port()
+    } else {
+        advertised.port
+    };
+
+    let image = quorum.view().current();
+    if image.cluster_id.is_empty() {
+        quorum
+            .propose(MetadataRecord::InitCluster {
+                cluster_id: new_cluster_id(),
+            })
+            .await?;
+    }
+    let me = BrokerImage {
+        node_id: config.node_id,
+        host: advertised.host.clone(),
+        port: advertised_port as i32,
+        rack: config.rack.clone(),
+    };
+    if quorum.view().current().brokers.get(&config.node_id) != Some(&me) {
+        quorum.propose(MetadataRecord::RegisterBroker(me)).await?;
+    }
+
+    let replicas = Arc::new(ReplicaManager::new(config.clone(), logs));
+    let image = quorum.view().current();
+    replicas
+        .reconcile(&image)
+        .context("opening partition logs")?;
+    replicas.remove_orphans(&image);
+    info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
+
+    let broker = Arc::new(Broker {
+        config: config.clone(),
+        replicas: replicas.clone(),
+        admin: Admin {
+            config: config.clone(),
+            quorum: quorum.clone(),
+            replicas: replicas.clone(),
+        },
+        producer_ids: ProducerIdPool::default(),
+    });
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    // Keep replicas in step with committed metadata.
+    {
+        let mut view = quorum.view();
+        let replicas = replicas.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = view.changed() => {
+                        if changed.is_err() { break; }
+                        if let Err(e) = replicas.reconcile(&view.current()) {
+                            error!(error = %e, "applying a metadata change to local replicas failed");
+                        }
+                    }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+    // Retention.
+    {
+        let replicas = replicas.clone();
+        let shutdown = shutdown.clone();
+        let interval = Duration::from_millis(config.log_retention_check_interval_ms.max(1));
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let r = replicas.clone();
+                        let _ = tokio::task::spawn_blocking(move || r.apply_retention()).await;
+                    }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+    let connections = TaskTracker::new();
+    for (name, listener) in bound {
+        tracker.spawn(accept_loop(
+            listener,
+            name,
+            broker.clone(),
+            config.socket_request_max_bytes,
+            shutdown.clone(),
+            connections.clone(),
+        ));
+    }
+    tracker.close();
+
+    let done = {
+        let shutdown = shutdown.clone();
+        let replicas = replicas.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            info!("shutting down");
+            tracker.wait().await;
+            connections.close();
+            if tokio::time::timeout(Duration::from_secs(10), connections.wait())
+                .await
+                .is_err()
+            {
+                warn!("connections did not close within 10 s");
+            }
+            let r = replicas.clone();
+            let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
+            if let Err(e) = quorum.shutdown().await {
+                warn!(error = %e, "metadata quorum shutdown");
+            }
+            info!("stopped");
+        })
+    };
+    info!(addrs = ?addrs, "broker started");
+    Ok(RunningBroker {
+        addrs,
+        broker,
+        shutdown,
+        done,
+    })
+}

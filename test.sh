@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust suites (in-process and process brokers with librdkafka
+# through the rdkafka crate) and the Python suite (kafka-python and kcat against a
+# `strata` process). Installs the few system and Python packages it needs when they
+# are missing, so it works on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v cmake >/dev/null 2>&1 || true
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+python3 -c 'import kafka, pytest' 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
+
+# Rust: unit tests, in-process broker tests and process/crash tests.
+cargo test --all-targets --no-fail-fast
+
+# Python clients against the broker binary built above.
+cargo build --bin strata
+STRATA_TEST_BINARY="${CARGO_TARGET_DIR:-target}/debug/strata" python3 -m pytest -q tests/python
