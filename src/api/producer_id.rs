@@ -38,6 +38,13 @@ pub async fn handle_init_producer_id(
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| t.0.is_empty())
+    {
+        return response.with_error_code(code::INVALID_REQUEST);
+    }
     if request.transactional_id.is_some() {
         // Transactions arrive with the transaction coordinator; refuse clearly until then.
         return response.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
