@@ -323,3 +323,41 @@ def run_kcat(args, input=None, timeout=60, check=True):
             f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}"
         )
     return proc
+
+
+def raw_fetch_batches(admin, topic, partition, offset=0, max_bytes=50_000_000):
+    """Fetches `topic`/`partition` from `offset` with a plain FetchRequest (v12, by
+    name) sent through a KafkaAdminClient's connection and returns the decoded
+    record batches as dicts, so tests can look at batch-level fields (compression
+    codec, producer id, sequence) that the consumer API hides."""
+    from kafka.protocol.consumer import FetchRequest
+    from kafka.record import MemoryRecords
+
+    T = FetchRequest.FetchTopic
+    P = T.FetchPartition
+    request = FetchRequest(
+        replica_id=-1, max_wait_ms=100, min_bytes=1, max_bytes=max_bytes,
+        isolation_level=0, session_id=0, session_epoch=-1,
+        topics=[T(topic=topic, partitions=[P(
+            partition=partition, current_leader_epoch=-1, fetch_offset=offset,
+            last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=max_bytes)])],
+        forgotten_topics_data=[], rack_id="", max_version=12,
+    )
+    response = admin._manager.run(admin._manager.send, request, 1)
+    (t,) = response.responses
+    (p,) = t.partitions
+    assert p.error_code == 0, f"fetch {topic}/{partition}@{offset}: error {p.error_code}"
+    records = MemoryRecords(p.records or b"")
+    batches = []
+    while True:
+        b = records.next_batch()
+        if b is None:
+            return batches
+        batches.append({
+            "base_offset": b.base_offset,
+            "compression": b.compression_type,  # 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd
+            "producer_id": b.producer_id,
+            "producer_epoch": b.producer_epoch,
+            "base_sequence": b.base_sequence,
+            "records": [(r.offset, r.key, r.value) for r in b],
+        })
