@@ -11,6 +11,7 @@ target/debug/strata under the repository root.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ STOP_TIMEOUT_S = 20
 # A deadline for polling loops: generous for a loaded 2-core machine, but every
 # loop ends early as soon as its condition holds.
 POLL_TIMEOUT_S = 30
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def strata_binary():
@@ -163,11 +165,11 @@ class Broker:
             self.proc.kill()
             self.proc.wait()
 
-    def log_tail(self, lines=40):
+    def log_tail(self, lines=25):
         out = []
         for p in self.log_paths[-2:]:
             try:
-                text = p.read_text(errors="replace").splitlines()
+                text = ANSI.sub("", p.read_text(errors="replace")).splitlines()
             except OSError:
                 continue
             out.append(f"--- {p.name} (last {lines} lines) ---")
