@@ -43,45 +43,54 @@ struct Cli {
     check_config: bool,
 }
 
-fn list_config() {
-    println!("# Broker keys (environment variable in brackets)");
+fn list_config() -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# Broker keys (environment variable in brackets)")?;
     for k in BROKER_KEYS {
         let note = if k.enforced {
             ""
         } else {
             " [accepted, not acted on yet]"
         };
-        println!(
+        writeln!(
+            out,
             "{} = {:?}  [{}]\n    {}{}",
             k.name,
             k.default,
             env_name(k.name),
             k.doc,
             note
-        );
+        )?;
     }
-    println!("\n# Topic keys (CreateTopics / AlterConfigs; broker synonyms in brackets)");
+    writeln!(
+        out,
+        "\n# Topic keys (CreateTopics / AlterConfigs; broker synonyms in brackets)"
+    )?;
     for t in TOPIC_KEYS {
         let note = if t.spec.enforced {
             ""
         } else {
             " [stored and shown, not acted on yet]"
         };
-        println!(
+        writeln!(
+            out,
             "{} = {:?}  [{}]\n    {}{}",
             t.spec.name,
             t.spec.default,
             t.broker_synonyms.join(", "),
             t.spec.doc,
             note
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.list_config {
-        list_config();
+        // A closed pipe (e.g. `| head`) is not an error worth reporting.
+        let _ = list_config();
         return Ok(());
     }
     tracing_subscriber::fmt()

@@ -1022,6 +1022,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_is_valid() {
+        let settings = flatten_toml(
+            include_str!("../../config/single-node.toml"),
+            "single-node.toml",
+        )
+        .unwrap();
+        let c = BrokerConfig::from_settings(settings).unwrap();
+        assert_eq!(c.listeners[0].bind_addr(), "127.0.0.1:9092");
+    }
+
+    #[test]
     fn retention_hours_become_topic_ms() {
         let c = over(&["log.retention.hours=1"]).unwrap();
         let eff = c.effective_topic_configs(&BTreeMap::new(), &BTreeMap::new());
