@@ -1,10 +1,11 @@
-//! One client connection: reads size-checked frames, decodes them, runs handlers
-//! concurrently, and writes responses strictly in request order.
+//! One client connection: reads size-checked frames, decodes them, and handles them
+//! one at a time in arrival order, as Kafka does: a connection's requests are never
+//! reordered, so pipelined produce requests append in the order they were sent.
 //!
-//! A reader task decodes frames and spawns one handler task per request; their join
-//! handles go through a bounded queue to the writer, which awaits them in order. The
-//! queue bound limits how many requests one client may pipeline. Any framing or
-//! decoding error closes this connection only, after the responses already queued.
+//! A reader task decodes the next frames while the current request is handled (up to
+//! `MAX_PIPELINED` queued); responses are written as they are produced and flushed
+//! when nothing else is queued. Any framing or decoding error closes this connection
+//! only, after the requests before it were answered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,22 +14,20 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::api::{self, api_version_list, Broker};
 use crate::protocol::{
-    decode_request, encode_response, unsupported_api_versions_response, FrameError,
+    decode_request, encode_response, unsupported_api_versions_response, FrameError, Request,
 };
 
-/// Requests one connection may have in flight before the reader stops reading.
-const MAX_IN_FLIGHT: usize = 64;
+/// Decoded requests one connection may have queued behind the one being handled.
+const MAX_PIPELINED: usize = 64;
 
-enum Outgoing {
-    /// A handler that will produce the response bytes (or nothing, for acks=0).
-    Pending(JoinHandle<Option<Bytes>>),
-    /// Bytes ready to send.
+enum Incoming {
+    Request(Box<Request>),
+    /// Bytes to send as they are (the KIP-511 ApiVersions answer).
     Ready(Bytes),
 }
 
@@ -43,44 +42,55 @@ pub async fn serve(
     async move {
         let _ = stream.set_nodelay(true);
         let (mut reader, writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
-        let writer_task = tokio::spawn(
+        let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
+        let reader_task = tokio::spawn(
             async move {
-                let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-                while let Some(out) = rx.recv().await {
-                    let bytes = match out {
-                        Outgoing::Ready(b) => Some(b),
-                        Outgoing::Pending(handle) => match handle.await {
-                            Ok(b) => b,
-                            Err(e) => {
-                                // A handler panicked: the client cannot be answered in order.
-                                warn!(error = %e, "request handler failed; closing connection");
-                                break;
-                            }
-                        },
-                    };
-                    if let Some(bytes) = bytes {
-                        if writer.write_all(&bytes).await.is_err() {
-                            break;
-                        }
-                    }
-                    // Flush when nothing else is immediately ready, batching pipelined responses.
-                    if rx.is_empty() && writer.flush().await.is_err() {
-                        break;
-                    }
+                let reason = read_loop(&mut reader, max_frame, &tx, &shutdown).await;
+                match &reason {
+                    Ok(()) => debug!("client closed the connection"),
+                    Err(e) => warn!(error = %e, "closing connection"),
                 }
-                let _ = writer.flush().await;
-                let _ = writer.shutdown().await;
             }
             .in_current_span(),
         );
-        let reason = read_loop(&mut reader, &broker, max_frame, &tx, &shutdown).await;
-        match &reason {
-            Ok(()) => debug!("client closed the connection"),
-            Err(e) => warn!(error = %e, "closing connection"),
+        let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+        while let Some(incoming) = rx.recv().await {
+            let bytes = match incoming {
+                Incoming::Ready(b) => Some(b),
+                Incoming::Request(request) => handle(&broker, *request).await,
+            };
+            if let Some(bytes) = bytes {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            // Flush when nothing else is queued, batching pipelined responses.
+            if rx.is_empty() && writer.flush().await.is_err() {
+                break;
+            }
         }
-        drop(tx);
-        let _ = writer_task.await;
+        let _ = writer.flush().await;
+        let _ = writer.shutdown().await;
+        reader_task.abort();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs one request's handler and encodes its response (`None`: nothing to send).
+async fn handle(broker: &Arc<Broker>, request: Request) -> Option<Bytes> {
+    let span = tracing::debug_span!("api", api = ?request.api_key, version = request.version, correlation_id = request.header.correlation_id);
+    async move {
+        let version = request.version;
+        let correlation_id = request.header.correlation_id;
+        let response = api::handle(broker, request).await?;
+        match encode_response(version, correlation_id, &response) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                warn!(error = %e, "cannot encode response");
+                None
+            }
+        }
     }
     .instrument(span)
     .await
@@ -100,9 +110,8 @@ enum ConnectionError {
 
 async fn read_loop(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
-    broker: &Arc<Broker>,
     max_frame: usize,
-    tx: &mpsc::Sender<Outgoing>,
+    tx: &mpsc::Sender<Incoming>,
     shutdown: &CancellationToken,
 ) -> Result<(), ConnectionError> {
     loop {
@@ -122,8 +131,8 @@ async fn read_loop(
         }
         let mut frame = BytesMut::zeroed(len as usize);
         reader.read_exact(&mut frame).await?;
-        let request = match decode_request(frame.freeze()) {
-            Ok(r) => r,
+        let incoming = match decode_request(frame.freeze()) {
+            Ok(r) => Incoming::Request(Box::new(r)),
             Err(FrameError::UnsupportedApiVersions {
                 version,
                 correlation_id,
@@ -132,32 +141,14 @@ async fn read_loop(
                     version,
                     "ApiVersions version not supported; answering with our range (KIP-511)"
                 );
-                let bytes = unsupported_api_versions_response(correlation_id, api_version_list());
-                if tx.send(Outgoing::Ready(bytes)).await.is_err() {
-                    return Ok(());
-                }
-                continue;
+                Incoming::Ready(unsupported_api_versions_response(
+                    correlation_id,
+                    api_version_list(),
+                ))
             }
             Err(e) => return Err(e.into()),
         };
-        let broker = broker.clone();
-        let span = tracing::debug_span!("api", api = ?request.api_key, version = request.version, correlation_id = request.header.correlation_id);
-        let handle = tokio::spawn(
-            async move {
-                let version = request.version;
-                let correlation_id = request.header.correlation_id;
-                let response = api::handle(&broker, request).await?;
-                match encode_response(version, correlation_id, &response) {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) => {
-                        warn!(error = %e, "cannot encode response");
-                        None
-                    }
-                }
-            }
-            .instrument(span),
-        );
-        if tx.send(Outgoing::Pending(handle)).await.is_err() {
+        if tx.send(incoming).await.is_err() {
             return Ok(());
         }
     }
