@@ -266,3 +266,72 @@ fn an_unusable_log_dir_stops_start_up_naming_it() {
     assert_ne!(code, 0);
     assert!(err.contains("not-a-dir"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_corrupt_indexes_are_rebuilt() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let broker = BrokerProcess::start(&data, port, &["log.index.interval.bytes=100"]);
+    create_topic(&broker.bootstrap(), "idx", 1, &[("segment.bytes", "4000")]).await;
+    let p = producer(&broker.bootstrap(), &[("linger.ms", "0")]);
+    // Recent timestamps: older ones would be deleted by the default 7-day retention.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 600_000;
+    for i in 0..100i64 {
+        p.send(
+            FutureRecord::<(), _>::to("idx")
+                .payload(&format!("{i:0>50}"))
+                .timestamp(base + i),
+            T,
+        )
+        .await
+        .unwrap();
+    }
+    drop(p);
+    broker.terminate();
+    let part = data.join("idx-0");
+    let mut removed = 0;
+    for e in std::fs::read_dir(&part).unwrap() {
+        let path = e.unwrap().path();
+        match path.extension().and_then(|x| x.to_str()) {
+            Some("timeindex") => {
+                std::fs::remove_file(&path).unwrap();
+                removed += 1;
+            }
+            // Garbage in an offset index: entries past the end of the log.
+            Some("index") => std::fs::write(&path, [0xffu8; 16]).unwrap(),
+            _ => {}
+        }
+    }
+    assert!(removed >= 3, "several segments ({removed})");
+    let broker = BrokerProcess::start(&data, port, &["log.index.interval.bytes=100"]);
+    let c = consumer(&broker.bootstrap(), &[]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("idx", 0, rdkafka::Offset::Offset(base + 77))
+        .unwrap();
+    let r = rdkafka::consumer::Consumer::offsets_for_times(&c, tpl, T).unwrap();
+    assert_eq!(
+        r.find_partition("idx", 0).unwrap().offset(),
+        rdkafka::Offset::Offset(77),
+        "time index rebuilt"
+    );
+    let got = consume_all(&broker.bootstrap(), "idx", 1, T);
+    assert_eq!(got.len(), 100);
+    assert!(got.iter().enumerate().all(|(i, g)| g.offset == i as i64));
+    for e in std::fs::read_dir(&part).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "timeindex") {
+            assert!(
+                std::fs::metadata(&path).unwrap().len() > 0,
+                "{} rebuilt",
+                path.display()
+            );
+        }
+    }
+    broker.terminate();
+}

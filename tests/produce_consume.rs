@@ -347,3 +347,120 @@ async fn delete_records_moves_the_log_start_offset() {
     };
     assert!(failed, "DeleteRecords past the high watermark must fail");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_gets_no_response_but_is_written_and_min_insync_is_enforced() {
+    let b = TestBroker::start().await;
+    create_topic(&b.bootstrap, "fire-and-forget", 1, &[]).await;
+    let p = producer(&b.bootstrap, &[("acks", "0")]);
+    let mut futures = Vec::new();
+    for i in 0..100 {
+        futures.push(
+            p.send_result(FutureRecord::<(), _>::to("fire-and-forget").payload(&format!("{i}")))
+                .unwrap(),
+        );
+    }
+    for f in futures {
+        f.await.unwrap().expect("acks=0 delivery reported locally");
+    }
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let c = consumer(&b.bootstrap, &[]);
+        let (_, high) = c.fetch_watermarks("fire-and-forget", 0, T).unwrap();
+        if high == 100 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acks=0 records written ({high}/100)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // min.insync.replicas=2 on a single replica: acks=all is refused, acks=1 is not.
+    create_topic(
+        &b.bootstrap,
+        "needs-two",
+        1,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    let p = producer(
+        &b.bootstrap,
+        &[
+            ("acks", "all"),
+            ("retries", "0"),
+            ("message.timeout.ms", "5000"),
+        ],
+    );
+    let err = p
+        .send(FutureRecord::<(), _>::to("needs-two").payload("x"), T)
+        .await
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        err,
+        KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas),
+        "{err:?}"
+    );
+    let p = producer(&b.bootstrap, &[("acks", "1")]);
+    p.send(FutureRecord::<(), _>::to("needs-two").payload("x"), T)
+        .await
+        .expect("acks=1 does not need the ISR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_max_timestamp_returns_the_record_holding_it() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, ListOffsetsRequest, RequestKind, ResponseKind, TopicName,
+    };
+    let b = TestBroker::start().await;
+    create_topic(&b.bootstrap, "maxts", 1, &[]).await;
+    let p = producer(&b.bootstrap, &[("linger.ms", "0")]);
+    let now = chrono_ms();
+    for (i, ts) in [now - 5000, now - 1000, now - 3000, now - 2000]
+        .into_iter()
+        .enumerate()
+    {
+        p.send(
+            FutureRecord::<(), _>::to("maxts")
+                .payload(&format!("{i}"))
+                .timestamp(ts),
+            T,
+        )
+        .await
+        .unwrap();
+    }
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let query = |raw: &mut RawClient, ts: i64| {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str("maxts"),
+                ))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)])]);
+        let ResponseKind::ListOffsets(r) =
+            raw.call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))
+        else {
+            panic!()
+        };
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    assert_eq!(
+        query(&mut raw, -3),
+        (0, 1, now - 1000),
+        "max timestamp is at offset 1"
+    );
+    assert_eq!(query(&mut raw, -2), (0, 0, -1));
+    assert_eq!(query(&mut raw, -1), (0, 4, -1));
+    assert_eq!(
+        query(&mut raw, now - 2500),
+        (0, 1, now - 1000),
+        "first record at or after the target"
+    );
+    assert_eq!(query(&mut raw, now + 1000), (0, -1, -1));
+}

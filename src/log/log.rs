@@ -764,3 +764,45 @@ mod tests {
         assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, 25);
     }
 }
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::*;
+    use crate::log::batch::tests::make_batch;
+
+    #[test]
+    fn timestamp_lookup_after_index_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 600,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        };
+        let base = 1_700_000_000_000i64;
+        let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+        for i in 0..40 {
+            let b = make_batch(1, base + i, None);
+            let batches = batch::split_and_validate(&b, 1 << 20).unwrap();
+            log.append_as_leader(&b, &batches, 0).unwrap();
+        }
+        let before =
+            BatchHeader::parse(&log.find_batch_by_timestamp(base + 27, 40).unwrap().unwrap())
+                .unwrap()
+                .base_offset;
+        assert_eq!(before, 27);
+        log.close().unwrap();
+        drop(log);
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "timeindex") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let log = Log::open(dir.path(), cfg, true).unwrap();
+        let after =
+            BatchHeader::parse(&log.find_batch_by_timestamp(base + 27, 40).unwrap().unwrap())
+                .unwrap()
+                .base_offset;
+        assert_eq!(after, 27);
+    }
+}

@@ -136,6 +136,7 @@ impl Segment {
         } else {
             TimeIndex::load(&time_path)?
         };
+        let time_index_loaded = time_index.is_some();
         let mut segment = Segment {
             base_offset,
             log_path,
@@ -157,7 +158,8 @@ impl Segment {
         };
         // Both indexes present and sane after a clean shutdown: trust them and only
         // read the last batch to learn the next offset. Otherwise scan the whole file.
-        let trusted = !verify && (!segment.offset_index.is_empty() || size == 0);
+        let trusted =
+            !verify && time_index_loaded && (!segment.offset_index.is_empty() || size == 0);
         let outcome = if trusted {
             segment.load_tail_from_index()?;
             ScanOutcome {

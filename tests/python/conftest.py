@@ -10,6 +10,7 @@ The broker binary comes from $STRATA_TEST_BINARY (set by test.sh), else
 target/debug/strata under the repository root.
 """
 
+import collections
 import os
 import re
 import signal
@@ -312,13 +313,19 @@ def consume_n(consumer, partitions, n, timeout=POLL_TIMEOUT_S):
 
 def run_kcat(args, input=None, timeout=60, check=True):
     """Runs kcat with `args` (bytes in, CompletedProcess out)."""
-    proc = subprocess.run(
-        [KCAT, *args],
-        input=input,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        timeout=timeout,
-    )
+    try:
+        proc = subprocess.run(
+            [KCAT, *args],
+            input=input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as e:  # run() has killed kcat already
+        raise AssertionError(
+            f"kcat {' '.join(args)} did not finish within {timeout}s\n"
+            f"stderr: {(e.stderr or b'').decode(errors='replace')[-3000:]}"
+        ) from None
     if check:
         assert proc.returncode == 0, (
             f"kcat {' '.join(args)} exited {proc.returncode}\n"
@@ -363,3 +370,52 @@ def raw_fetch_batches(admin, topic, partition, offset=0, max_bytes=50_000_000):
             "base_sequence": b.base_sequence,
             "records": [(r.offset, r.key, r.value) for r in b],
         })
+
+
+# Every kcat call gets a bounded request timeout so that a request the broker never
+# answers fails the test in seconds, not after librdkafka's 60 s default.
+KCAT_COMMON = ["-X", "socket.timeout.ms=10000", "-m", "10"]
+# Length-prefixed output: partition, offset, key length, value length, timestamp,
+# then the raw key and value bytes. -1 lengths mean NULL. Byte-exact to parse.
+KCAT_RAW_FORMAT = "%p:%o:%K:%S:%T:%k%s\\n"
+
+KcatRecord = collections.namedtuple(
+    "KcatRecord", ["partition", "offset", "key", "value", "timestamp"])
+
+
+def parse_kcat_raw(out):
+    records = []
+    i = 0
+    while i < len(out):
+        fields = []
+        for _ in range(5):
+            j = out.index(b":", i)
+            fields.append(int(out[i:j]))
+            i = j + 1
+        p, o, klen, vlen, ts = fields
+        key = None if klen < 0 else out[i:i + klen]
+        i += max(klen, 0)
+        value = None if vlen < 0 else out[i:i + vlen]
+        i += max(vlen, 0)
+        assert out[i:i + 1] == b"\n", f"kcat output misparsed at byte {i}"
+        i += 1
+        records.append(KcatRecord(p, o, key, value, ts))
+    return records
+
+
+def kcat_consume(broker, topic, offset="0", partition=None, extra=(), timeout=60):
+    """Consumes `topic` to its end with kcat (no group) and returns KcatRecords
+    sorted by (partition, offset). offset="0" starts at the absolute offset 0;
+    "beginning" makes librdkafka ask for it with ListOffsets first."""
+    args = ["-C", "-b", broker.bootstrap, "-t", topic, "-o", str(offset), "-e",
+            "-f", KCAT_RAW_FORMAT, *KCAT_COMMON]
+    if partition is not None:
+        args += ["-p", str(partition)]
+    proc = run_kcat([*args, *extra], timeout=timeout)
+    return sorted(parse_kcat_raw(proc.stdout), key=lambda r: (r.partition, r.offset))
+
+
+def kcat_produce(broker, topic, data, extra=(), timeout=60, check=True):
+    """Produces stdin `data` with kcat -P (librdkafka default acks=all)."""
+    args = ["-P", "-b", broker.bootstrap, "-t", topic, *KCAT_COMMON, *extra]
+    return run_kcat(args, input=data, timeout=timeout, check=check)
