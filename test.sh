@@ -17,7 +17,7 @@ fi
 python3 -c 'import kafka, pytest' 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
 
 # Rust: unit tests, in-process broker tests and process/crash tests.
-cargo test --all-targets --no-fail-fast
+cargo test --lib --bins --tests --no-fail-fast
 
 # Python clients against the broker binary built above.
 cargo build --bin strata
