@@ -8,13 +8,12 @@ cd "$(dirname "$0")"
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
-command -v cmake >/dev/null 2>&1 || true
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
-python3 -c 'import kafka, pytest' 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
+python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
 # Rust: unit tests, in-process broker tests and process/crash tests.
 cargo test --lib --bins --tests --no-fail-fast

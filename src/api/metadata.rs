@@ -78,7 +78,12 @@ pub async fn handle_metadata(
 ) -> MetadataResponse {
     let mut image = broker.admin.image();
     let mut topics = Vec::new();
-    match request.topics {
+    // In v0 an empty list (null did not exist yet) means every topic.
+    let requested = match request.topics {
+        Some(t) if t.is_empty() && version == 0 => None,
+        other => other,
+    };
+    match requested {
         None => {
             let mut all: Vec<&TopicImage> = image.topics.values().collect();
             all.sort_by(|a, b| a.name.cmp(&b.name));
