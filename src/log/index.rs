@@ -128,6 +128,9 @@ impl OffsetIndex {
     pub fn path(&self) -> &Path {
         &self.path
     }
+    pub fn file_handle(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
 }
 
 impl TimeIndex {
@@ -205,6 +208,9 @@ impl TimeIndex {
     }
     pub fn path(&self) -> &Path {
         &self.path
+    }
+    pub fn file_handle(&self) -> io::Result<File> {
+        self.file.try_clone()
     }
 }
 

@@ -125,9 +125,45 @@ pub struct Log {
     epochs: LeaderEpochCache,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    recovery: Arc<RecoveryPoint>,
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// The offset below which every segment is known to be on stable storage; persisted
+/// so that recovery after a crash scans only what may be torn.
+#[derive(Debug, Default)]
+pub struct RecoveryPoint {
+    offset: parking_lot::Mutex<i64>,
+}
+
+impl RecoveryPoint {
+    fn read(dir: &Path) -> i64 {
+        std::fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Moves the recovery point forward (never back) and persists it.
+    fn advance(&self, dir: &Path, offset: i64) {
+        let mut current = self.offset.lock();
+        if offset <= *current {
+            return;
+        }
+        let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+        let written = std::fs::write(&tmp, offset.to_string())
+            .and_then(|_| std::fs::rename(&tmp, dir.join(RECOVERY_POINT_FILE)));
+        match written {
+            Ok(()) => *current = offset,
+            // The directory may be gone (topic deleted); nothing to recover then.
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "recovery point not written")
+            }
+        }
+    }
+}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -152,15 +188,18 @@ impl Log {
             })
             .collect();
         bases.sort_unstable();
-        // Remove index files whose segment is gone (a crash between deletes).
-        let (snapshot, snapshot_offset) = match ProducerState::read_snapshot(dir) {
-            Some((s, o)) if clean => (s, o),
-            _ => (ProducerState::default(), -1),
-        };
-        let mut producers = snapshot;
         let mut segments = BTreeMap::new();
         let mut truncate_rest = false;
-        for base in bases {
+        // After a crash, segments wholly below the recovery point were fsynced when
+        // they rolled; only the rest can hold a torn or corrupt tail.
+        let recovery_point = RecoveryPoint::read(dir);
+        let ends: Vec<i64> = bases
+            .iter()
+            .skip(1)
+            .copied()
+            .chain(std::iter::once(i64::MAX))
+            .collect();
+        for (base, end) in bases.into_iter().zip(ends) {
             if truncate_rest {
                 // Everything after a corrupt batch is gone, as in Kafka's recovery.
                 let (log, index, time) = Segment::paths(dir, base);
@@ -169,19 +208,14 @@ impl Log {
                 }
                 continue;
             }
-            let replay = snapshot_offset < 0;
-            let mut on_batch = |h: &BatchHeader| {
-                if replay || h.base_offset >= snapshot_offset {
-                    producers.update(h);
-                }
-            };
+            let verify = !clean && end > recovery_point;
             let (seg, outcome) = Segment::open(
                 dir,
                 base,
-                !clean,
+                verify,
                 config.index_interval_bytes,
                 now,
-                &mut on_batch,
+                &mut |_| {},
             )
             .map_err(io_err(dir))?;
             if outcome.truncated_bytes > 0 {
@@ -190,43 +224,37 @@ impl Log {
             }
             segments.insert(base, seg);
         }
-        // A clean open with trusted indexes does not replay; do it for batches after
-        // the snapshot so producer state is exact.
-        if clean && snapshot_offset >= 0 {
-            for seg in segments.values() {
-                if seg.next_offset <= snapshot_offset {
-                    continue;
-                }
-                let file = seg.file();
-                let mut pos = match seg
-                    .position_of(snapshot_offset, seg.size())
-                    .map_err(io_err(dir))?
-                {
-                    Some((p, _)) => p,
-                    None => continue,
-                };
-                while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
-                    if pos + h.total_size() as u64 > seg.size() {
-                        break;
-                    }
-                    if h.base_offset >= snapshot_offset {
-                        producers.update(&h);
-                    }
-                    pos += h.total_size() as u64;
-                }
+        // Producer state: the latest snapshot that the recovered log still covers, then
+        // the batch headers after it.
+        let log_end = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset)
+            .unwrap_or(0);
+        let (mut producers, replay_from) = match ProducerState::read_snapshot(dir) {
+            Some((state, offset)) if offset <= log_end => (state, offset),
+            _ => (ProducerState::default(), i64::MIN),
+        };
+        for seg in segments.values() {
+            if seg.next_offset <= replay_from {
+                continue;
             }
-        } else if clean && snapshot_offset < 0 {
-            // No snapshot: rebuild from every header.
-            for seg in segments.values() {
-                let file = seg.file();
-                let mut pos = 0;
-                while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
-                    if pos + h.total_size() as u64 > seg.size() {
-                        break;
-                    }
-                    producers.update(&h);
-                    pos += h.total_size() as u64;
+            let file = seg.file();
+            let mut pos = match seg
+                .position_of(replay_from.max(seg.base_offset), seg.size())
+                .map_err(io_err(dir))?
+            {
+                Some((p, _)) => p,
+                None => continue,
+            };
+            while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
+                if pos + h.total_size() as u64 > seg.size() {
+                    break;
                 }
+                if h.base_offset >= replay_from {
+                    producers.update(&h);
+                }
+                pos += h.total_size() as u64;
             }
         }
         let stored_start: i64 = std::fs::read_to_string(dir.join(LOG_START_FILE))
@@ -248,6 +276,9 @@ impl Log {
             epochs: LeaderEpochCache::open(dir).map_err(io_err(dir))?,
             unflushed_messages: 0,
             last_flush_ms: now,
+            recovery: Arc::new(RecoveryPoint {
+                offset: parking_lot::Mutex::new(recovery_point),
+            }),
         };
         let end = log.log_end_offset();
         epochs.truncate_from_end(end + 1).map_err(io_err(dir))?;
@@ -446,20 +477,38 @@ impl Log {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the log end.
+    /// Seals the active segment and starts a new one at the log end. The sealed
+    /// segment's files are fsynced on a background thread (as Kafka flushes rolled
+    /// segments asynchronously), which then advances the recovery point: after an
+    /// unclean shutdown only segments past it need a CRC scan.
     pub fn roll(&mut self, now: i64) -> LogResult<()> {
         let dir = self.dir.clone();
         let base = self.log_end_offset();
         if self.active().is_empty() {
             return Ok(());
         }
-        self.active_mut().seal().map_err(io_err(&dir))?;
+        let handles = self.active_mut().seal().map_err(io_err(&dir))?;
         self.producers
             .write_snapshot(&dir, base)
             .map_err(io_err(&dir))?;
         let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
         self.segments.insert(base, seg);
         info!(dir = %dir.display(), base, "rolled segment");
+        let recovery = self.recovery.clone();
+        let spawned = std::thread::Builder::new()
+            .name("segment-flush".into())
+            .spawn(move || {
+                for f in &handles {
+                    if let Err(e) = f.sync_data() {
+                        warn!(dir = %dir.display(), error = %e, "fsync of a sealed segment failed");
+                        return;
+                    }
+                }
+                recovery.advance(&dir, base);
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "could not start the segment flush thread");
+        }
         Ok(())
     }
 

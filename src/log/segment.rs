@@ -367,13 +367,15 @@ impl Segment {
         &self.log_path
     }
 
-    /// Makes the segment durable and immutable (called when it is rolled).
-    pub fn seal(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.offset_index.flush()?;
-        self.time_index.flush()?;
+    /// Marks the segment immutable (it was rolled) and returns duplicated handles of
+    /// its files so the caller can fsync them off the append path.
+    pub fn seal(&mut self) -> io::Result<Vec<File>> {
         self.sealed = true;
-        Ok(())
+        Ok(vec![
+            self.file.try_clone()?,
+            self.offset_index.file_handle()?,
+            self.time_index.file_handle()?,
+        ])
     }
 
     pub fn flush(&self) -> io::Result<()> {
