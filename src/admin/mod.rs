@@ -75,6 +75,28 @@ fn colliding_topic<'a>(image: &'a ClusterImage, name: &str) -> Option<&'a str> {
         .find(|existing| *existing != name && existing.replace('.', "_") == norm)
 }
 
+/// Most partitions one topic may have (a guard against typos such as 1000000).
+const MAX_PARTITIONS: i32 = 100_000;
+
+fn check_partition_limit(count: i32) -> AdminResult<()> {
+    if count > MAX_PARTITIONS {
+        return Err(AdminError::new(
+            code::INVALID_PARTITIONS,
+            format!("{count} partitions is more than this broker allows ({MAX_PARTITIONS})"),
+        ));
+    }
+    Ok(())
+}
+
+fn existing_topic<'a>(image: &'a ClusterImage, name: &str) -> AdminResult<&'a TopicImage> {
+    image.topic_by_name(name).ok_or_else(|| {
+        AdminError::new(
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic '{name}' does not exist"),
+        )
+    })
+}
+
 pub struct Admin {
     pub config: Arc<BrokerConfig>,
     pub quorum: MetadataQuorum,
@@ -244,12 +266,7 @@ impl Admin {
                     format!("number of partitions must be at least 1, got {count}"),
                 ));
             }
-            if count > 100_000 {
-                return Err(AdminError::new(
-                    code::INVALID_PARTITIONS,
-                    format!("{count} partitions is more than this broker allows (100000)"),
-                ));
-            }
+            check_partition_limit(count)?;
             let rf = if replication_factor == -1 {
                 self.config.default_replication_factor
             } else {
@@ -298,12 +315,7 @@ impl Admin {
         validate_only: bool,
     ) -> AdminResult<()> {
         let image = self.image();
-        let topic = image.topic_by_name(name).ok_or_else(|| {
-            AdminError::new(
-                code::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = existing_topic(&image, name)?;
         let current = topic.partitions.len() as i32;
         if count <= current {
             return Err(AdminError::new(
@@ -311,12 +323,7 @@ impl Admin {
                 format!("topic currently has {current} partitions, which is higher than or equal to the requested {count}"),
             ));
         }
-        if count > 100_000 {
-            return Err(AdminError::new(
-                code::INVALID_PARTITIONS,
-                format!("{count} partitions is more than this broker allows (100000)"),
-            ));
-        }
+        check_partition_limit(count)?;
         let new_count = (count - current) as usize;
         let partitions = match assignments {
             Some(a) if !a.is_empty() => {
@@ -360,12 +367,7 @@ impl Admin {
         validate_only: bool,
     ) -> AdminResult<()> {
         let image = self.image();
-        let topic = image.topic_by_name(name).ok_or_else(|| {
-            AdminError::new(
-                code::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = existing_topic(&image, name)?;
         self.validate_topic_configs(&image, &configs)?;
         if validate_only {
             return Ok(());

@@ -309,6 +309,14 @@ async fn alter(
     }
 }
 
+/// The error code and message fields of an alter result.
+fn outcome_fields(outcome: AdminResult<()>) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match outcome {
+        Ok(()) => (code::NONE, None),
+        Err(e) => (e.code, Some(str_bytes(&e.message))),
+    }
+}
+
 pub async fn handle_alter_configs(
     broker: &Broker,
     request: AlterConfigsRequest,
@@ -337,15 +345,14 @@ pub async fn handle_alter_configs(
             request.validate_only,
         )
         .await;
-        let r = alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name);
-        responses.push(match outcome {
-            Ok(()) => r.with_error_code(code::NONE),
-            Err(e) => r
-                .with_error_code(e.code)
-                .with_error_message(Some(str_bytes(&e.message))),
-        });
+        let (error_code, error_message) = outcome_fields(outcome);
+        responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
     }
     AlterConfigsResponse::default().with_responses(responses)
 }
@@ -376,15 +383,14 @@ pub async fn handle_incremental_alter_configs(
             request.validate_only,
         )
         .await;
-        let r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name);
-        responses.push(match outcome {
-            Ok(()) => r.with_error_code(code::NONE),
-            Err(e) => r
-                .with_error_code(e.code)
-                .with_error_message(Some(str_bytes(&e.message))),
-        });
+        let (error_code, error_message) = outcome_fields(outcome);
+        responses.push(
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name)
+                .with_error_code(error_code)
+                .with_error_message(error_message),
+        );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

@@ -2,6 +2,7 @@
 //! log-start-offset moves, recovery. Owned by `replication::Partition`, which holds it
 //! behind a mutex; nothing here is async or knows about replication.
 
+use super::now_ms;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
@@ -163,13 +164,6 @@ impl RecoveryPoint {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Log {

@@ -13,3 +13,11 @@ pub mod segment;
 
 pub use self::log::{AppendInfo, Log, LogError, LogResult, OffsetPosition, ReadPlan};
 pub use manager::LogManager;
+
+/// Wall-clock milliseconds since the Unix epoch (Kafka's timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

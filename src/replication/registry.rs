@@ -5,6 +5,7 @@
 //! Lookups take a read lock on the map only long enough to clone an `Arc`; the
 //! partitions themselves are locked individually.
 
+use crate::log::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,13 +23,6 @@ pub struct ReplicaManager {
     logs: LogManager,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
     reconcile_lock: Mutex<()>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl ReplicaManager {
