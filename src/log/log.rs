@@ -132,6 +132,50 @@ pub struct Log {
 const LOG_START_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 
+/// Files of a sealed segment to fsync, and the recovery point to advance after.
+struct FlushJob {
+    files: Vec<File>,
+    dir: PathBuf,
+    recovery: Arc<RecoveryPoint>,
+    up_to: i64,
+}
+
+/// One background thread fsyncs every sealed segment in roll order, so a burst of
+/// rolls (e.g. a producer sending old timestamps) never spawns a thread each.
+struct Flusher {
+    tx: parking_lot::Mutex<std::sync::mpsc::Sender<FlushJob>>,
+}
+
+impl Flusher {
+    fn send(&self, job: FlushJob) {
+        if self.tx.lock().send(job).is_err() {
+            warn!("segment flusher is gone; sealed segment left to the OS to write back");
+        }
+    }
+}
+
+fn flusher() -> &'static Flusher {
+    static FLUSHER: std::sync::OnceLock<Flusher> = std::sync::OnceLock::new();
+    FLUSHER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<FlushJob>();
+        let spawned = std::thread::Builder::new().name("segment-flush".into()).spawn(move || {
+            for job in rx {
+                let synced = job.files.iter().try_for_each(|f| f.sync_data());
+                match synced {
+                    Ok(()) => job.recovery.advance(&job.dir, job.up_to),
+                    Err(e) => warn!(dir = %job.dir.display(), error = %e, "fsync of a sealed segment failed"),
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            warn!(error = %e, "could not start the segment flush thread");
+        }
+        Flusher {
+            tx: parking_lot::Mutex::new(tx),
+        }
+    })
+}
+
 /// The offset below which every segment is known to be on stable storage; persisted
 /// so that recovery after a crash scans only what may be torn.
 #[derive(Debug, Default)]
@@ -488,21 +532,12 @@ impl Log {
         let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
         self.segments.insert(base, seg);
         info!(dir = %dir.display(), base, "rolled segment");
-        let recovery = self.recovery.clone();
-        let spawned = std::thread::Builder::new()
-            .name("segment-flush".into())
-            .spawn(move || {
-                for f in &handles {
-                    if let Err(e) = f.sync_data() {
-                        warn!(dir = %dir.display(), error = %e, "fsync of a sealed segment failed");
-                        return;
-                    }
-                }
-                recovery.advance(&dir, base);
-            });
-        if let Err(e) = spawned {
-            warn!(error = %e, "could not start the segment flush thread");
-        }
+        flusher().send(FlushJob {
+            files: handles,
+            dir,
+            recovery: self.recovery.clone(),
+            up_to: base,
+        });
         Ok(())
     }
 
