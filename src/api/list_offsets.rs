@@ -77,7 +77,7 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), Partition
 pub fn handle_list_offsets(
     broker: &Broker,
     request: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let topics = request
         .topics
@@ -100,11 +100,15 @@ pub fn handle_list_offsets(
                         return base.with_error_code(partition_error_code(&e));
                     }
                     match lookup(&partition, p.timestamp) {
-                        Ok((offset, timestamp)) => base
-                            .with_error_code(code::NONE)
-                            .with_offset(offset)
-                            .with_timestamp(timestamp)
-                            .with_leader_epoch(partition.leader_epoch()),
+                        Ok((offset, timestamp)) => {
+                            let found = base.with_error_code(code::NONE).with_offset(offset).with_timestamp(timestamp);
+                            // The leader epoch field exists from v4 on.
+                            if version >= 4 {
+                                found.with_leader_epoch(partition.leader_epoch())
+                            } else {
+                                found
+                            }
+                        }
                         Err(e) => {
                             warn!(topic = %name, partition = p.partition_index, error = %e, "list offsets failed");
                             base.with_error_code(match e {

@@ -48,6 +48,18 @@ pub async fn serve(
                 let reason = read_loop(&mut reader, max_frame, &tx, &shutdown).await;
                 match &reason {
                     Ok(()) => debug!("client closed the connection"),
+                    // A client going away mid-read is ordinary, not a warning.
+                    Err(ConnectionError::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::BrokenPipe
+                                | std::io::ErrorKind::UnexpectedEof
+                        ) =>
+                    {
+                        debug!(error = %e, "client disconnected")
+                    }
+                    Err(ConnectionError::Shutdown) => debug!("closing connection for shutdown"),
                     Err(e) => warn!(error = %e, "closing connection"),
                 }
             }
@@ -57,7 +69,11 @@ pub async fn serve(
         while let Some(incoming) = rx.recv().await {
             let bytes = match incoming {
                 Incoming::Ready(b) => Some(b),
-                Incoming::Request(request) => handle(&broker, *request).await,
+                Incoming::Request(request) => match handle(&broker, *request).await {
+                    Ok(b) => b,
+                    // The client cannot be answered in order: close rather than hang it.
+                    Err(()) => break,
+                },
             };
             if let Some(bytes) = bytes {
                 if writer.write_all(&bytes).await.is_err() {
@@ -77,18 +93,21 @@ pub async fn serve(
     .await
 }
 
-/// Runs one request's handler and encodes its response (`None`: nothing to send).
-async fn handle(broker: &Arc<Broker>, request: Request) -> Option<Bytes> {
+/// Runs one request's handler and encodes its response (`Ok(None)`: nothing to
+/// send, as for acks=0; `Err`: the response could not be encoded).
+async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Bytes>, ()> {
     let span = tracing::debug_span!("api", api = ?request.api_key, version = request.version, correlation_id = request.header.correlation_id);
     async move {
         let version = request.version;
         let correlation_id = request.header.correlation_id;
-        let response = api::handle(broker, request).await?;
+        let Some(response) = api::handle(broker, request).await else {
+            return Ok(None);
+        };
         match encode_response(version, correlation_id, &response) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => Ok(Some(bytes)),
             Err(e) => {
-                warn!(error = %e, "cannot encode response");
-                None
+                tracing::error!(error = %e, "cannot encode response; closing the connection");
+                Err(())
             }
         }
     }

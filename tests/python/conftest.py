@@ -81,6 +81,7 @@ class Broker:
         self.port = port or free_port()
         self.overrides = dict(overrides or {})
         self.proc = None
+        self.stopped_on_purpose = False  # set by stop()/kill(): exits are expected
         self.starts = 0
         self.log_paths = []
 
@@ -102,6 +103,7 @@ class Broker:
             "or set STRATA_TEST_BINARY"
         )
         self.starts += 1
+        self.stopped_on_purpose = False
         log_path = self.log_dir / f"strata-{self.port}-{self.starts}.log"
         self.log_paths.append(log_path)
         args = [
@@ -148,6 +150,7 @@ class Broker:
         """SIGTERM and wait; returns the exit code. Fails if it does not stop."""
         if self.proc is None:
             return None
+        self.stopped_on_purpose = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -162,6 +165,7 @@ class Broker:
 
     def kill(self):
         """SIGKILL and wait."""
+        self.stopped_on_purpose = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -206,13 +210,29 @@ def broker_factory(tmp_path, request):
         return b
 
     yield make
+    # Stop every broker; a broker that died by itself during the test, or that does
+    # not exit 0 on SIGTERM, fails the test here (with its log) even if the test's
+    # own assertions passed.
+    problems = []
     for b in brokers:
-        if _failed(request):
-            print(b.log_tail())
         try:
-            b.stop()
+            if b.proc is None:
+                continue
+            code = b.proc.poll()
+            if code is not None and not b.stopped_on_purpose:
+                problems.append(f"strata on port {b.port} exited by itself with {code}")
+            elif code is None:
+                code = b.stop()
+                if code != 0:
+                    problems.append(f"strata on port {b.port} exited {code} on SIGTERM")
+        except AssertionError as e:
+            problems.append(str(e))
         finally:
             b.kill()
+    if _failed(request) or problems:
+        for b in brokers:
+            print(b.log_tail())
+    assert not problems, "; ".join(problems) + "\n" + "\n".join(b.log_tail() for b in brokers)
 
 
 @pytest.fixture

@@ -118,18 +118,35 @@ def test_kcat_produce_consume_three_partitions(broker, clients):
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_kcat_compression(broker, clients, codec):
+    """kcat -z CODEC round-trips through the broker, read back by kcat and kafka-python.
+
+    librdkafka 2.0.2 only compresses gzip/snappy/lz4 when the broker advertises
+    Produce v0-v2 (its compression check asks for Produce 0..0); like Kafka 4.0,
+    strata starts at Produce v3, so this old client logs "Broker does not support
+    compression type X: not compressing batch" and sends those uncompressed. That
+    is the client's doing; zstd (Produce v7+) is compressed. kafka-python's codecs
+    cover the broker side of gzip/snappy/lz4 (test_kafka_python, test_cross_client).
+    """
     admin = clients.admin(broker)
     topic = unique_topic("kz" + codec)
     create_topic(admin, topic)
     lines = [(b"k%d" % i, (b"payload-%d-" % i) * (i % 20 + 1)) for i in range(400)]
-    kcat_produce(broker, topic, keyed_input(lines),
-                 extra=["-K:", "-z", codec, "-X", "linger.ms=50"])
+    proc = kcat_produce(broker, topic, keyed_input(lines),
+                        extra=["-K:", "-z", codec, "-X", "linger.ms=50", "-d", "msg"])
 
     batches = raw_fetch_batches(admin, topic, 0)
-    assert {b["compression"] for b in batches} == {CODEC_IDS[codec]}, (
-        f"the broker should keep kcat's {codec} batches as they were sent"
-    )
     assert any(len(b["records"]) > 1 for b in batches)
+    stored = {b["compression"] for b in batches}
+    if codec == "zstd":
+        assert stored == {CODEC_IDS[codec]}, "kcat's zstd batches should be stored as sent"
+    else:
+        notice = f"Broker does not support compression type {codec}".encode()
+        assert stored in ({CODEC_IDS[codec]}, {0}), stored
+        if stored == {0}:
+            assert notice in proc.stderr, (
+                "batches were stored uncompressed although kcat did not say it sent them "
+                "so: the broker must not rewrite compression (compression.type=producer)"
+            )
 
     records = kcat_consume(broker, topic)
     assert [(r.key, r.value) for r in records] == lines
