@@ -19,7 +19,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::api::{self, api_version_list, Broker};
 use crate::protocol::{
-    decode_request, encode_response, unsupported_api_versions_response, FrameError, Request,
+    decode_request, encode_response, record_sets, unsupported_api_versions_response, FrameError,
+    Request,
 };
 
 /// Decoded requests one connection may have queued behind the one being handled.
@@ -27,8 +28,8 @@ const MAX_PIPELINED: usize = 64;
 
 enum Incoming {
     Request(Box<Request>),
-    /// Bytes to send as they are (the KIP-511 ApiVersions answer).
-    Ready(Bytes),
+    /// Chunks to send as they are (the KIP-511 ApiVersions answer).
+    Ready(Vec<Bytes>),
 }
 
 pub async fn serve(
@@ -75,8 +76,16 @@ pub async fn serve(
                     Err(()) => break,
                 },
             };
-            if let Some(bytes) = bytes {
-                if writer.write_all(&bytes).await.is_err() {
+            if let Some(chunks) = bytes {
+                // Large record chunks bypass the buffer and go straight to the socket.
+                let mut failed = false;
+                for chunk in chunks {
+                    if writer.write_all(&chunk).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
                     break;
                 }
             }
@@ -95,7 +104,7 @@ pub async fn serve(
 
 /// Runs one request's handler and encodes its response (`Ok(None)`: nothing to
 /// send, as for acks=0; `Err`: the response could not be encoded).
-async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Bytes>, ()> {
+async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Vec<Bytes>>, ()> {
     let span = tracing::debug_span!("api", api = ?request.api_key, version = request.version, correlation_id = request.header.correlation_id);
     async move {
         let version = request.version;
@@ -103,7 +112,8 @@ async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Bytes>,
         let Some(response) = api::handle(broker, request).await else {
             return Ok(None);
         };
-        match encode_response(version, correlation_id, &response) {
+        let splice = record_sets(&response);
+        match encode_response(version, correlation_id, &response, &splice) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode response; closing the connection");

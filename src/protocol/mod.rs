@@ -1,9 +1,10 @@
 //! Frames to typed requests and typed responses to frames, with explicit versions,
 //! through the `kafka-protocol` crate (no hand-written codec).
 
+pub mod chain;
 pub mod versions;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
@@ -77,23 +78,48 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
     })
 }
 
-/// Encodes a response with its length prefix and the header version its API and
-/// version call for (ApiVersions always uses header v0).
+/// Encodes a response as chunks to write in order: the length prefix, the header and
+/// body, with the record sets in `splice` (Fetch) referenced instead of copied.
+/// ApiVersions always uses header v0; other APIs the header version of `version`.
 pub fn encode_response(
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
-) -> anyhow::Result<Bytes> {
+    splice: &[Bytes],
+) -> anyhow::Result<Vec<Bytes>> {
     let header_version = body.header_version(version);
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
+    let mut buf = chain::ChainBuf::new(splice);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
+    match body {
+        // Only Fetch carries record sets worth splicing; it is encoded through the
+        // generic encoder so `ChainBuf` sees each record set.
+        ResponseKind::Fetch(fetch) => fetch.encode(&mut buf, version)?,
+        other => {
+            let mut plain = BytesMut::with_capacity(256);
+            other.encode(&mut plain, version)?;
+            buf.put_slice(&plain);
+        }
+    }
+    let len = i32::try_from(buf.len())
+        .map_err(|_| anyhow::anyhow!("response of {} bytes is too large", buf.len()))?;
+    let mut chunks = Vec::with_capacity(4);
+    chunks.push(Bytes::copy_from_slice(&len.to_be_bytes()));
+    chunks.extend(buf.into_chunks());
+    Ok(chunks)
+}
+
+/// The record sets of a Fetch response, which `encode_response` can splice.
+pub fn record_sets(body: &ResponseKind) -> Vec<Bytes> {
+    match body {
+        ResponseKind::Fetch(f) => f
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().filter_map(|p| p.records.clone()))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The KIP-511 answer to an ApiVersions request of a version we do not know: error
@@ -101,15 +127,9 @@ pub fn encode_response(
 pub fn unsupported_api_versions_response(
     correlation_id: i32,
     api_keys: Vec<kafka_protocol::messages::api_versions_response::ApiVersion>,
-) -> Bytes {
+) -> Vec<Bytes> {
     let body = ApiVersionsResponse::default()
         .with_error_code(35)
         .with_api_keys(api_keys);
-    encode_response(0, correlation_id, &ResponseKind::ApiVersions(body))
-        .unwrap_or_else(|_| Bytes::new())
-}
-
-/// Reads the 4-byte length prefix of a frame.
-pub fn frame_length(prefix: [u8; 4]) -> i32 {
-    (&prefix[..]).get_i32()
+    encode_response(0, correlation_id, &ResponseKind::ApiVersions(body), &[]).unwrap_or_default()
 }
