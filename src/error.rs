@@ -1,5 +1,6 @@
 //! The one place where module errors become Kafka error codes.
 
+use crate::coordinator::ProducerIdError;
 use crate::log::batch::BatchError;
 use crate::log::LogError;
 use crate::metadata::{ApplyError, MetadataError};
@@ -87,5 +88,12 @@ pub fn apply_error_code(e: &ApplyError) -> i16 {
         ApplyError::UnknownTopicId(_) => code::UNKNOWN_TOPIC_ID,
         ApplyError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
         ApplyError::ProducerIdsExhausted => code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+pub fn producer_id_error_code(e: &ProducerIdError) -> i16 {
+    match e {
+        ProducerIdError::Metadata(m) => metadata_error_code(m),
+        ProducerIdError::Refused(_) => code::UNKNOWN_SERVER_ERROR,
     }
 }

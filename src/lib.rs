@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod log;
 pub mod metadata;

@@ -15,8 +15,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::admin::Admin;
-use crate::api::{Broker, ProducerIdPool};
+use crate::api::Broker;
 use crate::config::BrokerConfig;
+use crate::coordinator::ProducerIdPool;
 use crate::log::manager::METADATA_DIR_PREFIX;
 use crate::log::LogManager;
 use crate::metadata::{BrokerImage, MetadataQuorum, MetadataRecord};

@@ -414,20 +414,6 @@ impl Admin {
             .await?;
         Ok(())
     }
-
-    /// Reserves a block of producer ids through the quorum; returns the first.
-    pub async fn allocate_producer_ids(&self, count: i64) -> AdminResult<i64> {
-        match self
-            .propose(MetadataRecord::AllocateProducerIds { count })
-            .await?
-        {
-            ApplyReply::ProducerIdBlock(first) => Ok(first),
-            other => Err(AdminError::new(
-                code::UNKNOWN_SERVER_ERROR,
-                format!("unexpected reply {other:?}"),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

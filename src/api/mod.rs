@@ -20,10 +20,9 @@ use tracing::debug;
 
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
+use crate::coordinator::ProducerIdPool;
 use crate::protocol::{versions, Request};
 use crate::replication::ReplicaManager;
-
-pub use producer_id::ProducerIdPool;
 
 /// Everything a handler may use. Built once by `server`; shared by all connections.
 pub struct Broker {
