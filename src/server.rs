@@ -17,7 +17,8 @@ use tracing::{error, info, warn};
 use crate::admin::Admin;
 use crate::api::Broker;
 use crate::config::BrokerConfig;
-use crate::coordinator::ProducerIdPool;
+use crate::coordinator::group::store::OFFSETS_TOPIC;
+use crate::coordinator::{GroupCoordinator, ProducerIdPool};
 use crate::log::manager::METADATA_DIR_PREFIX;
 use crate::log::LogManager;
 use crate::metadata::{BrokerImage, MetadataQuorum, MetadataRecord};
@@ -140,15 +141,48 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     replicas.remove_orphans(&image);
     info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
 
+    let admin = Admin {
+        config: config.clone(),
+        quorum: quorum.clone(),
+        replicas: replicas.clone(),
+    };
+    // The internal offsets topic: compacted in Kafka, so time and size retention never
+    // remove commits (compaction itself is not implemented yet).
+    if admin.image().topic_by_name(OFFSETS_TOPIC).is_none() {
+        let configs = [
+            ("cleanup.policy", "compact".to_string()),
+            (
+                "segment.bytes",
+                config.get("offsets.topic.segment.bytes").to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let partitions: i32 = config
+            .get("offsets.topic.num.partitions")
+            .parse()
+            .unwrap_or(50);
+        let rf: i16 = config
+            .get("offsets.topic.replication.factor")
+            .parse()
+            .unwrap_or(1);
+        admin
+            .create_topic(OFFSETS_TOPIC, partitions, rf, Vec::new(), configs, false)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?;
+    }
+    let groups = Arc::new(GroupCoordinator::new(&config, replicas.clone()));
+    groups
+        .load()
+        .context("loading consumer groups from __consumer_offsets")?;
+
     let broker = Arc::new(Broker {
         config: config.clone(),
         replicas: replicas.clone(),
-        admin: Admin {
-            config: config.clone(),
-            quorum: quorum.clone(),
-            replicas: replicas.clone(),
-        },
+        admin,
         producer_ids: ProducerIdPool::default(),
+        groups: groups.clone(),
     });
 
     let shutdown = CancellationToken::new();
@@ -165,6 +199,35 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                         if changed.is_err() { break; }
                         if let Err(e) = replicas.reconcile(&view.current()) {
                             error!(error = %e, "applying a metadata change to local replicas failed");
+                        }
+                    }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+    // Group coordinator timers: sessions and join deadlines, offset expiry.
+    {
+        let groups = groups.clone();
+        let shutdown = shutdown.clone();
+        let expiry_every = Duration::from_millis(
+            config
+                .get("offsets.retention.check.interval.ms")
+                .parse()
+                .unwrap_or(600_000u64)
+                .max(1),
+        );
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_expiry = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        groups.tick().await;
+                        if last_expiry.elapsed() >= expiry_every {
+                            last_expiry = tokio::time::Instant::now();
+                            groups.expire_offsets().await;
                         }
                     }
                     _ = shutdown.cancelled() => break,

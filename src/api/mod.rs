@@ -5,6 +5,7 @@
 mod configs;
 mod coordinator;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -20,7 +21,7 @@ use tracing::debug;
 
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
-use crate::coordinator::ProducerIdPool;
+use crate::coordinator::{GroupCoordinator, ProducerIdPool};
 use crate::protocol::{versions, Request};
 use crate::replication::ReplicaManager;
 
@@ -30,6 +31,7 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub admin: Admin,
     pub producer_ids: ProducerIdPool,
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// Kafka's value for "authorized operations were not requested".
@@ -55,6 +57,13 @@ pub fn api_version_list() -> Vec<ApiVersion> {
 /// Handles one request. `None` means no response is sent (produce with acks=0).
 pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
     let version = request.version;
+    let client_id = request
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
+    let client_host = request.client_host.clone();
     debug!(api = ?request.api_key, version, correlation_id = request.header.correlation_id, "request");
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(
@@ -101,6 +110,34 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         ),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(coordinator::handle_find_coordinator(broker, r, version))
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
+            groups::handle_join_group(broker, r, version, &client_id, &client_host).await,
+        ),
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::handle_sync_group(broker, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::handle_heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::handle_leave_group(broker, r, version).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::handle_offset_commit(broker, r, version).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::handle_offset_fetch(broker, r, version))
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(groups::handle_list_groups(broker, r, version))
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::handle_describe_groups(broker, r, version))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::handle_delete_groups(broker, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::handle_offset_delete(broker, r).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_id::handle_init_producer_id(broker, r).await)

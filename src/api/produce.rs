@@ -47,6 +47,14 @@ pub async fn handle_produce(
                 ));
                 continue;
             }
+            if name.starts_with("__consumer_offsets") || name.starts_with("__transaction_state") {
+                partitions.push(partition_error(
+                    index,
+                    code::INVALID_TOPIC_EXCEPTION,
+                    Some(format!("cannot produce to internal topic {name}")),
+                ));
+                continue;
+            }
             let Some(partition) = broker.replicas.get(&name, index) else {
                 partitions.push(partition_error(
                     index,

@@ -366,6 +366,8 @@ pub struct LogConfig {
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
     pub min_insync_replicas: i32,
+    /// `cleanup.policy` includes `delete`: time and size retention apply.
+    pub delete_retention_enabled: bool,
 }
 
 impl Default for LogConfig {
@@ -410,6 +412,9 @@ impl LogConfig {
             timestamp_before_max_ms: num("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: num("message.timestamp.after.max.ms"),
             min_insync_replicas: num("min.insync.replicas").clamp(1, i32::MAX as i64) as i32,
+            delete_retention_enabled: raw("cleanup.policy")
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("delete")),
         }
     }
 }

@@ -694,6 +694,10 @@ impl Log {
     /// how many segments were deleted.
     pub fn apply_retention(&mut self, now: i64) -> LogResult<usize> {
         let cfg = self.config.clone();
+        if !cfg.delete_retention_enabled {
+            // Compacted-only topics keep their segments (Kafka's cleanup.policy=compact).
+            return Ok(0);
+        }
         let mut doomed = Vec::new();
         let sealed: Vec<(i64, u64, i64)> = self
             .segments

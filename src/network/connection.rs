@@ -46,7 +46,7 @@ pub async fn serve(
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
         let reader_task = tokio::spawn(
             async move {
-                let reason = read_loop(&mut reader, max_frame, &tx, &shutdown).await;
+                let reason = read_loop(&mut reader, peer, max_frame, &tx, &shutdown).await;
                 match &reason {
                     Ok(()) => debug!("client closed the connection"),
                     // A client going away mid-read is ordinary, not a warning.
@@ -139,6 +139,7 @@ enum ConnectionError {
 
 async fn read_loop(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
     max_frame: usize,
     tx: &mpsc::Sender<Incoming>,
     shutdown: &CancellationToken,
@@ -161,7 +162,10 @@ async fn read_loop(
         let mut frame = BytesMut::zeroed(len as usize);
         reader.read_exact(&mut frame).await?;
         let incoming = match decode_request(frame.freeze()) {
-            Ok(r) => Incoming::Request(Box::new(r)),
+            Ok(mut r) => {
+                r.client_host = format!("/{}", peer.ip());
+                Incoming::Request(Box::new(r))
+            }
             Err(FrameError::UnsupportedApiVersions {
                 version,
                 correlation_id,

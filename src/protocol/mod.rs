@@ -33,6 +33,8 @@ pub enum FrameError {
 /// A decoded request.
 #[derive(Debug)]
 pub struct Request {
+    /// The client's address as DescribeGroups reports it (`/host`), set by the connection.
+    pub client_host: String,
     pub api_key: ApiKey,
     pub version: i16,
     pub header: RequestHeader,
@@ -71,6 +73,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
     let body =
         RequestKind::decode(api_key, &mut frame, version).map_err(|e| decode_err(e.to_string()))?;
     Ok(Request {
+        client_host: String::new(),
         api_key,
         version,
         header,

@@ -1,0 +1,489 @@
+//! Consumer-group APIs of the classic protocol: JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups
+//! and OffsetDelete, mapped onto the group coordinator.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    delete_groups_response, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{str_bytes, Broker, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::coordinator::group::state::{CommittedOffset, JoinRequest};
+use crate::error::code;
+
+fn opt(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|v| v.as_str().to_string())
+}
+
+pub async fn handle_join_group(
+    broker: &Broker,
+    r: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    client_host: &str,
+) -> JoinGroupResponse {
+    let session = Duration::from_millis(r.session_timeout_ms.max(0) as u64);
+    let rebalance = if version >= 1 {
+        Duration::from_millis(r.rebalance_timeout_ms.max(0) as u64)
+    } else {
+        session
+    };
+    let req = JoinRequest {
+        member_id: r.member_id.as_str().to_string(),
+        instance_id: opt(&r.group_instance_id),
+        client_id: client_id.to_string(),
+        client_host: client_host.to_string(),
+        session_timeout: session,
+        rebalance_timeout: rebalance,
+        protocol_type: r.protocol_type.as_str().to_string(),
+        protocols: r
+            .protocols
+            .iter()
+            .map(|p| (p.name.as_str().to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let out = broker.groups.join(r.group_id.0.as_str(), req).await;
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(out.error)
+        .with_generation_id(out.generation)
+        .with_protocol_name(Some(str_bytes(out.protocol_name.as_deref().unwrap_or(""))))
+        .with_leader(str_bytes(&out.leader))
+        .with_member_id(str_bytes(&out.member_id))
+        .with_members(
+            out.members
+                .iter()
+                .map(|(id, instance, metadata)| {
+                    let m = JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(id))
+                        .with_metadata(metadata.clone());
+                    if version >= 5 {
+                        m.with_group_instance_id(instance.as_deref().map(str_bytes))
+                    } else {
+                        m
+                    }
+                })
+                .collect(),
+        );
+    if version >= 7 {
+        resp = resp.with_protocol_type(out.protocol_type.as_deref().map(str_bytes));
+    }
+    if version >= 9 {
+        resp = resp.with_skip_assignment(out.skip_assignment);
+    }
+    resp
+}
+
+pub async fn handle_sync_group(
+    broker: &Broker,
+    r: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    let assignments = r
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
+        .collect();
+    let out = broker
+        .groups
+        .sync(
+            r.group_id.0.as_str(),
+            r.member_id.as_str(),
+            r.group_instance_id.as_ref().map(|s| s.as_str()),
+            r.generation_id,
+            assignments,
+        )
+        .await;
+    let resp = SyncGroupResponse::default()
+        .with_error_code(out.error)
+        .with_assignment(out.assignment);
+    if version >= 5 {
+        resp.with_protocol_type(out.protocol_type.as_deref().map(str_bytes))
+            .with_protocol_name(out.protocol_name.as_deref().map(str_bytes))
+    } else {
+        resp
+    }
+}
+
+pub fn handle_heartbeat(broker: &Broker, r: HeartbeatRequest) -> HeartbeatResponse {
+    let error = broker.groups.heartbeat(
+        r.group_id.0.as_str(),
+        r.member_id.as_str(),
+        r.group_instance_id.as_ref().map(|s| s.as_str()),
+        r.generation_id,
+    );
+    HeartbeatResponse::default().with_error_code(error)
+}
+
+pub async fn handle_leave_group(
+    broker: &Broker,
+    r: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        r.members
+            .iter()
+            .map(|m| (m.member_id.as_str().to_string(), opt(&m.group_instance_id)))
+            .collect()
+    } else {
+        vec![(r.member_id.as_str().to_string(), None)]
+    };
+    let codes = broker.groups.leave(r.group_id.0.as_str(), &members).await;
+    if version < 3 {
+        return LeaveGroupResponse::default()
+            .with_error_code(codes.first().copied().unwrap_or(code::UNKNOWN_MEMBER_ID));
+    }
+    LeaveGroupResponse::default()
+        .with_error_code(code::NONE)
+        .with_members(
+            members
+                .into_iter()
+                .zip(codes)
+                .map(|((id, instance), c)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(&id))
+                        .with_group_instance_id(instance.as_deref().map(str_bytes))
+                        .with_error_code(c)
+                })
+                .collect(),
+        )
+}
+
+pub async fn handle_offset_commit(
+    broker: &Broker,
+    r: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    let mut offsets = Vec::new();
+    for t in &r.topics {
+        for p in &t.partitions {
+            let epoch = if version >= 6 {
+                p.committed_leader_epoch
+            } else {
+                -1
+            };
+            offsets.push((
+                t.name.0.as_str().to_string(),
+                p.partition_index,
+                p.committed_offset,
+                epoch,
+                opt(&p.committed_metadata),
+            ));
+        }
+    }
+    let instance = if version >= 7 {
+        r.group_instance_id.as_ref().map(|s| s.as_str())
+    } else {
+        None
+    };
+    let codes = match broker
+        .groups
+        .commit_offsets(
+            r.group_id.0.as_str(),
+            r.generation_id_or_member_epoch,
+            r.member_id.as_str(),
+            instance,
+            offsets,
+        )
+        .await
+    {
+        Ok(codes) => codes,
+        Err(e) => vec![e; r.topics.iter().map(|t| t.partitions.len()).sum()],
+    };
+    let mut codes = codes.into_iter();
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(codes.next().unwrap_or(code::UNKNOWN_SERVER_ERROR))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+fn committed_fields(o: &Option<CommittedOffset>) -> (i64, i32, String) {
+    match o {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata.clone()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+/// A topic's partitions with their committed offsets (None = nothing committed).
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
+/// Groups committed partitions by topic, keeping first-seen topic order.
+fn by_topic(
+    rows: Vec<(String, i32, Option<CommittedOffset>)>,
+) -> Vec<TopicOffsets> {
+    let mut out: Vec<TopicOffsets> = Vec::new();
+    for (t, p, o) in rows {
+        match out.iter_mut().find(|(name, _)| *name == t) {
+            Some((_, parts)) => parts.push((p, o)),
+            None => out.push((t, vec![(p, o)])),
+        }
+    }
+    out
+}
+
+pub fn handle_offset_fetch(
+    broker: &Broker,
+    r: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = r
+            .groups
+            .iter()
+            .map(|g| {
+                let topics = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                let rows = broker.groups.fetch_offsets(g.group_id.0.as_str(), topics);
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_error_code(code::NONE)
+                    .with_topics(
+                        by_topic(rows)
+                            .into_iter()
+                            .map(|(t, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(str_bytes(&t)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, o)| {
+                                                let (offset, epoch, metadata) =
+                                                    committed_fields(&o);
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(str_bytes(&metadata)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = r.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let rows = broker.groups.fetch_offsets(r.group_id.0.as_str(), topics);
+    let topics = by_topic(rows)
+        .into_iter()
+        .map(|(t, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(str_bytes(&t)))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, metadata) = committed_fields(&o);
+                            let part = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(str_bytes(&metadata)));
+                            if version >= 5 {
+                                part.with_committed_leader_epoch(epoch)
+                            } else {
+                                part
+                            }
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+pub fn handle_list_groups(
+    broker: &Broker,
+    r: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let states: Vec<String> = if version >= 4 {
+        r.states_filter
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let types: Vec<String> = if version >= 5 {
+        r.types_filter
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let groups = broker
+        .groups
+        .list_groups(&states, &types)
+        .into_iter()
+        .map(|(id, protocol_type, state)| {
+            let g = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&id)))
+                .with_protocol_type(str_bytes(&protocol_type));
+            let g = if version >= 4 {
+                g.with_group_state(str_bytes(state))
+            } else {
+                g
+            };
+            if version >= 5 {
+                g.with_group_type(str_bytes("classic"))
+            } else {
+                g
+            }
+        })
+        .collect();
+    ListGroupsResponse::default()
+        .with_error_code(code::NONE)
+        .with_groups(groups)
+}
+
+pub fn handle_describe_groups(
+    broker: &Broker,
+    r: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let groups = r
+        .groups
+        .iter()
+        .map(|id| {
+            let base = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            match broker.groups.describe_group(id.0.as_str()) {
+                None => {
+                    let dead = base.with_group_state(str_bytes("Dead"));
+                    if version >= 6 {
+                        dead.with_error_code(code::GROUP_ID_NOT_FOUND)
+                            .with_error_message(Some(str_bytes(&format!(
+                                "group '{}' not found",
+                                id.0.as_str()
+                            ))))
+                    } else {
+                        dead.with_error_code(code::NONE)
+                    }
+                }
+                Some(d) => base
+                    .with_error_code(code::NONE)
+                    .with_group_state(str_bytes(d.state))
+                    .with_protocol_type(str_bytes(&d.protocol_type))
+                    .with_protocol_data(str_bytes(&d.protocol_name))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|(member, instance, client, host, metadata, assignment)| {
+                                let m = DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(&member))
+                                    .with_client_id(str_bytes(&client))
+                                    .with_client_host(str_bytes(&host))
+                                    .with_member_metadata(metadata)
+                                    .with_member_assignment(assignment);
+                                if version >= 4 {
+                                    m.with_group_instance_id(instance.as_deref().map(str_bytes))
+                                } else {
+                                    m
+                                }
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn handle_delete_groups(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for id in r.groups_names {
+        let error = broker.groups.delete_group(id.0.as_str()).await;
+        results.push(
+            delete_groups_response::DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(error),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub async fn handle_offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let topics: Vec<(String, Vec<i32>)> = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.0.as_str().to_string(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    match broker
+        .groups
+        .delete_offsets(r.group_id.0.as_str(), topics)
+        .await
+    {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e),
+        Ok(rows) => {
+            let mut out: Vec<OffsetDeleteResponseTopic> = Vec::new();
+            for (t, p, c) in rows {
+                let part = OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_error_code(c);
+                match out.iter_mut().find(|x| x.name.0.as_str() == t) {
+                    Some(x) => x.partitions.push(part),
+                    None => out.push(
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(TopicName(str_bytes(&t)))
+                            .with_partitions(vec![part]),
+                    ),
+                }
+            }
+            OffsetDeleteResponse::default()
+                .with_error_code(code::NONE)
+                .with_topics(out)
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The classic consumer-group coordinator (Kafka's GroupCoordinator): groups and their
+//! rebalances ([`state`]), committed offsets, and their persistence in the internal
+//! `__consumer_offsets` topic ([`store`]), reloaded at start so a restart loses no
+//! commit.
+//!
+//! Groups live in a map behind a short-lived mutex; each group has its own mutex, held
+//! only for synchronous state changes. Requests that wait for a rebalance hold a
+//! oneshot receiver instead. A ticker (run by `server`) expires sessions and ends join
+//! phases. Writes to `__consumer_offsets` go through the partition like any append.
+
+pub mod state;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::error::code;
+use crate::replication::{Acks, ReplicaManager};
+use state::{
+    CommittedOffset, Effect, Group, GroupPhase, GroupSettings, JoinOutcome, JoinRequest, JoinStep,
+    SyncOutcome,
+};
+use store::{StoreKey, StoreValue, OFFSETS_TOPIC};
+
+/// A committed offset to store: (topic, partition, offset, leader epoch, metadata).
+pub type OffsetCommit = (String, i32, i64, i32, Option<String>);
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    /// (member id, instance id, client id, client host, subscription metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+pub struct GroupCoordinator {
+    settings: GroupSettings,
+    offsets_partitions: i32,
+    offset_metadata_max_bytes: usize,
+    offsets_retention_ms: i64,
+    replicas: Arc<ReplicaManager>,
+    groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
+    /// Serialises membership snapshots so the last write is always the latest state.
+    persist_lock: tokio::sync::Mutex<()>,
+}
+
+fn num(config: &BrokerConfig, key: &str) -> i64 {
+    config.get(key).parse().unwrap_or(0)
+}
+
+impl GroupCoordinator {
+    pub fn new(config: &BrokerConfig, replicas: Arc<ReplicaManager>) -> GroupCoordinator {
+        GroupCoordinator {
+            settings: GroupSettings {
+                initial_rebalance_delay: Duration::from_millis(
+                    num(config, "group.initial.rebalance.delay.ms").max(0) as u64,
+                ),
+                min_session_timeout: Duration::from_millis(
+                    num(config, "group.min.session.timeout.ms").max(0) as u64,
+                ),
+                max_session_timeout: Duration::from_millis(
+                    num(config, "group.max.session.timeout.ms").max(0) as u64,
+                ),
+                max_size: num(config, "group.max.size").max(1) as usize,
+            },
+            offsets_partitions: num(config, "offsets.topic.num.partitions").max(1) as i32,
+            offset_metadata_max_bytes: num(config, "offset.metadata.max.bytes").max(0) as usize,
+            offsets_retention_ms: num(config, "offsets.retention.minutes")
+                .max(1)
+                .saturating_mul(60_000),
+            replicas,
+            groups: Mutex::new(HashMap::new()),
+            persist_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The `__consumer_offsets` partition that holds `group`.
+    pub fn partition_for(&self, group: &str) -> i32 {
+        store::partition_for(group, self.offsets_partitions)
+    }
+
+    pub fn offsets_partitions(&self) -> i32 {
+        self.offsets_partitions
+    }
+
+    fn group(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
+        self.groups.lock().get(id).cloned()
+    }
+
+    fn group_or_create(&self, id: &str) -> Arc<Mutex<Group>> {
+        self.groups
+            .lock()
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(Group::new(id))))
+            .clone()
+    }
+
+    /// Reads every `__consumer_offsets` partition from its start and rebuilds offsets
+    /// and group memberships. Returns the number of records applied.
+    pub fn load(&self) -> anyhow::Result<usize> {
+        let mut applied = 0;
+        let now = Instant::now();
+        for p in 0..self.offsets_partitions {
+            let Some(partition) = self.replicas.get(OFFSETS_TOPIC, p) else {
+                continue;
+            };
+            let mut offset = partition.offsets().log_start_offset;
+            loop {
+                let (plan, offsets) = partition.plan_read(offset)?;
+                let bytes = plan.execute(4 << 20, true)?;
+                if bytes.is_empty() {
+                    break;
+                }
+                let mut last_next = offset;
+                let mut walk = &bytes[..];
+                while let Ok(h) = crate::log::batch::BatchHeader::parse(walk) {
+                    last_next = h.next_offset();
+                    walk = &walk[h.total_size().min(walk.len())..];
+                }
+                for (key, value) in store::decode_batches(bytes) {
+                    applied += 1;
+                    self.apply_loaded(key, value, now);
+                }
+                if last_next <= offset || last_next >= offsets.high_watermark {
+                    break;
+                }
+                offset = last_next;
+            }
+        }
+        let groups = self.groups.lock().len();
+        info!(
+            records = applied,
+            groups, "loaded consumer groups and offsets"
+        );
+        Ok(applied)
+    }
+
+    fn apply_loaded(&self, key: StoreKey, value: StoreValue, now: Instant) {
+        if let (StoreKey::Group { group }, StoreValue::Tombstone) = (&key, &value) {
+            // DeleteGroups wrote this after tombstoning the offsets: the group is gone.
+            self.groups.lock().remove(group);
+            return;
+        }
+        let group = self.group_or_create(key.group());
+        let mut g = group.lock();
+        match (key, value) {
+            (
+                StoreKey::Offset {
+                    topic, partition, ..
+                },
+                StoreValue::Offset(o),
+            ) => {
+                g.offsets.insert((topic, partition), o);
+            }
+            (
+                StoreKey::Offset {
+                    topic, partition, ..
+                },
+                _,
+            ) => {
+                g.offsets.remove(&(topic, partition));
+            }
+            (StoreKey::Group { .. }, StoreValue::Group(snap)) => g.restore(snap, now),
+            (StoreKey::Group { .. }, _) => {}
+        }
+    }
+
+    /// Appends records for `group` to its `__consumer_offsets` partition (acks=all).
+    async fn append(&self, group: &str, entries: &[(StoreKey, StoreValue)]) -> Result<(), i16> {
+        let p = self.partition_for(group);
+        let Some(partition) = self.replicas.get(OFFSETS_TOPIC, p) else {
+            return Err(code::COORDINATOR_NOT_AVAILABLE);
+        };
+        let batch = store::encode_batch(entries, crate::log::now_ms())
+            .map_err(|_| code::UNKNOWN_SERVER_ERROR)?;
+        partition
+            .append(&batch, Acks::All)
+            .map(|_| ())
+            .map_err(|e| {
+                warn!(group, error = %e, "writing to {OFFSETS_TOPIC} failed");
+                crate::error::partition_error_code(&e)
+            })
+    }
+
+    /// Persists the group's current membership (latest state wins).
+    async fn persist_group(&self, id: &str) {
+        let _serial = self.persist_lock.lock().await;
+        let Some(group) = self.group(id) else { return };
+        let snapshot = group.lock().snapshot();
+        if let Err(e) = self
+            .append(
+                id,
+                &[(
+                    StoreKey::Group {
+                        group: id.to_string(),
+                    },
+                    StoreValue::Group(snapshot),
+                )],
+            )
+            .await
+        {
+            warn!(group = id, code = e, "could not persist group membership");
+        }
+    }
+
+    async fn apply_effects(&self, id: &str, effects: Vec<Effect>) {
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::PersistSnapshot(_)))
+        {
+            self.persist_group(id).await;
+        }
+    }
+
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinOutcome {
+        if group_id.is_empty() {
+            return JoinOutcome::error(code::INVALID_GROUP_ID, &req.member_id);
+        }
+        let wait_limit = req.rebalance_timeout + Duration::from_secs(5);
+        let member_id = req.member_id.clone();
+        let group = self.group_or_create(group_id);
+        let (step, effects) = group.lock().join(req, &self.settings, Instant::now());
+        self.apply_effects(group_id, effects).await;
+        match step {
+            JoinStep::Now(outcome) => {
+                if outcome.error == code::NONE {
+                    // A static member's replacement changes the membership record.
+                    self.persist_group(group_id).await;
+                }
+                outcome
+            }
+            JoinStep::Wait(rx) => match tokio::time::timeout(wait_limit, rx).await {
+                Ok(Ok(outcome)) => outcome,
+                _ => JoinOutcome::error(code::REBALANCE_IN_PROGRESS, &member_id),
+            },
+        }
+    }
+
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncOutcome {
+        let Some(group) = self.group(group_id) else {
+            return SyncOutcome::error(code::UNKNOWN_MEMBER_ID);
+        };
+        let (result, effects) = group.lock().sync(
+            member_id,
+            instance_id,
+            generation,
+            assignments,
+            Instant::now(),
+        );
+        self.apply_effects(group_id, effects).await;
+        match result {
+            Err(now) => now,
+            Ok(rx) => match tokio::time::timeout(Duration::from_secs(300), rx).await {
+                Ok(Ok(outcome)) => outcome,
+                _ => SyncOutcome::error(code::REBALANCE_IN_PROGRESS),
+            },
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        match self.group(group_id) {
+            None => code::UNKNOWN_MEMBER_ID,
+            Some(group) => {
+                group
+                    .lock()
+                    .heartbeat(member_id, instance_id, generation, Instant::now())
+            }
+        }
+    }
+
+    /// LeaveGroup for several members; one error code per member.
+    pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        let Some(group) = self.group(group_id) else {
+            return vec![code::UNKNOWN_MEMBER_ID; members.len()];
+        };
+        let mut codes = Vec::with_capacity(members.len());
+        let mut effects = Vec::new();
+        {
+            let mut g = group.lock();
+            for (member_id, instance_id) in members {
+                let (c, e) = g.leave(
+                    member_id,
+                    instance_id.as_deref(),
+                    &self.settings,
+                    Instant::now(),
+                );
+                codes.push(c);
+                effects.extend(e);
+            }
+        }
+        self.apply_effects(group_id, effects).await;
+        codes
+    }
+
+    /// OffsetCommit. Returns the error for the whole request, or per-offset codes.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Vec<i16>, i16> {
+        if group_id.is_empty() {
+            return Err(code::INVALID_GROUP_ID);
+        }
+        let group = self.group_or_create(group_id);
+        {
+            let g = group.lock();
+            // Kafka's order of checks (GroupCoordinator.handleCommitOffsets).
+            if g.phase == GroupPhase::Dead {
+                return Err(code::COORDINATOR_NOT_AVAILABLE);
+            }
+            let simple = generation < 0 && g.phase == GroupPhase::Empty;
+            if !simple {
+                if g.phase == GroupPhase::CompletingRebalance
+                    && g.members.contains_key(member_id)
+                    && generation == g.generation
+                {
+                    return Err(code::REBALANCE_IN_PROGRESS);
+                }
+                match g.members.get(member_id) {
+                    None => return Err(code::UNKNOWN_MEMBER_ID),
+                    Some(m) if instance_id.is_some() && m.instance_id.as_deref() != instance_id => {
+                        return Err(code::FENCED_INSTANCE_ID)
+                    }
+                    Some(_) if generation != g.generation => return Err(code::ILLEGAL_GENERATION),
+                    Some(_) if g.phase == GroupPhase::CompletingRebalance => {
+                        return Err(code::REBALANCE_IN_PROGRESS)
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let now = crate::log::now_ms();
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut entries = Vec::new();
+        let mut accepted = Vec::new();
+        for (topic, partition, offset, leader_epoch, metadata) in offsets {
+            let metadata = metadata.unwrap_or_default();
+            if metadata.len() > self.offset_metadata_max_bytes {
+                codes.push(code::OFFSET_METADATA_TOO_LARGE);
+                continue;
+            }
+            if self.replicas.get(&topic, partition).is_none()
+                && !self.topic_exists_elsewhere(&topic, partition)
+            {
+                codes.push(code::UNKNOWN_TOPIC_OR_PARTITION);
+                continue;
+            }
+            let value = CommittedOffset {
+                offset,
+                leader_epoch,
+                metadata,
+                commit_timestamp: now,
+            };
+            entries.push((
+                StoreKey::Offset {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition,
+                },
+                StoreValue::Offset(value.clone()),
+            ));
+            accepted.push(((topic, partition), value));
+            codes.push(code::NONE);
+        }
+        if !entries.is_empty() {
+            if let Err(e) = self.append(group_id, &entries).await {
+                return Ok(codes
+                    .into_iter()
+                    .map(|c| if c == code::NONE { e } else { c })
+                    .collect());
+            }
+            let mut g = group.lock();
+            for (k, v) in accepted {
+                g.offsets.insert(k, v);
+            }
+        }
+        Ok(codes)
+    }
+
+    /// Partitions this broker does not host may still exist (multi-broker clusters);
+    /// single-node: it is hosted or it does not exist.
+    fn topic_exists_elsewhere(&self, _topic: &str, _partition: i32) -> bool {
+        false
+    }
+
+    /// OffsetFetch for one group. `topics` None means every committed partition.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        let committed = self
+            .group(group_id)
+            .map(|g| g.lock().offsets.clone())
+            .unwrap_or_default();
+        match topics {
+            None => committed
+                .into_iter()
+                .map(|((t, p), o)| (t, p, Some(o)))
+                .collect(),
+            Some(list) => list
+                .into_iter()
+                .flat_map(|(t, parts)| parts.into_iter().map(move |p| (t.clone(), p)))
+                .map(|(t, p)| {
+                    let o = committed.get(&(t.clone(), p)).cloned();
+                    (t, p, o)
+                })
+                .collect(),
+        }
+    }
+
+    /// ListGroups: (group id, protocol type, state), filtered by state names
+    /// (case-insensitive) and types ("classic").
+    pub fn list_groups(
+        &self,
+        states: &[String],
+        types: &[String],
+    ) -> Vec<(String, String, &'static str)> {
+        let groups: Vec<Arc<Mutex<Group>>> = self.groups.lock().values().cloned().collect();
+        let mut out = Vec::new();
+        for g in groups {
+            let g = g.lock();
+            if g.phase == GroupPhase::Dead {
+                continue;
+            }
+            let state = g.phase.name();
+            if !states.is_empty() && !states.iter().any(|s| s.eq_ignore_ascii_case(state)) {
+                continue;
+            }
+            if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic")) {
+                continue;
+            }
+            out.push((
+                g.id.clone(),
+                g.protocol_type.clone().unwrap_or_default(),
+                state,
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
+        let group = self.group(group_id)?;
+        let g = group.lock();
+        if g.phase == GroupPhase::Dead {
+            return None;
+        }
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        let stable = g.phase == GroupPhase::Stable;
+        Some(GroupDescription {
+            state: g.phase.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| {
+                    (
+                        m.id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        if stable {
+                            m.metadata_for(&protocol)
+                        } else {
+                            Bytes::new()
+                        },
+                        if stable {
+                            m.assignment.clone()
+                        } else {
+                            Bytes::new()
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups: only groups without members; their offsets are tombstoned.
+    pub async fn delete_group(&self, group_id: &str) -> i16 {
+        let Some(group) = self.group(group_id) else {
+            return code::GROUP_ID_NOT_FOUND;
+        };
+        let entries = {
+            let g = group.lock();
+            if g.phase == GroupPhase::Dead {
+                return code::GROUP_ID_NOT_FOUND;
+            }
+            if !g.is_empty() {
+                return code::NON_EMPTY_GROUP;
+            }
+            let mut e: Vec<(StoreKey, StoreValue)> = g
+                .offsets
+                .keys()
+                .map(|(t, p)| {
+                    (
+                        StoreKey::Offset {
+                            group: group_id.to_string(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        StoreValue::Tombstone,
+                    )
+                })
+                .collect();
+            e.push((
+                StoreKey::Group {
+                    group: group_id.to_string(),
+                },
+                StoreValue::Tombstone,
+            ));
+            e
+        };
+        if let Err(e) = self.append(group_id, &entries).await {
+            return e;
+        }
+        self.groups.lock().remove(group_id);
+        info!(group = group_id, "deleted group");
+        code::NONE
+    }
+
+    /// OffsetDelete: per-partition codes, or a group-level error.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<(String, i32, i16)>, i16> {
+        let Some(group) = self.group(group_id) else {
+            return Err(code::GROUP_ID_NOT_FOUND);
+        };
+        let (subscribed, mut results, mut entries) = {
+            let g = group.lock();
+            if g.phase == GroupPhase::Dead {
+                return Err(code::GROUP_ID_NOT_FOUND);
+            }
+            (g.subscribed_topics(), Vec::new(), Vec::new())
+        };
+        for (topic, parts) in topics {
+            for p in parts {
+                if subscribed.contains(&topic) {
+                    results.push((topic.clone(), p, code::GROUP_SUBSCRIBED_TO_TOPIC));
+                } else {
+                    entries.push((
+                        StoreKey::Offset {
+                            group: group_id.to_string(),
+                            topic: topic.clone(),
+                            partition: p,
+                        },
+                        StoreValue::Tombstone,
+                    ));
+                    results.push((topic.clone(), p, code::NONE));
+                }
+            }
+        }
+        if !entries.is_empty() {
+            self.append(group_id, &entries).await?;
+            let mut g = group.lock();
+            for (k, _) in &entries {
+                if let StoreKey::Offset {
+                    topic, partition, ..
+                } = k
+                {
+                    g.offsets.remove(&(topic.clone(), *partition));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Timer work for every group: session expiry, join deadlines.
+    pub async fn tick(&self) {
+        let groups: Vec<(String, Arc<Mutex<Group>>)> = self
+            .groups
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let now = Instant::now();
+        for (id, group) in groups {
+            let effects = group.lock().tick(&self.settings, now);
+            self.apply_effects(&id, effects).await;
+        }
+    }
+
+    /// Expires committed offsets of empty groups older than `offsets.retention.minutes`.
+    pub async fn expire_offsets(&self) {
+        let now = crate::log::now_ms();
+        let groups: Vec<(String, Arc<Mutex<Group>>)> = self
+            .groups
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, group) in groups {
+            let expired: Vec<(String, i32)> = {
+                let g = group.lock();
+                if !g.is_empty() {
+                    continue;
+                }
+                g.offsets
+                    .iter()
+                    .filter(|(_, o)| {
+                        now - o.commit_timestamp.max(g.empty_since_ms) > self.offsets_retention_ms
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            if expired.is_empty() {
+                continue;
+            }
+            let entries: Vec<(StoreKey, StoreValue)> = expired
+                .iter()
+                .map(|(t, p)| {
+                    (
+                        StoreKey::Offset {
+                            group: id.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        StoreValue::Tombstone,
+                    )
+                })
+                .collect();
+            if self.append(&id, &entries).await.is_ok() {
+                let mut g = group.lock();
+                for k in &expired {
+                    g.offsets.remove(k);
+                }
+                info!(group = %id, partitions = expired.len(), "expired committed offsets");
+            }
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! Consumer groups (classic protocol) and committed offsets with librdkafka consumers,
+//! plus raw requests for the exact error codes.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+const T: Duration = Duration::from_secs(30);
+const FAST_GROUPS: &[&str] = &[
+    "group.initial.rebalance.delay.ms=0",
+    "group.min.session.timeout.ms=500",
+];
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Counts rebalance callbacks and remembers what was revoked and assigned.
+#[derive(Default)]
+struct Tracker {
+    rebalances: AtomicUsize,
+    revoked: Mutex<Vec<(String, i32)>>,
+    assigned: Mutex<Vec<(String, i32)>>,
+}
+
+struct TrackingContext(Arc<Tracker>);
+
+impl ClientContext for TrackingContext {}
+
+impl ConsumerContext for TrackingContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.0.rebalances.fetch_add(1, Ordering::SeqCst);
+        let list = |tpl: &TopicPartitionList| {
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect::<Vec<_>>()
+        };
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.0.revoked.lock().unwrap().extend(list(tpl)),
+            Rebalance::Assign(tpl) => self.0.assigned.lock().unwrap().extend(list(tpl)),
+            Rebalance::Error(_) => {}
+        }
+    }
+}
+
+fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> (BaseConsumer<TrackingContext>, Arc<Tracker>) {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "200")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let tracker = Arc::new(Tracker::default());
+    let consumer: BaseConsumer<TrackingContext> = c
+        .create_with_context(TrackingContext(tracker.clone()))
+        .expect("consumer");
+    (consumer, tracker)
+}
+
+async fn produce_n(bootstrap: &str, topic: &str, partitions: i32, per_partition: usize, tag: &str) {
+    let p = producer(bootstrap, &[]);
+    let mut futures = Vec::new();
+    for part in 0..partitions {
+        for i in 0..per_partition {
+            let v = format!("{tag}-{part}-{i}");
+            futures.push(
+                p.send_result(FutureRecord::<(), _>::to(topic).payload(&v).partition(part))
+                    .unwrap(),
+            );
+        }
+    }
+    for f in futures {
+        f.await.unwrap().unwrap();
+    }
+}
+
+fn assigned_partitions<C: ConsumerContext>(c: &BaseConsumer<C>) -> HashSet<i32> {
+    c.assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+/// Polls every consumer until `done` says so (or the deadline passes), committing each
+/// record synchronously; returns what each consumer read.
+fn poll_all<C: ConsumerContext>(
+    consumers: &[&BaseConsumer<C>],
+    mut done: impl FnMut(&[Vec<String>]) -> bool,
+) -> Vec<Vec<String>> {
+    let mut got = vec![Vec::new(); consumers.len()];
+    let deadline = Instant::now() + T;
+    while !done(&got) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out; got {:?}",
+            got.iter().map(|g| g.len()).collect::<Vec<_>>()
+        );
+        for (i, c) in consumers.iter().enumerate() {
+            if let Some(res) = c.poll(Duration::from_millis(50)) {
+                let m = res.expect("consume");
+                got[i].push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                c.commit_message(&m, CommitMode::Sync).expect("commit");
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_partitions_then_one_leaves_and_the_other_takes_all() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "split", 6, &[]).await;
+    produce_n(&b.bootstrap, "split", 6, 50, "first").await;
+    let (a, _) = group_consumer(&b.bootstrap, "splitters", &[]);
+    let (c, _) = group_consumer(&b.bootstrap, "splitters", &[]);
+    a.subscribe(&["split"]).unwrap();
+    c.subscribe(&["split"]).unwrap();
+    let got = poll_all(&[&a, &c], |g| {
+        g[0].len() + g[1].len() >= 300 && !g[0].is_empty() && !g[1].is_empty()
+    });
+    let pa = assigned_partitions(&a);
+    let pc = assigned_partitions(&c);
+    assert_eq!(pa.len() + pc.len(), 6, "{pa:?} {pc:?}");
+    assert!(
+        pa.is_disjoint(&pc),
+        "no partition is owned twice: {pa:?} {pc:?}"
+    );
+    let mut all: Vec<String> = got.concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 300, "each record read once");
+
+    // One member leaves; the other takes every partition and resumes from the commits.
+    a.unsubscribe();
+    drop(a);
+    produce_n(&b.bootstrap, "split", 6, 20, "second").await;
+    let got = poll_all(&[&c], |g| g[0].len() >= 120);
+    assert_eq!(assigned_partitions(&c).len(), 6);
+    assert!(
+        got[0].iter().all(|v| v.starts_with("second")),
+        "nothing before the committed offsets is read again"
+    );
+    let mut second: Vec<String> = got[0].clone();
+    second.sort();
+    second.dedup();
+    assert_eq!(second.len(), 120);
+
+    // The group is visible with its member and committed offsets.
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::DescribeGroups(d) = raw.call(
+        ApiKey::DescribeGroups,
+        5,
+        RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("splitters"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(d.groups[0].protocol_type.as_str(), "consumer");
+    assert_eq!(d.groups[0].members.len(), 1);
+    assert!(!d.groups[0].members[0].member_assignment.is_empty());
+    assert_eq!(d.groups[0].members[0].client_host.as_str(), "/127.0.0.1");
+    let committed = c.committed(T).unwrap();
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(70),
+            "partition {} committed after its last record",
+            e.partition()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_heartbeating_is_expired_after_its_session_timeout() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "expire", 2, &[]).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let join = |raw: &mut RawClient, member: &str| {
+        let ResponseKind::JoinGroup(j) = raw.call(
+            ApiKey::JoinGroup,
+            7,
+            RequestKind::JoinGroup(
+                JoinGroupRequest::default()
+                    .with_group_id(GroupId(s("quiet")))
+                    .with_session_timeout_ms(1000)
+                    .with_rebalance_timeout_ms(3000)
+                    .with_member_id(s(member))
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                    )
+                    .with_name(s("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0"))]),
+            ),
+        ) else {
+            panic!()
+        };
+        j
+    };
+    let first = join(&mut raw, "");
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED first (KIP-394)");
+    let joined = join(&mut raw, first.member_id.as_str());
+    assert_eq!(
+        joined.error_code, 0,
+        "the second join with the given id is accepted"
+    );
+    assert_eq!(joined.leader, joined.member_id);
+    let ResponseKind::SyncGroup(sync) = raw.call(
+        ApiKey::SyncGroup,
+        5,
+        RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("quiet")))
+                .with_generation_id(joined.generation_id)
+                .with_member_id(joined.member_id.clone())
+                .with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s("range")))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(joined.member_id.clone())
+                        .with_assignment(bytes::Bytes::from_static(b"assignment-bytes-kept-whole")),
+                ]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(sync.error_code, 0);
+    assert_eq!(
+        &sync.assignment[..],
+        b"assignment-bytes-kept-whole",
+        "SyncGroup returns the assignment untouched"
+    );
+    let hb = |raw: &mut RawClient, generation: i32, member: &StrBytes| {
+        let ResponseKind::Heartbeat(h) = raw.call(
+            ApiKey::Heartbeat,
+            4,
+            RequestKind::Heartbeat(
+                HeartbeatRequest::default()
+                    .with_group_id(GroupId(s("quiet")))
+                    .with_generation_id(generation)
+                    .with_member_id(member.clone()),
+            ),
+        ) else {
+            panic!()
+        };
+        h.error_code
+    };
+    assert_eq!(hb(&mut raw, joined.generation_id, &joined.member_id), 0);
+    assert_eq!(
+        hb(&mut raw, joined.generation_id + 5, &joined.member_id),
+        22,
+        "ILLEGAL_GENERATION"
+    );
+    assert_eq!(
+        hb(&mut raw, joined.generation_id, &s("stranger")),
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    // Now silence: the member must be gone after ~1 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ResponseKind::DescribeGroups(d) = raw.call(
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(s("quiet"))]),
+            ),
+        ) else {
+            panic!()
+        };
+        if d.groups[0].members.is_empty() {
+            assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+            break;
+        }
+        assert!(Instant::now() < deadline, "member not expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        hb(&mut raw, joined.generation_id, &joined.member_id),
+        25,
+        "expired member is unknown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "static", 4, &[]).await;
+    produce_n(&b.bootstrap, "static", 4, 5, "s").await;
+    let (a, _) = group_consumer(
+        &b.bootstrap,
+        "statics",
+        &[
+            ("group.instance.id", "instance-a"),
+            ("session.timeout.ms", "10000"),
+        ],
+    );
+    let (c, c_tracker) = group_consumer(
+        &b.bootstrap,
+        "statics",
+        &[
+            ("group.instance.id", "instance-c"),
+            ("session.timeout.ms", "10000"),
+        ],
+    );
+    a.subscribe(&["static"]).unwrap();
+    c.subscribe(&["static"]).unwrap();
+    poll_all(&[&a, &c], |g| g[0].len() + g[1].len() >= 20);
+    let deadline = Instant::now() + T;
+    while assigned_partitions(&a).len() + assigned_partitions(&c).len() != 4 {
+        assert!(Instant::now() < deadline);
+        a.poll(Duration::from_millis(50));
+        c.poll(Duration::from_millis(50));
+    }
+    let before_a = assigned_partitions(&a);
+    let rebalances_c = c_tracker.rebalances.load(Ordering::SeqCst);
+    // A static member closing does not leave the group (KIP-345)...
+    drop(a);
+    // ...and its replacement with the same instance id takes over without a rebalance.
+    let (a2, _) = group_consumer(
+        &b.bootstrap,
+        "statics",
+        &[
+            ("group.instance.id", "instance-a"),
+            ("session.timeout.ms", "10000"),
+        ],
+    );
+    a2.subscribe(&["static"]).unwrap();
+    let deadline = Instant::now() + T;
+    while assigned_partitions(&a2).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "restarted static member got no partitions"
+        );
+        a2.poll(Duration::from_millis(50));
+        c.poll(Duration::from_millis(50));
+    }
+    for _ in 0..20 {
+        c.poll(Duration::from_millis(50));
+    }
+    assert_eq!(
+        assigned_partitions(&a2),
+        before_a,
+        "same partitions as before the restart"
+    );
+    assert_eq!(
+        c_tracker.rebalances.load(Ordering::SeqCst),
+        rebalances_c,
+        "the other member saw no rebalance"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_moves_only_the_partitions_it_must() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "coop", 6, &[]).await;
+    let coop = [("partition.assignment.strategy", "cooperative-sticky")];
+    let (a, a_tracker) = group_consumer(&b.bootstrap, "coops", &coop);
+    a.subscribe(&["coop"]).unwrap();
+    let deadline = Instant::now() + T;
+    while assigned_partitions(&a).len() != 6 {
+        assert!(Instant::now() < deadline);
+        a.poll(Duration::from_millis(50));
+    }
+    let (c, _) = group_consumer(&b.bootstrap, "coops", &coop);
+    c.subscribe(&["coop"]).unwrap();
+    let deadline = Instant::now() + T;
+    while assigned_partitions(&c).len() != 3 || assigned_partitions(&a).len() != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "a={:?} c={:?}",
+            assigned_partitions(&a),
+            assigned_partitions(&c)
+        );
+        a.poll(Duration::from_millis(50));
+        c.poll(Duration::from_millis(50));
+    }
+    let revoked = a_tracker.revoked.lock().unwrap().clone();
+    assert_eq!(
+        revoked.len(),
+        3,
+        "only the partitions that moved were revoked: {revoked:?}"
+    );
+    assert!(assigned_partitions(&a).is_disjoint(&assigned_partitions(&c)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_and_metadata_survive_a_broker_restart() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "resume", 3, &[]).await;
+    produce_n(&b.bootstrap, "resume", 3, 30, "r").await;
+    {
+        let (c, _) = group_consumer(&b.bootstrap, "resumers", &[]);
+        c.subscribe(&["resume"]).unwrap();
+        poll_all(&[&c], |g| g[0].len() >= 45);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset("resume", p, Offset::Offset(10 + p as i64))
+                .unwrap();
+        }
+        c.commit(&tpl, CommitMode::Sync).unwrap();
+        c.unsubscribe();
+    }
+    // Standalone commit with metadata, outside any group membership.
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::OffsetCommit(oc) = raw.call(
+        ApiKey::OffsetCommit,
+        8,
+        RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("standalone")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("resume")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(7)
+                                .with_committed_metadata(Some(s("checkpoint-7"))),
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(1)
+                                .with_committed_offset(1)
+                                .with_committed_metadata(Some(s(&"m".repeat(5000)))),
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(9)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+    ) else {
+        panic!()
+    };
+    let codes: Vec<i16> = oc.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![0, 12, 3],
+        "NONE, OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION"
+    );
+
+    let b = b.restart(FAST_GROUPS).await;
+    let (c, _) = group_consumer(&b.bootstrap, "resumers", &[]);
+    c.subscribe(&["resume"]).unwrap();
+    let got = poll_all(&[&c], |g| g[0].len() >= 90 - 33);
+    let firsts: HashMap<i32, String> = (0..3)
+        .map(|p| {
+            let prefix = format!("r-{p}-");
+            (
+                p,
+                got[0]
+                    .iter()
+                    .find(|v| v.starts_with(&prefix))
+                    .unwrap()
+                    .clone(),
+            )
+        })
+        .collect();
+    for p in 0..3 {
+        assert_eq!(
+            firsts[&p],
+            format!("r-{p}-{}", 10 + p),
+            "partition {p} resumes exactly at its committed offset"
+        );
+    }
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::OffsetFetch(of) = raw.call(
+        ApiKey::OffsetFetch,
+        9,
+        RequestKind::OffsetFetch(
+            OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("standalone")))
+                    .with_topics(None),
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("never-seen")))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(TopicName(s("resume")))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            ]),
+        ),
+    ) else {
+        panic!()
+    };
+    let p = &of.groups[0].topics[0].partitions[0];
+    assert_eq!(
+        (p.committed_offset, p.metadata.as_ref().unwrap().as_str()),
+        (7, "checkpoint-7"),
+        "metadata string round-trips a restart"
+    );
+    assert_eq!(
+        of.groups[1].topics[0].partitions[0].committed_offset, -1,
+        "no commit: -1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_describe_delete_groups_and_bad_input() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "lg", 2, &[]).await;
+    produce_n(&b.bootstrap, "lg", 2, 3, "x").await;
+    let (c, _) = group_consumer(&b.bootstrap, "listed", &[]);
+    c.subscribe(&["lg"]).unwrap();
+    poll_all(&[&c], |g| g[0].len() >= 6);
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let list = |raw: &mut RawClient, states: Vec<&str>| {
+        let ResponseKind::ListGroups(l) = raw.call(
+            ApiKey::ListGroups,
+            5,
+            RequestKind::ListGroups(
+                ListGroupsRequest::default()
+                    .with_states_filter(states.into_iter().map(s).collect())
+                    .with_types_filter(vec![s("classic")]),
+            ),
+        ) else {
+            panic!()
+        };
+        l.groups
+            .iter()
+            .map(|g| {
+                (
+                    g.group_id.0.as_str().to_string(),
+                    g.group_state.as_str().to_string(),
+                    g.group_type.as_str().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(&mut raw, vec![]),
+        vec![(
+            "listed".to_string(),
+            "Stable".to_string(),
+            "classic".to_string()
+        )]
+    );
+    assert!(
+        list(&mut raw, vec!["Empty"]).is_empty(),
+        "state filter applies"
+    );
+    // A group with members cannot be deleted; an unknown one is not found.
+    let del = |raw: &mut RawClient, g: &str| {
+        let ResponseKind::DeleteGroups(d) = raw.call(
+            ApiKey::DeleteGroups,
+            2,
+            RequestKind::DeleteGroups(
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(g))]),
+            ),
+        ) else {
+            panic!()
+        };
+        d.results[0].error_code
+    };
+    assert_eq!(del(&mut raw, "listed"), 68, "NON_EMPTY_GROUP");
+    assert_eq!(del(&mut raw, "nope"), 69, "GROUP_ID_NOT_FOUND");
+    // OffsetDelete refuses a topic the group is subscribed to.
+    let ResponseKind::OffsetDelete(od) = raw.call(
+        ApiKey::OffsetDelete,
+        0,
+        RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("listed")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(s("lg")))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        od.topics[0].partitions[0].error_code, 86,
+        "GROUP_SUBSCRIBED_TO_TOPIC"
+    );
+    c.unsubscribe();
+    drop(c);
+    let deadline = Instant::now() + T;
+    while list(&mut raw, vec!["Empty"]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "group did not become empty after the member left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(del(&mut raw, "listed"), 0);
+    assert!(list(&mut raw, vec![]).is_empty(), "deleted group is gone");
+    // Bad input: empty group id, session timeout out of range.
+    let ResponseKind::JoinGroup(j) = raw.call(
+        ApiKey::JoinGroup,
+        5,
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s("")))
+                .with_session_timeout_ms(6000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(j.error_code, 24, "INVALID_GROUP_ID");
+    let ResponseKind::JoinGroup(j) = raw.call(
+        ApiKey::JoinGroup,
+        5,
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_session_timeout_ms(10)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(j.error_code, 26, "INVALID_SESSION_TIMEOUT");
+    // The deleted group's offsets stay deleted across a restart.
+    let b = b.restart(FAST_GROUPS).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    assert!(list(&mut raw, vec![]).is_empty());
+}
