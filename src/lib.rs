@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod error;

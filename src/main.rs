@@ -1,10 +1,12 @@
 //! The `strata` command: parses flags, loads the configuration, starts the broker and
-//! stops it cleanly on SIGINT/SIGTERM.
+//! stops it cleanly on SIGINT/SIGTERM. Subcommands run client tools instead
+//! (`strata consumer-groups`, see `strata::cli`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use strata::cli::consumer_groups::{self, Chunk, ConsumerGroupsArgs};
 use strata::config::broker::{env_name, BROKER_KEYS};
 use strata::config::topic::TOPIC_KEYS;
 use strata::config::BrokerConfig;
@@ -27,8 +29,17 @@ LOGGING
 
 /// Strata: a Kafka-compatible broker.
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "strata",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    /// Without a command, strata runs the broker.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file (see config/single-node.toml).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
@@ -41,6 +52,39 @@ struct Cli {
     /// Validates the configuration, prints the effective values and exits.
     #[arg(long)]
     check_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lists consumer groups and describes their offsets, lag, members and state, as
+    /// kafka-consumer-groups.sh does (a client: works against any Kafka cluster).
+    ConsumerGroups(ConsumerGroupsArgs),
+}
+
+/// Runs `strata consumer-groups`: prints what it returns (tables on stdout, notices
+/// and errors on stderr, as Kafka's tool) and exits 1 if it failed or a group was
+/// missing.
+fn consumer_groups(args: &ConsumerGroupsArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let outcome = match consumer_groups::run(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    for chunk in &outcome.chunks {
+        // A closed pipe (e.g. `| head`) is not an error worth reporting.
+        let _ = match chunk {
+            Chunk::Stdout(s) => out.write_all(s.as_bytes()).and_then(|_| out.flush()),
+            Chunk::Stderr(s) => err.write_all(s.as_bytes()).and_then(|_| err.flush()),
+        };
+    }
+    if !outcome.success {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn list_config() -> std::io::Result<()> {
@@ -88,6 +132,9 @@ fn list_config() -> std::io::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::ConsumerGroups(args)) = &cli.command {
+        return consumer_groups(args);
+    }
     if cli.list_config {
         // A closed pipe (e.g. `| head`) is not an error worth reporting.
         let _ = list_config();

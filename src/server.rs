@@ -172,7 +172,11 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .await
             .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?;
     }
-    let groups = Arc::new(GroupCoordinator::new(&config, replicas.clone()));
+    let groups = Arc::new(GroupCoordinator::new(
+        &config,
+        replicas.clone(),
+        quorum.view(),
+    ));
     groups
         .load()
         .context("loading consumer groups from __consumer_offsets")?;

@@ -37,7 +37,13 @@ struct Tracker {
 
 struct TrackingContext(Arc<Tracker>);
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if std::env::var("STRATA_TEST_RDKAFKA_LOG").is_ok() {
+            eprintln!("RDK {level:?} {fac}: {log_message}");
+        }
+    }
+}
 
 impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -494,8 +500,7 @@ async fn committed_offsets_and_metadata_survive_a_broker_restart() {
     let ResponseKind::OffsetFetch(of) = raw.call(
         ApiKey::OffsetFetch,
         9,
-        RequestKind::OffsetFetch(
-            OffsetFetchRequest::default().with_groups(vec![
+        RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
                 offset_fetch_request::OffsetFetchRequestGroup::default()
                     .with_group_id(GroupId(s("standalone")))
                     .with_topics(None),
@@ -506,8 +511,7 @@ async fn committed_offsets_and_metadata_survive_a_broker_restart() {
                             .with_name(TopicName(s("resume")))
                             .with_partition_indexes(vec![0]),
                     ])),
-            ]),
-        ),
+            ])),
     ) else {
         panic!()
     };
@@ -654,4 +658,202 @@ async fn list_describe_delete_groups_and_bad_input() {
     let b = b.restart(FAST_GROUPS).await;
     let mut raw = RawClient::connect(&b.bootstrap);
     assert!(list(&mut raw, vec![]).is_empty());
+}
+
+fn kip848_consumer(
+    bootstrap: &str,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> (BaseConsumer<TrackingContext>, Arc<Tracker>) {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    if std::env::var("STRATA_TEST_RDKAFKA_LOG").is_ok() {
+        c.set("debug", "cgrp,consumer");
+        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let tracker = Arc::new(Tracker::default());
+    let consumer: BaseConsumer<TrackingContext> = c
+        .create_with_context(TrackingContext(tracker.clone()))
+        .expect("consumer");
+    (consumer, tracker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip_848_group_of_three_librdkafka_consumers() {
+    let b = TestBroker::start_with(&[
+        "group.consumer.heartbeat.interval.ms=300",
+        "group.consumer.session.timeout.ms=10000",
+    ])
+    .await;
+    create_topic(&b.bootstrap, "modern", 6, &[]).await;
+    produce_n(&b.bootstrap, "modern", 6, 20, "m").await;
+    let consumers: Vec<_> = (0..3)
+        .map(|_| kip848_consumer(&b.bootstrap, "moderns", &[]))
+        .collect();
+    for (c, _) in &consumers {
+        c.subscribe(&["modern"]).unwrap();
+    }
+    let refs: Vec<&BaseConsumer<TrackingContext>> = consumers.iter().map(|(c, _)| c).collect();
+    let got = poll_all(&refs, |g| g.iter().map(|x| x.len()).sum::<usize>() >= 120);
+    let mut all: Vec<String> = got.concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 120, "every record read exactly once");
+    // Settle: each member ends with two partitions, none shared.
+    let deadline = Instant::now() + T;
+    loop {
+        let sets: Vec<HashSet<i32>> = refs.iter().map(|c| assigned_partitions(c)).collect();
+        let disjoint = sets[0].is_disjoint(&sets[1])
+            && sets[0].is_disjoint(&sets[2])
+            && sets[1].is_disjoint(&sets[2]);
+        if sets.iter().all(|s| s.len() == 2) && disjoint {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "assignments did not settle: {sets:?}"
+        );
+        for c in &refs {
+            c.poll(Duration::from_millis(50));
+        }
+    }
+    // The group as ConsumerGroupDescribe and ListGroups show it.
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("moderns"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    let g = &d.groups[0];
+    assert_eq!(g.error_code, 0);
+    assert_eq!(g.members.len(), 3);
+    assert_eq!(g.assignor_name.as_str(), "uniform");
+    assert_eq!(g.group_state.as_str(), "Stable");
+    assert!(g
+        .members
+        .iter()
+        .all(|m| m.member_epoch == g.assignment_epoch));
+    let ResponseKind::ListGroups(l) = raw.call(
+        ApiKey::ListGroups,
+        5,
+        RequestKind::ListGroups(
+            ListGroupsRequest::default().with_types_filter(vec![s("consumer")]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(l.groups.len(), 1);
+    assert_eq!(l.groups[0].group_type.as_str(), "consumer");
+    // Commits with the member epoch work, and a classic join is refused.
+    let (c0, _) = &consumers[0];
+    let mut tpl = TopicPartitionList::new();
+    for p in assigned_partitions(c0) {
+        tpl.add_partition_offset("modern", p, Offset::Offset(20))
+            .unwrap();
+    }
+    c0.commit(&tpl, CommitMode::Sync)
+        .expect("commit within the KIP-848 group");
+    let committed = c0.committed(T).unwrap();
+    assert!(
+        committed
+            .elements()
+            .iter()
+            .all(|e| e.offset() == Offset::Offset(20)),
+        "{committed:?}"
+    );
+    let ResponseKind::JoinGroup(j) = raw.call(
+        ApiKey::JoinGroup,
+        5,
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s("moderns")))
+                .with_session_timeout_ms(10000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(j.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    // One member leaves: the other two take its partitions, three each.
+    let mut consumers = consumers;
+    let (gone, _) = consumers.pop().unwrap();
+    gone.unsubscribe();
+    drop(gone);
+    let refs: Vec<&BaseConsumer<TrackingContext>> = consumers.iter().map(|(c, _)| c).collect();
+    let deadline = Instant::now() + T;
+    loop {
+        for c in &refs {
+            c.poll(Duration::from_millis(50));
+        }
+        let sets: Vec<HashSet<i32>> = refs.iter().map(|c| assigned_partitions(c)).collect();
+        if sets.iter().all(|s| s.len() == 3) && sets[0].is_disjoint(&sets[1]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "remaining members did not take over: {sets:?}"
+        );
+        for c in &refs {
+            c.poll(Duration::from_millis(50));
+        }
+    }
+    // Close one at a time: the survivor takes everything, then closes too.
+    // (librdkafka 2.12 stalls in close when a new assignment arrives mid-close, so
+    // the survivor first serves its new assignment.)
+    let (second, _) = consumers.pop().unwrap();
+    drop(second);
+    let (last, _) = consumers.pop().unwrap();
+    let deadline = Instant::now() + T;
+    while assigned_partitions(&last).len() != 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the last member did not take all partitions"
+        );
+        last.poll(Duration::from_millis(50));
+    }
+    for _ in 0..10 {
+        last.poll(Duration::from_millis(50));
+    }
+    // The last member leaves cleanly (librdkafka logs "Consumer group sub-system
+    // terminated" after our leave response), but rdkafka 0.39's drop then never sees
+    // the consumer closed; close it from a thread and do not wait on that.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(last);
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(Duration::from_secs(5));
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let deadline = Instant::now() + T;
+    loop {
+        let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+            ApiKey::ConsumerGroupDescribe,
+            0,
+            RequestKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("moderns"))]),
+            ),
+        ) else {
+            panic!()
+        };
+        if d.groups[0].members.is_empty() {
+            assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last member did not leave");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

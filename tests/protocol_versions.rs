@@ -267,6 +267,18 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         ]),
                 ]),
         ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&format!("pv-848-{v}"))))
+                .with_member_id(s(&uuid::Uuid::new_v4().to_string()))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![t()]))
+                .with_topic_partitions(Some(vec![])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("pv-848-0"))]),
+        ),
         other => panic!("no request for {other:?}: add one when the API is implemented"),
     }
 }
@@ -330,6 +342,8 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::DescribeGroups(r) => r.groups.iter().map(|g| g.error_code).collect(),
         ResponseKind::DeleteGroups(r) => r.results.iter().map(|g| g.error_code).collect(),
         ResponseKind::OffsetDelete(r) => vec![r.error_code],
+        ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
         _ => vec![],
     }
 }

@@ -19,9 +19,11 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    delete_groups_response, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    consumer_group_describe_response, consumer_group_heartbeat_response, delete_groups_response,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, DeleteGroupsRequest, DeleteGroupsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
     ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
     SyncGroupResponse, TopicName,
@@ -244,9 +246,7 @@ fn committed_fields(o: &Option<CommittedOffset>) -> (i64, i32, String) {
 type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
 
 /// Groups committed partitions by topic, keeping first-seen topic order.
-fn by_topic(
-    rows: Vec<(String, i32, Option<CommittedOffset>)>,
-) -> Vec<TopicOffsets> {
+fn by_topic(rows: Vec<(String, i32, Option<CommittedOffset>)>) -> Vec<TopicOffsets> {
     let mut out: Vec<TopicOffsets> = Vec::new();
     for (t, p, o) in rows {
         match out.iter_mut().find(|(name, _)| *name == t) {
@@ -361,7 +361,7 @@ pub fn handle_list_groups(
         .groups
         .list_groups(&states, &types)
         .into_iter()
-        .map(|(id, protocol_type, state)| {
+        .map(|(id, protocol_type, state, group_type)| {
             let g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(&protocol_type));
@@ -371,7 +371,7 @@ pub fn handle_list_groups(
                 g
             };
             if version >= 5 {
-                g.with_group_type(str_bytes("classic"))
+                g.with_group_type(str_bytes(group_type))
             } else {
                 g
             }
@@ -486,4 +486,174 @@ pub async fn handle_offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> Of
                 .with_topics(out)
         }
     }
+}
+
+/// KIP-848 ConsumerGroupHeartbeat: partitions travel by topic id on the wire.
+pub fn handle_consumer_group_heartbeat(
+    broker: &Broker,
+    r: ConsumerGroupHeartbeatRequest,
+    client_id: &str,
+    client_host: &str,
+) -> ConsumerGroupHeartbeatResponse {
+    use crate::coordinator::group::consumer::HeartbeatRequest as Hb;
+    let image = broker.admin.image();
+    let owned = r.topic_partitions.as_ref().map(|tps| {
+        tps.iter()
+            .filter_map(|tp| {
+                image
+                    .topic_by_id(&tp.topic_id)
+                    .map(|t| (t.name.clone(), tp.partitions.clone()))
+            })
+            .flat_map(|(name, parts)| parts.into_iter().map(move |p| (name.clone(), p)))
+            .collect()
+    });
+    let req = Hb {
+        member_id: r.member_id.as_str().to_string(),
+        member_epoch: r.member_epoch,
+        instance_id: opt(&r.instance_id),
+        rack_id: opt(&r.rack_id),
+        rebalance_timeout: Duration::from_millis(if r.rebalance_timeout_ms > 0 {
+            r.rebalance_timeout_ms as u64
+        } else {
+            300_000
+        }),
+        subscribed: r
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.0.as_str().to_string()).collect()),
+        server_assignor: opt(&r.server_assignor),
+        owned,
+        client_id: client_id.to_string(),
+        client_host: client_host.to_string(),
+    };
+    let out = broker.groups.consumer_heartbeat(r.group_id.0.as_str(), req);
+    tracing::debug!(
+        group = r.group_id.0.as_str(),
+        member = %out.member_id,
+        request_epoch = r.member_epoch,
+        epoch = out.member_epoch,
+        error = out.error,
+        assignment = ?out.assignment.as_ref().map(|a| a.len()),
+        owned = ?r.topic_partitions.as_ref().map(|t| t.iter().map(|x| x.partitions.len()).sum::<usize>()),
+        subscribed = ?r.subscribed_topic_names.as_ref().map(|t| t.len()),
+        "consumer group heartbeat"
+    );
+    let mut resp = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(out.error)
+        .with_error_message(out.message.as_deref().map(str_bytes))
+        .with_member_id(Some(str_bytes(&out.member_id)))
+        .with_member_epoch(out.member_epoch)
+        .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval().as_millis() as i32);
+    if out.error == code::NONE {
+        if let Some(assignment) = out.assignment {
+            resp = resp.with_assignment(Some(
+                consumer_group_heartbeat_response::Assignment::default()
+                    .with_topic_partitions(by_topic_id(&image, &assignment)),
+            ));
+        }
+    }
+    resp
+}
+
+/// Groups (topic, partition) pairs by topic id, dropping topics that no longer exist.
+fn by_topic_id(
+    image: &crate::metadata::ClusterImage,
+    tps: &std::collections::BTreeSet<(String, i32)>,
+) -> Vec<consumer_group_heartbeat_response::TopicPartitions> {
+    let mut out: Vec<consumer_group_heartbeat_response::TopicPartitions> = Vec::new();
+    for (topic, p) in tps {
+        let Some(t) = image.topic_by_name(topic) else {
+            continue;
+        };
+        match out.iter_mut().find(|x| x.topic_id == t.id) {
+            Some(x) => x.partitions.push(*p),
+            None => out.push(
+                consumer_group_heartbeat_response::TopicPartitions::default()
+                    .with_topic_id(t.id)
+                    .with_partitions(vec![*p]),
+            ),
+        }
+    }
+    out
+}
+
+pub fn handle_consumer_group_describe(
+    broker: &Broker,
+    r: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use consumer_group_describe_response::{
+        Assignment, DescribedGroup as Described, Member, TopicPartitions,
+    };
+    let image = broker.admin.image();
+    let describe = |tps: &std::collections::BTreeSet<(String, i32)>| {
+        let mut out: Vec<TopicPartitions> = Vec::new();
+        for (topic, p) in tps {
+            let Some(t) = image.topic_by_name(topic) else {
+                continue;
+            };
+            match out.iter_mut().find(|x| x.topic_id == t.id) {
+                Some(x) => x.partitions.push(*p),
+                None => out.push(
+                    TopicPartitions::default()
+                        .with_topic_id(t.id)
+                        .with_topic_name(TopicName(str_bytes(topic)))
+                        .with_partitions(vec![*p]),
+                ),
+            }
+        }
+        Assignment::default().with_topic_partitions(out)
+    };
+    let groups = r
+        .group_ids
+        .iter()
+        .map(|id| {
+            let base = Described::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            match broker.groups.consumer_describe(id.0.as_str()) {
+                Err(e) => base
+                    .with_error_code(e)
+                    .with_error_message(Some(str_bytes(&format!(
+                        "group '{}' is not a consumer group",
+                        id.0.as_str()
+                    ))))
+                    .with_group_state(str_bytes("Dead")),
+                Ok((g, state)) => base
+                    .with_error_code(code::NONE)
+                    .with_group_state(str_bytes(state))
+                    .with_group_epoch(g.group_epoch)
+                    .with_assignment_epoch(g.assignment_epoch)
+                    .with_assignor_name(str_bytes(if g.assignor.is_empty() {
+                        "uniform"
+                    } else {
+                        &g.assignor
+                    }))
+                    .with_members(
+                        g.members
+                            .values()
+                            .map(|m| {
+                                Member::default()
+                                    .with_member_id(str_bytes(&m.id))
+                                    .with_instance_id(m.instance_id.as_deref().map(str_bytes))
+                                    .with_rack_id(m.rack_id.as_deref().map(str_bytes))
+                                    .with_member_epoch(m.member_epoch)
+                                    .with_client_id(str_bytes(&m.client_id))
+                                    .with_client_host(str_bytes(&m.client_host))
+                                    .with_subscribed_topic_names(
+                                        m.subscribed
+                                            .iter()
+                                            .map(|t| TopicName(str_bytes(t)))
+                                            .collect(),
+                                    )
+                                    .with_assignment(describe(&m.assigned))
+                                    .with_target_assignment(describe(
+                                        &g.target.get(&m.id).cloned().unwrap_or_default(),
+                                    ))
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

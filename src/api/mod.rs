@@ -139,6 +139,12 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(groups::handle_offset_delete(broker, r).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            groups::handle_consumer_group_heartbeat(broker, r, &client_id, &client_host),
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(groups::handle_consumer_group_describe(broker, r))
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_id::handle_init_producer_id(broker, r).await)
         }

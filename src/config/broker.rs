@@ -523,6 +523,29 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "most members a consumer group may have",
     ),
     key(
+        "group.consumer.session.timeout.ms",
+        "45000",
+        int(1, I32_MAX),
+        true,
+        "session timeout of KIP-848 consumer group members",
+    ),
+    key(
+        "group.consumer.heartbeat.interval.ms",
+        "5000",
+        int(1, I32_MAX),
+        true,
+        "heartbeat interval given to KIP-848 consumer group members",
+    ),
+    key(
+        "group.consumer.assignors",
+        "uniform,range",
+        Kind::List {
+            allowed: &["uniform", "range"],
+        },
+        false,
+        "server-side assignors of KIP-848 groups (uniform is the default)",
+    ),
+    key(
         "object_store.url",
         "",
         Kind::Str,

@@ -8,6 +8,7 @@
 //! oneshot receiver instead. A ticker (run by `server`) expires sessions and ends join
 //! phases. Writes to `__consumer_offsets` go through the partition like any append.
 
+pub mod consumer;
 pub mod state;
 pub mod store;
 
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::error::code;
+use crate::metadata::MetadataView;
 use crate::replication::{Acks, ReplicaManager};
 use state::{
     CommittedOffset, Effect, Group, GroupPhase, GroupSettings, JoinOutcome, JoinRequest, JoinStep,
@@ -47,6 +49,9 @@ pub struct GroupCoordinator {
     offset_metadata_max_bytes: usize,
     offsets_retention_ms: i64,
     replicas: Arc<ReplicaManager>,
+    metadata: MetadataView,
+    consumer_session_timeout: Duration,
+    consumer_heartbeat_interval: Duration,
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     /// Serialises membership snapshots so the last write is always the latest state.
     persist_lock: tokio::sync::Mutex<()>,
@@ -57,7 +62,11 @@ fn num(config: &BrokerConfig, key: &str) -> i64 {
 }
 
 impl GroupCoordinator {
-    pub fn new(config: &BrokerConfig, replicas: Arc<ReplicaManager>) -> GroupCoordinator {
+    pub fn new(
+        config: &BrokerConfig,
+        replicas: Arc<ReplicaManager>,
+        metadata: MetadataView,
+    ) -> GroupCoordinator {
         GroupCoordinator {
             settings: GroupSettings {
                 initial_rebalance_delay: Duration::from_millis(
@@ -77,6 +86,13 @@ impl GroupCoordinator {
                 .max(1)
                 .saturating_mul(60_000),
             replicas,
+            metadata,
+            consumer_session_timeout: Duration::from_millis(
+                num(config, "group.consumer.session.timeout.ms").max(1) as u64,
+            ),
+            consumer_heartbeat_interval: Duration::from_millis(
+                num(config, "group.consumer.heartbeat.interval.ms").max(1) as u64,
+            ),
             groups: Mutex::new(HashMap::new()),
             persist_lock: tokio::sync::Mutex::new(()),
         }
@@ -332,13 +348,25 @@ impl GroupCoordinator {
             if g.phase == GroupPhase::Dead {
                 return Err(code::COORDINATOR_NOT_AVAILABLE);
             }
-            let simple = generation < 0 && g.phase == GroupPhase::Empty;
+            if let Some(modern) = &g.modern {
+                let simple = generation < 0 && member_id.is_empty() && modern.members.is_empty();
+                if !simple {
+                    let check = modern.check_commit(member_id, generation);
+                    if check != code::NONE {
+                        return Err(check);
+                    }
+                }
+            }
+            let simple = (generation < 0 && g.phase == GroupPhase::Empty) || g.modern.is_some();
             if !simple {
                 if g.phase == GroupPhase::CompletingRebalance
                     && g.members.contains_key(member_id)
                     && generation == g.generation
                 {
                     return Err(code::REBALANCE_IN_PROGRESS);
+                }
+                if g.fenced_instance(member_id, instance_id) {
+                    return Err(code::FENCED_INSTANCE_ID);
                 }
                 match g.members.get(member_id) {
                     None => return Err(code::UNKNOWN_MEMBER_ID),
@@ -439,7 +467,7 @@ impl GroupCoordinator {
         &self,
         states: &[String],
         types: &[String],
-    ) -> Vec<(String, String, &'static str)> {
+    ) -> Vec<(String, String, &'static str, &'static str)> {
         let groups: Vec<Arc<Mutex<Group>>> = self.groups.lock().values().cloned().collect();
         let mut out = Vec::new();
         for g in groups {
@@ -447,18 +475,19 @@ impl GroupCoordinator {
             if g.phase == GroupPhase::Dead {
                 continue;
             }
-            let state = g.phase.name();
+            let state = g.state_name();
             if !states.is_empty() && !states.iter().any(|s| s.eq_ignore_ascii_case(state)) {
                 continue;
             }
-            if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic")) {
+            if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(g.group_type())) {
                 continue;
             }
-            out.push((
-                g.id.clone(),
-                g.protocol_type.clone().unwrap_or_default(),
-                state,
-            ));
+            let protocol_type = if g.modern.is_some() {
+                "consumer".to_string()
+            } else {
+                g.protocol_type.clone().unwrap_or_default()
+            };
+            out.push((g.id.clone(), protocol_type, state, g.group_type()));
         }
         out.sort();
         out
@@ -467,7 +496,8 @@ impl GroupCoordinator {
     pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
         let group = self.group(group_id)?;
         let g = group.lock();
-        if g.phase == GroupPhase::Dead {
+        if g.phase == GroupPhase::Dead || g.modern.is_some() {
+            // DescribeGroups describes classic groups only (ConsumerGroupDescribe the rest).
             return None;
         }
         let protocol = g.protocol_name.clone().unwrap_or_default();
@@ -605,9 +635,103 @@ impl GroupCoordinator {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let now = Instant::now();
+        let topics = self.topic_partition_counts();
         for (id, group) in groups {
-            let effects = group.lock().tick(&self.settings, now);
+            let effects = {
+                let mut g = group.lock();
+                if let Some(modern) = g.modern.as_mut() {
+                    for member in modern.expire(&topics, now) {
+                        info!(group = %id, member, "consumer group member expired");
+                    }
+                    Vec::new()
+                } else {
+                    g.tick(&self.settings, now)
+                }
+            };
             self.apply_effects(&id, effects).await;
+        }
+    }
+
+    /// Every topic's partition count, from the metadata image.
+    fn topic_partition_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.metadata
+            .current()
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.partitions.len()))
+            .collect()
+    }
+
+    /// KIP-848 ConsumerGroupHeartbeat; the outcome's assignment is by topic name.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        req: consumer::HeartbeatRequest,
+    ) -> consumer::HeartbeatOutcome {
+        let refuse = |error: i16, message: String, member_id: String| consumer::HeartbeatOutcome {
+            error,
+            message: Some(message),
+            member_id,
+            member_epoch: -1,
+            assignment: None,
+        };
+        if group_id.is_empty() {
+            return refuse(
+                code::INVALID_GROUP_ID,
+                "the group id is empty".into(),
+                req.member_id,
+            );
+        }
+        let topics = self.topic_partition_counts();
+        let group = self.group_or_create(group_id);
+        let mut g = group.lock();
+        if g.modern.is_none() {
+            if !g.members.is_empty() {
+                return refuse(
+                    code::GROUP_ID_NOT_FOUND,
+                    format!("group '{group_id}' is a classic group with members"),
+                    req.member_id,
+                );
+            }
+            g.modern = Some(consumer::ConsumerGroupState::default());
+        }
+        let (max_size, session) = (self.settings.max_size, self.consumer_session_timeout);
+        match g.modern.as_mut() {
+            Some(m) => m.heartbeat(req, &topics, session, max_size, Instant::now()),
+            None => refuse(
+                code::UNKNOWN_SERVER_ERROR,
+                "group vanished".into(),
+                req.member_id,
+            ),
+        }
+    }
+
+    pub fn consumer_heartbeat_interval(&self) -> Duration {
+        self.consumer_heartbeat_interval
+    }
+
+    /// ConsumerGroupDescribe: a copy of a KIP-848 group's state and its state name.
+    pub fn consumer_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<(consumer::ConsumerGroupState, &'static str), i16> {
+        let Some(group) = self.group(group_id) else {
+            return Err(code::GROUP_ID_NOT_FOUND);
+        };
+        let g = group.lock();
+        match &g.modern {
+            None => Err(code::GROUP_ID_NOT_FOUND),
+            Some(m) => Ok((
+                consumer::ConsumerGroupState {
+                    group_epoch: m.group_epoch,
+                    assignment_epoch: m.assignment_epoch,
+                    members: m.members.clone(),
+                    target: m.target.clone(),
+                    assignor: m.assignor.clone(),
+                    topic_fingerprint: m.topic_fingerprint.clone(),
+                },
+                m.state_name(),
+            )),
         }
     }
 

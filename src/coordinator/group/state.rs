@@ -177,6 +177,8 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// When the group last became Empty (offsets expire from there).
     pub empty_since_ms: i64,
+    /// Set when this is a KIP-848 consumer group (the classic fields are then unused).
+    pub modern: Option<super::consumer::ConsumerGroupState>,
 }
 
 /// A side effect the caller must perform after releasing the group lock.
@@ -215,11 +217,29 @@ impl Group {
             initial_delay_limit: None,
             offsets: BTreeMap::new(),
             empty_since_ms: crate::log::now_ms(),
+            modern: None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.is_empty() && self.modern.as_ref().is_none_or(|m| m.members.is_empty())
+    }
+
+    /// "classic" or "consumer" (KIP-848), as ListGroups reports the group type.
+    pub fn group_type(&self) -> &'static str {
+        if self.modern.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The state name ListGroups reports for either kind of group.
+    pub fn state_name(&self) -> &'static str {
+        match &self.modern {
+            Some(m) => m.state_name(),
+            None => self.phase.name(),
+        }
     }
 
     pub fn snapshot(&self) -> GroupSnapshot {
@@ -474,6 +494,16 @@ impl Group {
         }
     }
 
+    /// Kafka's static-member check: a request naming an instance id that now belongs to
+    /// another member id comes from a replaced (fenced) incarnation.
+    pub fn fenced_instance(&self, member_id: &str, instance_id: Option<&str>) -> bool {
+        instance_id.is_some_and(|i| {
+            self.static_members
+                .get(i)
+                .is_some_and(|current| current != member_id)
+        })
+    }
+
     /// The answer for a member re-joining without changes while no rebalance is needed.
     fn current_join_outcome(&self, member_id: &str, skip_assignment: bool) -> JoinOutcome {
         let protocol = self.protocol_name.clone().unwrap_or_default();
@@ -551,6 +581,13 @@ impl Group {
         }
         if self.phase == GroupPhase::Dead {
             return fail(code::COORDINATOR_NOT_AVAILABLE);
+        }
+        if let Some(modern) = &self.modern {
+            if !modern.members.is_empty() {
+                // A KIP-848 group with members cannot take classic joins.
+                return fail(code::INCONSISTENT_GROUP_PROTOCOL);
+            }
+            self.modern = None;
         }
         if req.member_id.is_empty() {
             // Static member coming back under a new incarnation.
@@ -742,6 +779,9 @@ impl Group {
         Vec<Effect>,
     ) {
         let fail = |e| (Err(SyncOutcome::error(e)), Vec::new());
+        if self.fenced_instance(member_id, instance_id) {
+            return fail(code::FENCED_INSTANCE_ID);
+        }
         let Some(member) = self.members.get(member_id) else {
             return fail(code::UNKNOWN_MEMBER_ID);
         };
@@ -805,6 +845,9 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> i16 {
+        if self.fenced_instance(member_id, instance_id) {
+            return code::FENCED_INSTANCE_ID;
+        }
         let Some(member) = self.members.get_mut(member_id) else {
             return code::UNKNOWN_MEMBER_ID;
         };
@@ -1026,7 +1069,8 @@ mod tests {
         assert_eq!(res.unwrap_err().assignment, Bytes::from_static(b"p0"));
         assert_eq!(
             g.heartbeat(&a.member_id, Some("i1"), 1, Instant::now()),
-            code::UNKNOWN_MEMBER_ID
+            code::FENCED_INSTANCE_ID,
+            "the replaced incarnation is fenced, not told to rejoin"
         );
         assert_eq!(
             join_now(&mut g, req(&a.member_id, Some("i1"))).error,
