@@ -111,6 +111,15 @@ impl GroupCoordinator {
         self.groups.lock().get(id).cloned()
     }
 
+    /// A snapshot of the group map, so no group lock is taken under the map lock.
+    fn all_groups(&self) -> Vec<(String, Arc<Mutex<Group>>)> {
+        self.groups
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     fn group_or_create(&self, id: &str) -> Arc<Mutex<Group>> {
         self.groups
             .lock()
@@ -628,12 +637,7 @@ impl GroupCoordinator {
 
     /// Timer work for every group: session expiry, join deadlines.
     pub async fn tick(&self) {
-        let groups: Vec<(String, Arc<Mutex<Group>>)> = self
-            .groups
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let groups = self.all_groups();
         let now = Instant::now();
         let topics = self.topic_partition_counts();
         for (id, group) in groups {
@@ -738,12 +742,7 @@ impl GroupCoordinator {
     /// Expires committed offsets of empty groups older than `offsets.retention.minutes`.
     pub async fn expire_offsets(&self) {
         let now = crate::log::now_ms();
-        let groups: Vec<(String, Arc<Mutex<Group>>)> = self
-            .groups
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let groups = self.all_groups();
         for (id, group) in groups {
             let expired: Vec<(String, i32)> = {
                 let g = group.lock();
