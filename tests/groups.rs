@@ -857,3 +857,113 @@ async fn kip_848_group_of_three_librdkafka_consumers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip_848_membership_and_epochs_survive_a_broker_restart() {
+    let b = TestBroker::start().await;
+    create_topic(&b.bootstrap, "durable", 4, &[]).await;
+    let member = uuid::Uuid::new_v4().to_string();
+    let heartbeat =
+        |raw: &mut RawClient,
+         epoch: i32,
+         owned: Option<Vec<consumer_group_heartbeat_request::TopicPartitions>>| {
+            let mut req = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("durables")))
+                .with_member_id(s(&member))
+                .with_member_epoch(epoch)
+                .with_rebalance_timeout_ms(30_000)
+                .with_topic_partitions(owned);
+            if epoch == 0 {
+                req = req
+                    .with_subscribed_topic_names(Some(vec![TopicName(s("durable"))]))
+                    .with_server_assignor(Some(s("range")));
+            }
+            let ResponseKind::ConsumerGroupHeartbeat(r) = raw.call(
+                ApiKey::ConsumerGroupHeartbeat,
+                1,
+                RequestKind::ConsumerGroupHeartbeat(req),
+            ) else {
+                panic!()
+            };
+            r
+        };
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let joined = heartbeat(&mut raw, 0, Some(vec![]));
+    assert_eq!(joined.error_code, 0);
+    let assignment = joined.assignment.clone().expect("an assignment on join");
+    assert_eq!(assignment.topic_partitions[0].partitions.len(), 4);
+    let epoch = joined.member_epoch;
+    assert!(epoch > 0);
+    // An unknown assignor is refused.
+    let ResponseKind::ConsumerGroupHeartbeat(bad) = raw.call(
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("durables")))
+                .with_member_id(s("other"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s("durable"))]))
+                .with_server_assignor(Some(s("magic"))),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(bad.error_code, 112, "UNSUPPORTED_ASSIGNOR");
+    let owned = assignment
+        .topic_partitions
+        .iter()
+        .map(|t| {
+            consumer_group_heartbeat_request::TopicPartitions::default()
+                .with_topic_id(t.topic_id)
+                .with_partitions(t.partitions.clone())
+        })
+        .collect();
+    assert_eq!(heartbeat(&mut raw, epoch, Some(owned)).error_code, 0);
+    assert_eq!(
+        heartbeat(&mut raw, epoch + 7, None).error_code,
+        110,
+        "FENCED_MEMBER_EPOCH"
+    );
+
+    let b = b.restart(&[]).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let after = heartbeat(&mut raw, epoch, None);
+    assert_eq!(
+        after.error_code, 0,
+        "the member and its epoch are known after the restart"
+    );
+    assert_eq!(after.member_epoch, epoch);
+    let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("durables"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    let g = &d.groups[0];
+    assert_eq!(g.assignor_name.as_str(), "range");
+    assert_eq!(g.members.len(), 1);
+    assert_eq!(
+        g.members[0].assignment.topic_partitions[0].partitions.len(),
+        4,
+        "its partitions are still its own"
+    );
+    // Leaving is durable too.
+    assert_eq!(heartbeat(&mut raw, -1, None).error_code, 0);
+    let b = b.restart(&[]).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("durables"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert!(d.groups[0].members.is_empty());
+}

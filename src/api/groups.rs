@@ -489,7 +489,7 @@ pub async fn handle_offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> Of
 }
 
 /// KIP-848 ConsumerGroupHeartbeat: partitions travel by topic id on the wire.
-pub fn handle_consumer_group_heartbeat(
+pub async fn handle_consumer_group_heartbeat(
     broker: &Broker,
     r: ConsumerGroupHeartbeatRequest,
     client_id: &str,
@@ -526,7 +526,10 @@ pub fn handle_consumer_group_heartbeat(
         client_id: client_id.to_string(),
         client_host: client_host.to_string(),
     };
-    let out = broker.groups.consumer_heartbeat(r.group_id.0.as_str(), req);
+    let out = broker
+        .groups
+        .consumer_heartbeat(r.group_id.0.as_str(), req)
+        .await;
     tracing::debug!(
         group = r.group_id.0.as_str(),
         member = %out.member_id,
@@ -543,7 +546,12 @@ pub fn handle_consumer_group_heartbeat(
         .with_error_message(out.message.as_deref().map(str_bytes))
         .with_member_id(Some(str_bytes(&out.member_id)))
         .with_member_epoch(out.member_epoch)
-        .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval().as_millis() as i32);
+        // Kafka answers a leave (negative epoch) with no heartbeat interval.
+        .with_heartbeat_interval_ms(if r.member_epoch < 0 {
+            0
+        } else {
+            broker.groups.consumer_heartbeat_interval().as_millis() as i32
+        });
     if out.error == code::NONE {
         if let Some(assignment) = out.assignment {
             resp = resp.with_assignment(Some(

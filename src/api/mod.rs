@@ -140,7 +140,7 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
             ResponseKind::OffsetDelete(groups::handle_offset_delete(broker, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            groups::handle_consumer_group_heartbeat(broker, r, &client_id, &client_host),
+            groups::handle_consumer_group_heartbeat(broker, r, &client_id, &client_host).await,
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::handle_consumer_group_describe(broker, r))

@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::code;
 
 /// A partition by topic name (names are stable within a group's lifetime; ids are
@@ -48,6 +50,32 @@ pub struct ConsumerGroupState {
     pub assignor: String,
     /// Partition counts of subscribed topics when the target was computed.
     pub topic_fingerprint: BTreeMap<String, usize>,
+}
+
+/// A KIP-848 group as persisted in `__consumer_offsets`: epochs, members (without
+/// their session timers) and the target assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerGroupSnapshot {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberSnapshot>,
+    pub target: Vec<(String, Vec<Tp>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMemberSnapshot {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    pub server_assignor: Option<String>,
+    pub rebalance_timeout_ms: u64,
+    pub member_epoch: i32,
+    pub previous_epoch: i32,
+    pub assigned: Vec<Tp>,
 }
 
 /// What a heartbeat asks for (None = unchanged, as in the protocol).
@@ -190,6 +218,113 @@ pub fn assign_range(
 }
 
 impl ConsumerGroupState {
+    pub fn snapshot(&self) -> ConsumerGroupSnapshot {
+        ConsumerGroupSnapshot {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.clone(),
+            members: self
+                .members
+                .values()
+                .map(|m| ConsumerMemberSnapshot {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed: m.subscribed.iter().cloned().collect(),
+                    server_assignor: m.server_assignor.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    member_epoch: m.member_epoch,
+                    previous_epoch: m.previous_epoch,
+                    assigned: m.assigned.iter().cloned().collect(),
+                })
+                .collect(),
+            target: self
+                .target
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a group from its snapshot; every member gets a fresh session.
+    pub fn restore(
+        snap: ConsumerGroupSnapshot,
+        session_timeout: Duration,
+        now: Instant,
+    ) -> ConsumerGroupState {
+        let members: BTreeMap<String, ConsumerMember> = snap
+            .members
+            .into_iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    ConsumerMember {
+                        id: m.id,
+                        instance_id: m.instance_id,
+                        rack_id: m.rack_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        subscribed: m.subscribed.into_iter().collect(),
+                        server_assignor: m.server_assignor,
+                        rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
+                        member_epoch: m.member_epoch,
+                        previous_epoch: m.previous_epoch,
+                        assigned: m.assigned.into_iter().collect(),
+                        last_sent: None,
+                        session_deadline: now + session_timeout,
+                        revoking_since: None,
+                    },
+                )
+            })
+            .collect();
+        let target: HashMap<String, BTreeSet<Tp>> = snap
+            .target
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect();
+        let mut state = ConsumerGroupState {
+            group_epoch: snap.group_epoch,
+            assignment_epoch: snap.assignment_epoch,
+            members,
+            target,
+            assignor: snap.assignor,
+            topic_fingerprint: BTreeMap::new(),
+        };
+        // Recompute the fingerprint lazily: the first heartbeat compares against it.
+        state.topic_fingerprint = state
+            .target
+            .values()
+            .flat_map(|s| s.iter().map(|(t, _)| t.clone()))
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .map(|t| {
+                let n = state
+                    .target
+                    .values()
+                    .flat_map(|s| s.iter())
+                    .filter(|(x, _)| *x == t)
+                    .count();
+                (t, n)
+            })
+            .collect();
+        state
+    }
+
+    /// What, when it changes, must be persisted.
+    pub fn persisted_shape(&self) -> (i32, i32, usize, Vec<(i32, usize)>) {
+        (
+            self.group_epoch,
+            self.assignment_epoch,
+            self.members.len(),
+            self.members
+                .values()
+                .map(|m| (m.member_epoch, m.assigned.len()))
+                .collect(),
+        )
+    }
+
     pub fn state_name(&self) -> &'static str {
         if self.members.is_empty() {
             "Empty"

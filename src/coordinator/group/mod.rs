@@ -195,6 +195,14 @@ impl GroupCoordinator {
             }
             (StoreKey::Group { .. }, StoreValue::Group(snap)) => g.restore(snap, now),
             (StoreKey::Group { .. }, _) => {}
+            (StoreKey::ConsumerGroup { .. }, StoreValue::ConsumerGroup(snap)) => {
+                g.modern = Some(consumer::ConsumerGroupState::restore(
+                    snap,
+                    self.consumer_session_timeout,
+                    now,
+                ));
+            }
+            (StoreKey::ConsumerGroup { .. }, _) => g.modern = None,
         }
     }
 
@@ -242,6 +250,12 @@ impl GroupCoordinator {
             .any(|e| matches!(e, Effect::PersistSnapshot(_)))
         {
             self.persist_group(id).await;
+        }
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::PersistConsumerGroup))
+        {
+            self.persist_consumer_group(id).await;
         }
     }
 
@@ -572,6 +586,12 @@ impl GroupCoordinator {
                 })
                 .collect();
             e.push((
+                StoreKey::ConsumerGroup {
+                    group: group_id.to_string(),
+                },
+                StoreValue::Tombstone,
+            ));
+            e.push((
                 StoreKey::Group {
                     group: group_id.to_string(),
                 },
@@ -644,10 +664,15 @@ impl GroupCoordinator {
             let effects = {
                 let mut g = group.lock();
                 if let Some(modern) = g.modern.as_mut() {
-                    for member in modern.expire(&topics, now) {
+                    let expired = modern.expire(&topics, now);
+                    for member in &expired {
                         info!(group = %id, member, "consumer group member expired");
                     }
-                    Vec::new()
+                    if expired.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![Effect::PersistConsumerGroup]
+                    }
                 } else {
                     g.tick(&self.settings, now)
                 }
@@ -667,11 +692,51 @@ impl GroupCoordinator {
     }
 
     /// KIP-848 ConsumerGroupHeartbeat; the outcome's assignment is by topic name.
-    pub fn consumer_heartbeat(
+    pub async fn consumer_heartbeat(
         &self,
         group_id: &str,
         req: consumer::HeartbeatRequest,
     ) -> consumer::HeartbeatOutcome {
+        let (outcome, changed) = self.consumer_heartbeat_locked(group_id, req);
+        if changed {
+            self.persist_consumer_group(group_id).await;
+        }
+        outcome
+    }
+
+    /// Writes a KIP-848 group's current state (latest state wins, as for classic groups).
+    async fn persist_consumer_group(&self, id: &str) {
+        let _serial = self.persist_lock.lock().await;
+        let Some(group) = self.group(id) else { return };
+        let snapshot = match &group.lock().modern {
+            Some(m) => StoreValue::ConsumerGroup(m.snapshot()),
+            None => return,
+        };
+        if let Err(e) = self
+            .append(
+                id,
+                &[(
+                    StoreKey::ConsumerGroup {
+                        group: id.to_string(),
+                    },
+                    snapshot,
+                )],
+            )
+            .await
+        {
+            warn!(
+                group = id,
+                code = e,
+                "could not persist consumer group state"
+            );
+        }
+    }
+
+    fn consumer_heartbeat_locked(
+        &self,
+        group_id: &str,
+        req: consumer::HeartbeatRequest,
+    ) -> (consumer::HeartbeatOutcome, bool) {
         let refuse = |error: i16, message: String, member_id: String| consumer::HeartbeatOutcome {
             error,
             message: Some(message),
@@ -680,10 +745,13 @@ impl GroupCoordinator {
             assignment: None,
         };
         if group_id.is_empty() {
-            return refuse(
-                code::INVALID_GROUP_ID,
-                "the group id is empty".into(),
-                req.member_id,
+            return (
+                refuse(
+                    code::INVALID_GROUP_ID,
+                    "the group id is empty".into(),
+                    req.member_id,
+                ),
+                false,
             );
         }
         let topics = self.topic_partition_counts();
@@ -691,21 +759,29 @@ impl GroupCoordinator {
         let mut g = group.lock();
         if g.modern.is_none() {
             if !g.members.is_empty() {
-                return refuse(
-                    code::GROUP_ID_NOT_FOUND,
-                    format!("group '{group_id}' is a classic group with members"),
-                    req.member_id,
+                let message = format!("group '{group_id}' is a classic group with members");
+                return (
+                    refuse(code::GROUP_ID_NOT_FOUND, message, req.member_id),
+                    false,
                 );
             }
             g.modern = Some(consumer::ConsumerGroupState::default());
         }
         let (max_size, session) = (self.settings.max_size, self.consumer_session_timeout);
         match g.modern.as_mut() {
-            Some(m) => m.heartbeat(req, &topics, session, max_size, Instant::now()),
-            None => refuse(
-                code::UNKNOWN_SERVER_ERROR,
-                "group vanished".into(),
-                req.member_id,
+            Some(m) => {
+                let before = m.persisted_shape();
+                let outcome = m.heartbeat(req, &topics, session, max_size, Instant::now());
+                let changed = m.persisted_shape() != before;
+                (outcome, changed)
+            }
+            None => (
+                refuse(
+                    code::UNKNOWN_SERVER_ERROR,
+                    "group vanished".into(),
+                    req.member_id,
+                ),
+                false,
             ),
         }
     }

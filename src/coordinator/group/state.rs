@@ -186,6 +186,8 @@ pub struct Group {
 pub enum Effect {
     /// Persist the membership snapshot (a rebalance completed).
     PersistSnapshot(GroupSnapshot),
+    /// Persist the KIP-848 group's state (members expired).
+    PersistConsumerGroup,
 }
 
 fn new_member_id(client_id: &str) -> String {

@@ -12,6 +12,7 @@ use kafka_protocol::records::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::consumer::ConsumerGroupSnapshot;
 use super::state::{CommittedOffset, GroupSnapshot};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -27,12 +28,17 @@ pub enum StoreKey {
     Group {
         group: String,
     },
+    ConsumerGroup {
+        group: String,
+    },
 }
 
 impl StoreKey {
     pub fn group(&self) -> &str {
         match self {
-            StoreKey::Offset { group, .. } | StoreKey::Group { group } => group,
+            StoreKey::Offset { group, .. }
+            | StoreKey::Group { group }
+            | StoreKey::ConsumerGroup { group } => group,
         }
     }
 }
@@ -42,6 +48,7 @@ impl StoreKey {
 pub enum StoreValue {
     Offset(CommittedOffset),
     Group(GroupSnapshot),
+    ConsumerGroup(ConsumerGroupSnapshot),
     Tombstone,
 }
 
@@ -70,6 +77,7 @@ fn encode_value(value: &StoreValue) -> Option<Bytes> {
     let json = match value {
         StoreValue::Offset(o) => serde_json::to_vec(&Versioned { v: 1, body: o }),
         StoreValue::Group(g) => serde_json::to_vec(&Versioned { v: 1, body: g }),
+        StoreValue::ConsumerGroup(g) => serde_json::to_vec(&Versioned { v: 1, body: g }),
         StoreValue::Tombstone => return None,
     };
     json.ok().map(Bytes::from)
@@ -135,6 +143,12 @@ pub fn decode_batches(mut bytes: Bytes) -> Vec<(StoreKey, StoreValue)> {
                 (StoreKey::Offset { .. }, Some(v)) => {
                     match serde_json::from_slice::<Versioned<CommittedOffset>>(&v) {
                         Ok(o) => StoreValue::Offset(o.body),
+                        Err(_) => continue,
+                    }
+                }
+                (StoreKey::ConsumerGroup { .. }, Some(v)) => {
+                    match serde_json::from_slice::<Versioned<ConsumerGroupSnapshot>>(&v) {
+                        Ok(g) => StoreValue::ConsumerGroup(g.body),
                         Err(_) => continue,
                     }
                 }
