@@ -967,3 +967,116 @@ async fn kip_848_membership_and_epochs_survive_a_broker_restart() {
     };
     assert!(d.groups[0].members.is_empty());
 }
+
+/// A raw classic member: JoinGroup (both KIP-394 rounds) and SyncGroup.
+fn raw_join(
+    raw: &mut RawClient,
+    group: &str,
+    member: &str,
+    rebalance_ms: i32,
+) -> JoinGroupResponse {
+    let req = |member: &str| {
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(rebalance_ms)
+                .with_member_id(s(member))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0"))]),
+        )
+    };
+    let ResponseKind::JoinGroup(j) = raw.call(ApiKey::JoinGroup, 7, req(member)) else {
+        panic!()
+    };
+    if j.error_code != 79 {
+        return j;
+    }
+    let id = j.member_id.as_str().to_string();
+    let ResponseKind::JoinGroup(j) = raw.call(ApiKey::JoinGroup, 7, req(&id)) else {
+        panic!()
+    };
+    j
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_removed() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    let mut a = RawClient::connect(&b.bootstrap);
+    let ja = raw_join(&mut a, "slow", "", 1500);
+    assert_eq!(ja.error_code, 0);
+    let ResponseKind::SyncGroup(sa) = a.call(
+        ApiKey::SyncGroup,
+        5,
+        RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("slow")))
+                .with_generation_id(ja.generation_id)
+                .with_member_id(ja.member_id.clone())
+                .with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s("range")))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(ja.member_id.clone()),
+                ]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(sa.error_code, 0);
+    // B joins from another connection: a rebalance starts and B waits for A to rejoin.
+    let bootstrap = b.bootstrap.clone();
+    let joiner = std::thread::spawn(move || {
+        let mut c = RawClient::connect(&bootstrap);
+        raw_join(&mut c, "slow", "", 1500)
+    });
+    // A keeps heartbeating (told a rebalance is in progress) but never rejoins.
+    let started = Instant::now();
+    let mut saw_rebalance = false;
+    while !joiner.is_finished() {
+        let ResponseKind::Heartbeat(h) = a.call(
+            ApiKey::Heartbeat,
+            4,
+            RequestKind::Heartbeat(
+                HeartbeatRequest::default()
+                    .with_group_id(GroupId(s("slow")))
+                    .with_generation_id(ja.generation_id)
+                    .with_member_id(ja.member_id.clone()),
+            ),
+        ) else {
+            panic!()
+        };
+        saw_rebalance |= h.error_code == 27;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the rebalance never completed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(saw_rebalance, "A was told REBALANCE_IN_PROGRESS");
+    let jb = joiner.join().unwrap();
+    assert_eq!(jb.error_code, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "the join phase waited for A's rebalance timeout"
+    );
+    assert_eq!(jb.generation_id, ja.generation_id + 1);
+    assert_eq!(jb.leader, jb.member_id, "B leads the new generation");
+    assert_eq!(jb.members.len(), 1, "A was removed for not rejoining");
+    let ResponseKind::Heartbeat(h) = a.call(
+        ApiKey::Heartbeat,
+        4,
+        RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("slow")))
+                .with_generation_id(ja.generation_id)
+                .with_member_id(ja.member_id.clone()),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(h.error_code, 25, "UNKNOWN_MEMBER_ID for the removed member");
+}
