@@ -1080,3 +1080,55 @@ async fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_removed()
     };
     assert_eq!(h.error_code, 25, "UNKNOWN_MEMBER_ID for the removed member");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip_848_regex_subscriptions_follow_new_topics() {
+    let b = TestBroker::start_with(&["group.consumer.heartbeat.interval.ms=300"]).await;
+    create_topic(&b.bootstrap, "regex-a", 2, &[]).await;
+    create_topic(&b.bootstrap, "regex-b", 2, &[]).await;
+    create_topic(&b.bootstrap, "unrelated", 3, &[]).await;
+    let (c, _) = kip848_consumer(&b.bootstrap, "regexers", &[]);
+    c.subscribe(&["^regex-.*"]).unwrap();
+    let topics_of = |c: &BaseConsumer<TrackingContext>| -> HashSet<(String, i32)> {
+        c.assignment()
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect()
+    };
+    let deadline = Instant::now() + T;
+    while topics_of(&c).len() != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "regex subscription not assigned: {:?}",
+            topics_of(&c)
+        );
+        c.poll(Duration::from_millis(50));
+    }
+    assert!(topics_of(&c).iter().all(|(t, _)| t.starts_with("regex-")));
+    // A topic created later that matches is picked up.
+    create_topic(&b.bootstrap, "regex-c", 1, &[]).await;
+    let deadline = Instant::now() + T;
+    while !topics_of(&c).contains(&("regex-c".to_string(), 0)) {
+        assert!(
+            Instant::now() < deadline,
+            "new matching topic not assigned: {:?}",
+            topics_of(&c)
+        );
+        c.poll(Duration::from_millis(50));
+    }
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("regexers"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert!(d.groups[0].members[0].subscribed_topic_regex.is_some());
+    c.unsubscribe();
+    std::mem::drop(std::thread::spawn(move || drop(c)));
+}

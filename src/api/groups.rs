@@ -521,6 +521,7 @@ pub async fn handle_consumer_group_heartbeat(
             .subscribed_topic_names
             .as_ref()
             .map(|ts| ts.iter().map(|t| t.0.as_str().to_string()).collect()),
+        subscribed_regex: opt(&r.subscribed_topic_regex),
         server_assignor: opt(&r.server_assignor),
         owned,
         client_id: client_id.to_string(),
@@ -652,6 +653,9 @@ pub fn handle_consumer_group_describe(
                                             .iter()
                                             .map(|t| TopicName(str_bytes(t)))
                                             .collect(),
+                                    )
+                                    .with_subscribed_topic_regex(
+                                        m.subscribed_regex.as_deref().map(str_bytes),
                                     )
                                     .with_assignment(describe(&m.assigned))
                                     .with_target_assignment(describe(

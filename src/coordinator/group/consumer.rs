@@ -28,6 +28,8 @@ pub struct ConsumerMember {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: BTreeSet<String>,
+    /// A regular expression topics are matched against (full match), if any.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout: Duration,
     pub member_epoch: i32,
@@ -71,6 +73,8 @@ pub struct ConsumerMemberSnapshot {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: Vec<String>,
+    #[serde(default)]
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: u64,
     pub member_epoch: i32,
@@ -87,6 +91,8 @@ pub struct HeartbeatRequest {
     pub rack_id: Option<String>,
     pub rebalance_timeout: Duration,
     pub subscribed: Option<Vec<String>>,
+    /// None = unchanged; Some("") clears it.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// Partitions the member says it owns (None = unchanged).
     pub owned: Option<Vec<Tp>>,
@@ -233,6 +239,7 @@ impl ConsumerGroupState {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed: m.subscribed.iter().cloned().collect(),
+                    subscribed_regex: m.subscribed_regex.clone(),
                     server_assignor: m.server_assignor.clone(),
                     rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
                     member_epoch: m.member_epoch,
@@ -267,6 +274,7 @@ impl ConsumerGroupState {
                         client_id: m.client_id,
                         client_host: m.client_host,
                         subscribed: m.subscribed.into_iter().collect(),
+                        subscribed_regex: m.subscribed_regex,
                         server_assignor: m.server_assignor,
                         rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
                         member_epoch: m.member_epoch,
@@ -339,13 +347,35 @@ impl ConsumerGroupState {
         }
     }
 
+    /// Each member's topics: its names plus the existing topics its regex matches.
+    fn effective_subscriptions(
+        &self,
+        topics: &BTreeMap<String, usize>,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        self.members
+            .iter()
+            .map(|(id, m)| {
+                let mut set = m.subscribed.clone();
+                if let Some(re) = m
+                    .subscribed_regex
+                    .as_deref()
+                    .and_then(|r| regex::Regex::new(&format!("^(?:{r})$")).ok())
+                {
+                    set.extend(
+                        topics
+                            .keys()
+                            .filter(|t| !t.starts_with("__") && re.is_match(t))
+                            .cloned(),
+                    );
+                }
+                (id.clone(), set)
+            })
+            .collect()
+    }
+
     /// Recomputes the target assignment for the current group epoch.
     fn compute_target(&mut self, topics: &BTreeMap<String, usize>) {
-        let subscriptions: BTreeMap<String, BTreeSet<String>> = self
-            .members
-            .iter()
-            .map(|(id, m)| (id.clone(), m.subscribed.clone()))
-            .collect();
+        let subscriptions = self.effective_subscriptions(topics);
         let relevant: BTreeMap<String, usize> = topics
             .iter()
             .filter(|(t, _)| subscriptions.values().any(|s| s.contains(*t)))
@@ -383,6 +413,15 @@ impl ConsumerGroupState {
         max_size: usize,
         now: Instant,
     ) -> HeartbeatOutcome {
+        if let Some(r) = req.subscribed_regex.as_deref().filter(|r| !r.is_empty()) {
+            if let Err(e) = regex::Regex::new(r) {
+                return HeartbeatOutcome::error(
+                    code::INVALID_REGULAR_EXPRESSION,
+                    &format!("invalid subscription regex: {e}"),
+                    &req.member_id,
+                );
+            }
+        }
         if let Some(a) = &req.server_assignor {
             if !ASSIGNORS.contains(&a.as_str()) {
                 return HeartbeatOutcome::error(
@@ -409,6 +448,7 @@ impl ConsumerGroupState {
         let mut member_id = req.member_id.clone();
         if req.member_epoch == 0 {
             if req.subscribed.as_ref().is_none_or(|s| s.is_empty())
+                && req.subscribed_regex.as_deref().is_none_or(|r| r.is_empty())
                 && req.instance_id.is_none()
                 && !self.members.contains_key(&member_id)
             {
@@ -457,6 +497,7 @@ impl ConsumerGroupState {
                         client_id: req.client_id.clone(),
                         client_host: req.client_host.clone(),
                         subscribed: BTreeSet::new(),
+                        subscribed_regex: None,
                         server_assignor: None,
                         rebalance_timeout: req.rebalance_timeout,
                         member_epoch: 0,
@@ -506,6 +547,13 @@ impl ConsumerGroupState {
                 changed = true;
             }
         }
+        if let Some(r) = &req.subscribed_regex {
+            let r = Some(r.clone()).filter(|r| !r.is_empty());
+            if r != member.subscribed_regex {
+                member.subscribed_regex = r;
+                changed = true;
+            }
+        }
         if let Some(a) = &req.server_assignor {
             member.server_assignor = Some(a.clone());
         }
@@ -522,9 +570,10 @@ impl ConsumerGroupState {
         if self.assignor.is_empty() {
             self.assignor = "uniform".into();
         }
+        let subscriptions = self.effective_subscriptions(topics);
         let fingerprint: BTreeMap<String, usize> = topics
             .iter()
-            .filter(|(t, _)| self.members.values().any(|m| m.subscribed.contains(*t)))
+            .filter(|(t, _)| subscriptions.values().any(|s| s.contains(*t)))
             .map(|(t, n)| (t.clone(), *n))
             .collect();
         if changed || fingerprint != self.topic_fingerprint {
@@ -671,6 +720,7 @@ mod tests {
             } else {
                 None
             },
+            subscribed_regex: None,
             server_assignor: None,
             owned,
             client_id: "c".into(),
