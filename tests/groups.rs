@@ -1132,3 +1132,69 @@ async fn kip_848_regex_subscriptions_follow_new_topics() {
     c.unsubscribe();
     std::mem::drop(std::thread::spawn(move || drop(c)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_empty_groups_expire_after_offsets_retention_minutes() {
+    let b = TestBroker::start_with(&["offsets.retention.minutes=1"]).await;
+    create_topic(&b.bootstrap, "ret", 1, &[]).await;
+    let commit = |raw: &mut RawClient, group: &str| {
+        let ResponseKind::OffsetCommit(oc) = raw.call(
+            ApiKey::OffsetCommit,
+            8,
+            RequestKind::OffsetCommit(
+                OffsetCommitRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s("ret")))
+                            .with_partitions(vec![
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_partition_index(0)
+                                    .with_committed_offset(3),
+                            ]),
+                    ]),
+            ),
+        ) else {
+            panic!()
+        };
+        assert_eq!(oc.topics[0].partitions[0].error_code, 0);
+    };
+    let fetch = |raw: &mut RawClient, group: &str| {
+        let ResponseKind::OffsetFetch(of) = raw.call(
+            ApiKey::OffsetFetch,
+            7,
+            RequestKind::OffsetFetch(
+                OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(TopicName(s("ret")))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            ),
+        ) else {
+            panic!()
+        };
+        of.topics[0].partitions[0].committed_offset
+    };
+    let mut raw = RawClient::connect(&b.bootstrap);
+    commit(&mut raw, "old");
+    let groups = b.running.as_ref().unwrap().broker.groups.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    groups.expire_offsets_at(now + 30_000).await;
+    assert_eq!(fetch(&mut raw, "old"), 3, "still within the minute");
+    groups.expire_offsets_at(now + 61_000).await;
+    assert_eq!(
+        fetch(&mut raw, "old"),
+        -1,
+        "expired after offsets.retention.minutes"
+    );
+    // The expiry is durable.
+    let b = b.restart(&["offsets.retention.minutes=1"]).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    assert_eq!(fetch(&mut raw, "old"), -1);
+}

@@ -817,7 +817,11 @@ impl GroupCoordinator {
 
     /// Expires committed offsets of empty groups older than `offsets.retention.minutes`.
     pub async fn expire_offsets(&self) {
-        let now = crate::log::now_ms();
+        self.expire_offsets_at(crate::log::now_ms()).await
+    }
+
+    /// `expire_offsets` as of `now` (milliseconds since the epoch).
+    pub async fn expire_offsets_at(&self, now: i64) {
         let groups = self.all_groups();
         for (id, group) in groups {
             let expired: Vec<(String, i32)> = {
