@@ -21,7 +21,7 @@ use crate::coordinator::group::store::OFFSETS_TOPIC;
 use crate::coordinator::{GroupCoordinator, ProducerIdPool};
 use crate::log::manager::METADATA_DIR_PREFIX;
 use crate::log::LogManager;
-use crate::metadata::{BrokerImage, MetadataQuorum, MetadataRecord};
+use crate::metadata::{BrokerEndpoint, BrokerImage, MetadataQuorum, MetadataRecord};
 use crate::network::listener::accept_loop;
 use crate::replication::ReplicaManager;
 
@@ -108,12 +108,37 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .iter()
         .map(|(_, l)| l.local_addr())
         .collect::<Result<_, _>>()?;
-    let advertised = &config.advertised_listeners[0];
-    let advertised_port = if advertised.port == 0 {
-        addrs[0].port()
-    } else {
-        advertised.port
-    };
+    // Each listener's advertised address; port 0 means "the port it was bound to".
+    let endpoints: Vec<BrokerEndpoint> = config
+        .listeners
+        .iter()
+        .zip(&addrs)
+        .map(|(l, bound)| {
+            let advertised = config
+                .advertised_listeners
+                .iter()
+                .find(|a| a.name == l.name)
+                .unwrap_or(l);
+            let port = if advertised.port == 0 {
+                bound.port()
+            } else {
+                advertised.port
+            };
+            let host = if advertised.host.is_empty()
+                || advertised.host == "0.0.0.0"
+                || advertised.host == "::"
+            {
+                "127.0.0.1".to_string()
+            } else {
+                advertised.host.clone()
+            };
+            BrokerEndpoint {
+                listener: l.name.clone(),
+                host,
+                port: port as i32,
+            }
+        })
+        .collect();
 
     let image = quorum.view().current();
     if image.cluster_id.is_empty() {
@@ -125,9 +150,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     }
     let me = BrokerImage {
         node_id: config.node_id,
-        host: advertised.host.clone(),
-        port: advertised_port as i32,
+        host: endpoints[0].host.clone(),
+        port: endpoints[0].port,
         rack: config.rack.clone(),
+        endpoints: endpoints.clone(),
     };
     if quorum.view().current().brokers.get(&config.node_id) != Some(&me) {
         quorum.propose(MetadataRecord::RegisterBroker(me)).await?;

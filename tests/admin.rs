@@ -497,3 +497,52 @@ async fn incremental_alter_configs_and_topic_id_apis() {
     assert_eq!(del.responses[0].name.as_ref().unwrap().0.as_str(), "inc");
     assert_eq!(del.responses[1].error_code, 100, "UNKNOWN_TOPIC_ID");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_advertises_its_own_address() {
+    let b = TestBroker::start_with(&[
+        "listeners=PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "advertised.listeners=PLAINTEXT://127.0.0.1:0,INTERNAL://localhost:0",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT",
+    ])
+    .await;
+    let addrs = b.running.as_ref().unwrap().addrs.clone();
+    assert_eq!(addrs.len(), 2);
+    for (addr, host) in [(addrs[0], "127.0.0.1"), (addrs[1], "localhost")] {
+        let mut raw = RawClient::connect(&addr.to_string());
+        let ResponseKind::Metadata(md) = raw.call(
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (md.brokers[0].host.as_str(), md.brokers[0].port),
+            (host, addr.port() as i32),
+            "listener on {addr}"
+        );
+        let ResponseKind::FindCoordinator(fc) = raw.call(
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(
+                kafka_protocol::messages::FindCoordinatorRequest::default()
+                    .with_coordinator_keys(vec![s("g")]),
+            ),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (fc.coordinators[0].host.as_str(), fc.coordinators[0].port),
+            (host, addr.port() as i32)
+        );
+    }
+    // A client bootstrapped on the second listener works end to end through it.
+    let internal = format!("localhost:{}", addrs[1].port());
+    create_topic(&internal, "via-internal", 1, &[]).await;
+    let p = producer(&internal, &[]);
+    p.send(FutureRecord::<(), _>::to("via-internal").payload("x"), T)
+        .await
+        .expect("produce through INTERNAL");
+    assert_eq!(consume_all(&internal, "via-internal", 1, T).len(), 1);
+}

@@ -12,7 +12,11 @@ use crate::error::code;
 const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
 
-fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), (i16, String)> {
+fn locate(
+    broker: &Broker,
+    key_type: i8,
+    listener: &str,
+) -> Result<(i32, String, i32), (i16, String)> {
     if key_type != KEY_GROUP && key_type != KEY_TRANSACTION {
         return Err((
             code::INVALID_REQUEST,
@@ -21,7 +25,10 @@ fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), (i16, Str
     }
     let image = broker.admin.image();
     match image.brokers.get(&broker.config.node_id) {
-        Some(b) => Ok((b.node_id, b.host.clone(), b.port)),
+        Some(b) => {
+            let (host, port) = b.address_for(listener);
+            Ok((b.node_id, host.to_string(), port))
+        }
         None => Err((
             code::COORDINATOR_NOT_AVAILABLE,
             "this broker is not registered yet".into(),
@@ -33,9 +40,10 @@ pub fn handle_find_coordinator(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if version < 4 {
-        return match locate(broker, request.key_type) {
+        return match locate(broker, request.key_type, listener) {
             Ok((node, host, port)) => FindCoordinatorResponse::default()
                 .with_error_code(code::NONE)
                 .with_node_id(BrokerId(node))
@@ -53,7 +61,7 @@ pub fn handle_find_coordinator(
         .iter()
         .map(|key: &StrBytes| {
             let c = Coordinator::default().with_key(key.clone());
-            match locate(broker, request.key_type) {
+            match locate(broker, request.key_type, listener) {
                 Ok((node, host, port)) => c
                     .with_error_code(code::NONE)
                     .with_node_id(BrokerId(node))

@@ -57,15 +57,15 @@ fn topic_error(name: Option<&str>, id: Uuid, error: i16) -> MetadataResponseTopi
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn brokers(image: &ClusterImage) -> Vec<MetadataResponseBroker> {
+fn brokers(image: &ClusterImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .brokers
         .values()
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(&b.host))
-                .with_port(b.port)
+                .with_host(str_bytes(b.address_for(listener).0))
+                .with_port(b.address_for(listener).1)
                 .with_rack(b.rack.as_deref().map(str_bytes))
         })
         .collect()
@@ -75,6 +75,7 @@ pub async fn handle_metadata(
     broker: &Broker,
     request: MetadataRequest,
     version: i16,
+    listener: &str,
 ) -> MetadataResponse {
     let mut image = broker.admin.image();
     let mut topics = Vec::new();
@@ -145,7 +146,7 @@ pub async fn handle_metadata(
         }
     }
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers(&image, listener))
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
@@ -156,6 +157,7 @@ pub fn handle_describe_cluster(
     broker: &Broker,
     _request: DescribeClusterRequest,
     _version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let image = broker.admin.image();
     DescribeClusterResponse::default()
@@ -171,8 +173,8 @@ pub fn handle_describe_cluster(
                 .map(|b| {
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(b.node_id))
-                        .with_host(str_bytes(&b.host))
-                        .with_port(b.port)
+                        .with_host(str_bytes(b.address_for(listener).0))
+                        .with_port(b.address_for(listener).1)
                         .with_rack(b.rack.as_deref().map(str_bytes))
                 })
                 .collect(),

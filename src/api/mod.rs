@@ -64,17 +64,18 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         .map(|c| c.as_str().to_string())
         .unwrap_or_default();
     let client_host = request.client_host.clone();
+    let listener = request.listener.clone();
     debug!(api = ?request.api_key, version, correlation_id = request.header.correlation_id, "request");
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(
             ApiVersionsResponse::default().with_api_keys(api_version_list()),
         ),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle_metadata(broker, r, version).await)
+            ResponseKind::Metadata(metadata::handle_metadata(broker, r, version, &listener).await)
         }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(metadata::handle_describe_cluster(broker, r, version))
-        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+            metadata::handle_describe_cluster(broker, r, version, &listener),
+        ),
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             metadata::handle_describe_topic_partitions(broker, r),
         ),
@@ -108,9 +109,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             configs::handle_incremental_alter_configs(broker, r).await,
         ),
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(coordinator::handle_find_coordinator(broker, r, version))
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            coordinator::handle_find_coordinator(broker, r, version, &listener),
+        ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
             groups::handle_join_group(broker, r, version, &client_id, &client_host).await,
         ),

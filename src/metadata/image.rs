@@ -16,9 +16,33 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerImage {
     pub node_id: i32,
+    /// The first listener's advertised address (what clients get by default).
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Every listener's advertised address: clients get the one of the listener they
+    /// connected to, as in Kafka.
+    #[serde(default)]
+    pub endpoints: Vec<BrokerEndpoint>,
+}
+
+/// One advertised listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerImage {
+    /// The address to give a client connected through `listener`.
+    pub fn address_for(&self, listener: &str) -> (&str, i32) {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.as_str(), e.port))
+            .unwrap_or((self.host.as_str(), self.port))
+    }
 }
 
 /// One partition's placement and leadership.

@@ -35,6 +35,7 @@ enum Incoming {
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     broker: Arc<Broker>,
     max_frame: usize,
     shutdown: CancellationToken,
@@ -46,7 +47,8 @@ pub async fn serve(
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
         let reader_task = tokio::spawn(
             async move {
-                let reason = read_loop(&mut reader, peer, max_frame, &tx, &shutdown).await;
+                let reason =
+                    read_loop(&mut reader, peer, &listener, max_frame, &tx, &shutdown).await;
                 match &reason {
                     Ok(()) => debug!("client closed the connection"),
                     // A client going away mid-read is ordinary, not a warning.
@@ -140,6 +142,7 @@ enum ConnectionError {
 async fn read_loop(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
+    listener: &str,
     max_frame: usize,
     tx: &mpsc::Sender<Incoming>,
     shutdown: &CancellationToken,
@@ -164,6 +167,7 @@ async fn read_loop(
         let incoming = match decode_request(frame.freeze()) {
             Ok(mut r) => {
                 r.client_host = format!("/{}", peer.ip());
+                r.listener = listener.to_string();
                 Incoming::Request(Box::new(r))
             }
             Err(FrameError::UnsupportedApiVersions {

@@ -18,6 +18,7 @@ pub async fn accept_loop(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let listener_name: std::sync::Arc<str> = std::sync::Arc::from(name.as_str());
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -27,7 +28,7 @@ pub async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tracker.spawn(connection::serve(stream, peer, broker.clone(), max_frame, shutdown.clone()));
+                    tracker.spawn(connection::serve(stream, peer, listener_name.clone(), broker.clone(), max_frame, shutdown.clone()));
                 }
                 Err(e) => {
                     // E.g. too many open files: back off instead of spinning.

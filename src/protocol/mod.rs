@@ -35,6 +35,8 @@ pub enum FrameError {
 pub struct Request {
     /// The client's address as DescribeGroups reports it (`/host`), set by the connection.
     pub client_host: String,
+    /// The listener the request arrived on (for listener-specific addresses).
+    pub listener: String,
     pub api_key: ApiKey,
     pub version: i16,
     pub header: RequestHeader,
@@ -74,6 +76,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
         RequestKind::decode(api_key, &mut frame, version).map_err(|e| decode_err(e.to_string()))?;
     Ok(Request {
         client_host: String::new(),
+        listener: String::new(),
         api_key,
         version,
         header,
