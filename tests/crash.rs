@@ -335,3 +335,74 @@ async fn missing_or_corrupt_indexes_are_rebuilt() {
     }
     broker.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_offset_commits_survive_kill_minus_nine() {
+    use kafka_protocol::messages::{
+        offset_commit_request, offset_fetch_request, ApiKey, GroupId, OffsetCommitRequest,
+        OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let broker = BrokerProcess::start(&data, port, &[]);
+    create_topic(&broker.bootstrap(), "committed", 4, &[]).await;
+    let mut raw = RawClient::connect(&broker.bootstrap());
+    for round in 0..50i64 {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("durable")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("committed")))
+                    .with_partitions(
+                        (0..4)
+                            .map(|p| {
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(round * 10 + p as i64)
+                                    .with_committed_metadata(Some(StrBytes::from_string(format!(
+                                        "round-{round}"
+                                    ))))
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let ResponseKind::OffsetCommit(r) =
+            raw.call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))
+        else {
+            panic!()
+        };
+        assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    }
+    drop(raw);
+    broker.kill9();
+    let broker = BrokerProcess::start(&data, port, &[]);
+    let mut raw = RawClient::connect(&broker.bootstrap());
+    let ResponseKind::OffsetFetch(f) = raw.call(
+        ApiKey::OffsetFetch,
+        7,
+        RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("durable")))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("committed")))
+                        .with_partition_indexes(vec![0, 1, 2, 3]),
+                ])),
+        ),
+    ) else {
+        panic!()
+    };
+    for p in &f.topics[0].partitions {
+        assert_eq!(
+            p.committed_offset,
+            490 + p.partition_index as i64,
+            "the last acknowledged commit survives kill -9"
+        );
+        assert_eq!(p.metadata.as_ref().unwrap().as_str(), "round-49");
+    }
+    broker.terminate();
+}
