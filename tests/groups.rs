@@ -110,6 +110,26 @@ fn assigned_partitions<C: ConsumerContext>(c: &BaseConsumer<C>) -> HashSet<i32> 
         .collect()
 }
 
+/// The error code of a single JoinGroup v5 (new member) for `group`.
+fn join_error(raw: &mut RawClient, group: &str, session_ms: i32) -> i16 {
+    let ResponseKind::JoinGroup(j) = raw.call(
+        ApiKey::JoinGroup,
+        5,
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_session_timeout_ms(session_ms)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))]),
+        ),
+    ) else {
+        panic!("not a JoinGroup response")
+    };
+    j.error_code
+}
+
 /// Polls every consumer until `done` says so (or the deadline passes), committing each
 /// record synchronously; returns what each consumer read.
 fn poll_all<C: ConsumerContext>(
@@ -622,38 +642,8 @@ async fn list_describe_delete_groups_and_bad_input() {
     assert_eq!(del(&mut raw, "listed"), 0);
     assert!(list(&mut raw, vec![]).is_empty(), "deleted group is gone");
     // Bad input: empty group id, session timeout out of range.
-    let ResponseKind::JoinGroup(j) = raw.call(
-        ApiKey::JoinGroup,
-        5,
-        RequestKind::JoinGroup(
-            JoinGroupRequest::default()
-                .with_group_id(GroupId(s("")))
-                .with_session_timeout_ms(6000)
-                .with_protocol_type(s("consumer"))
-                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-                )
-                .with_name(s("range"))]),
-        ),
-    ) else {
-        panic!()
-    };
-    assert_eq!(j.error_code, 24, "INVALID_GROUP_ID");
-    let ResponseKind::JoinGroup(j) = raw.call(
-        ApiKey::JoinGroup,
-        5,
-        RequestKind::JoinGroup(
-            JoinGroupRequest::default()
-                .with_group_id(GroupId(s("g")))
-                .with_session_timeout_ms(10)
-                .with_protocol_type(s("consumer"))
-                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-                )
-                .with_name(s("range"))]),
-        ),
-    ) else {
-        panic!()
-    };
-    assert_eq!(j.error_code, 26, "INVALID_SESSION_TIMEOUT");
+    assert_eq!(join_error(&mut raw, "", 6000), 24, "INVALID_GROUP_ID");
+    assert_eq!(join_error(&mut raw, "g", 10), 26, "INVALID_SESSION_TIMEOUT");
     // The deleted group's offsets stay deleted across a restart.
     let b = b.restart(FAST_GROUPS).await;
     let mut raw = RawClient::connect(&b.bootstrap);

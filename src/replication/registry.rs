@@ -21,7 +21,9 @@ pub struct ReplicaManager {
     node_id: i32,
     config: Arc<BrokerConfig>,
     logs: LogManager,
-    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// topic name → partition index → replica; looked up by `&str` without allocating
+    /// (every produce and fetch partition goes through `get`).
+    partitions: RwLock<HashMap<String, HashMap<i32, Arc<Partition>>>>,
     reconcile_lock: Mutex<()>,
 }
 
@@ -39,12 +41,17 @@ impl ReplicaManager {
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
             .read()
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|parts| parts.get(&partition))
             .cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().values().cloned().collect()
+        self.partitions
+            .read()
+            .values()
+            .flat_map(|parts| parts.values().cloned())
+            .collect()
     }
 
     /// The typed log config of a topic as the image and broker config define it.
@@ -68,16 +75,25 @@ impl ReplicaManager {
         let stale: Vec<((String, i32), Arc<Partition>)> = self
             .partitions
             .read()
-            .iter()
-            .filter(|((topic, _), p)| {
+            .values()
+            .flat_map(|parts| parts.values())
+            .filter(|p| {
                 image
-                    .topic_by_name(topic)
+                    .topic_by_name(&p.topic)
                     .is_none_or(|t| t.id != p.topic_id)
             })
-            .map(|(k, p)| (k.clone(), p.clone()))
+            .map(|p| ((p.topic.clone(), p.index), p.clone()))
             .collect();
         for (key, partition) in stale {
-            self.partitions.write().remove(&key);
+            {
+                let mut map = self.partitions.write();
+                if let Some(parts) = map.get_mut(&key.0) {
+                    parts.remove(&key.1);
+                    if parts.is_empty() {
+                        map.remove(&key.0);
+                    }
+                }
+            }
             if let Err(e) = partition.delete_data() {
                 warn!(topic = %key.0, partition = key.1, error = %e, "could not delete partition data");
             } else {
@@ -115,7 +131,11 @@ impl ReplicaManager {
                     p.leader_epoch,
                     p.isr.clone(),
                 )?;
-                self.partitions.write().insert(key, partition);
+                self.partitions
+                    .write()
+                    .entry(key.0)
+                    .or_default()
+                    .insert(key.1, partition);
             }
         }
         Ok(())
