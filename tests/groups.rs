@@ -1188,3 +1188,104 @@ async fn offsets_of_empty_groups_expire_after_offsets_retention_minutes() {
     let mut raw = RawClient::connect(&b.bootstrap);
     assert_eq!(fetch(&mut raw, "old"), -1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_group_refuses_another_member_and_oversized_group_ids_are_answered() {
+    let mut config = FAST_GROUPS.to_vec();
+    config.push("group.max.size=2");
+    let b = TestBroker::start_with(&config).await;
+    create_topic(&b.bootstrap, "full", 4, &[]).await;
+    produce_n(&b.bootstrap, "full", 4, 2, "f").await;
+    let (c1, _) = group_consumer(&b.bootstrap, "capped", &[]);
+    let (c2, _) = group_consumer(&b.bootstrap, "capped", &[]);
+    c1.subscribe(&["full"]).unwrap();
+    c2.subscribe(&["full"]).unwrap();
+    poll_all(&[&c1, &c2], |g| g[0].len() + g[1].len() >= 8);
+    // The third member is refused with GROUP_MAX_SIZE_REACHED, surfaced by librdkafka.
+    let (c3, _) = group_consumer(&b.bootstrap, "capped", &[]);
+    c3.subscribe(&["full"]).unwrap();
+    let deadline = Instant::now() + T;
+    let refused = loop {
+        assert!(Instant::now() < deadline, "third member never refused");
+        for c in [&c1, &c2] {
+            let _ = c.poll(Duration::from_millis(20));
+        }
+        match c3.poll(Duration::from_millis(100)) {
+            Some(Err(e)) => break e,
+            Some(Ok(m)) => panic!("third member read {:?}", m.offset()),
+            None => {}
+        }
+    };
+    assert_eq!(
+        refused.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::GroupMaxSizeReached),
+        "{refused}"
+    );
+    assert!(assigned_partitions(&c3).is_empty());
+    assert_eq!(
+        assigned_partitions(&c1).len() + assigned_partitions(&c2).len(),
+        4,
+        "the two members keep every partition"
+    );
+    // Group ids at the wire limit (32767 bytes) work; an empty one is INVALID_GROUP_ID
+    // for commits too; a group id whose length overruns the frame closes only that
+    // connection.
+    let long = "g".repeat(i16::MAX as usize);
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let commit = |raw: &mut RawClient, group: &str| {
+        let ResponseKind::OffsetCommit(r) = raw.call(
+            ApiKey::OffsetCommit,
+            8,
+            RequestKind::OffsetCommit(
+                OffsetCommitRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s("full")))
+                            .with_partitions(vec![
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_partition_index(1)
+                                    .with_committed_offset(2),
+                            ]),
+                    ]),
+            ),
+        ) else {
+            panic!("not an OffsetCommit response")
+        };
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(commit(&mut raw, &long), 0);
+    assert_eq!(commit(&mut raw, ""), 24, "INVALID_GROUP_ID");
+    let ResponseKind::OffsetFetch(f) = raw.call(
+        ApiKey::OffsetFetch,
+        8,
+        RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(&long)))
+                .with_topics(None),
+        ])),
+    ) else {
+        panic!("not an OffsetFetch response")
+    };
+    let fetched = &f.groups[0].topics[0].partitions[0];
+    assert_eq!((fetched.partition_index, fetched.committed_offset), (1, 2));
+    // JoinGroup v5 header then a group id claiming 32767 bytes with 10 present.
+    let mut bad = RawClient::connect(&b.bootstrap);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&11i16.to_be_bytes()); // JoinGroup
+    frame.extend_from_slice(&5i16.to_be_bytes());
+    frame.extend_from_slice(&7i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    frame.extend_from_slice(&i16::MAX.to_be_bytes());
+    frame.extend_from_slice(b"0123456789");
+    let mut sized = (frame.len() as i32).to_be_bytes().to_vec();
+    sized.extend_from_slice(&frame);
+    bad.send_bytes(&sized);
+    assert!(
+        bad.is_closed(),
+        "a malformed group id closes the connection"
+    );
+    assert_eq!(commit(&mut raw, "after"), 0, "the broker still serves");
+    drop((c1, c2, c3));
+}
