@@ -106,7 +106,9 @@ pub fn apply_error_code(e: &ApplyError) -> i16 {
         ApplyError::TopicAlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
         ApplyError::UnknownTopicId(_) => code::UNKNOWN_TOPIC_ID,
         ApplyError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
-        ApplyError::ProducerIdsExhausted => code::UNKNOWN_SERVER_ERROR,
+        ApplyError::ProducerIdsExhausted
+        | ApplyError::RemoteSegmentExists(_)
+        | ApplyError::UnknownRemoteSegment(_) => code::UNKNOWN_SERVER_ERROR,
     }
 }
 

@@ -15,4 +15,6 @@ pub mod metadata;
 pub mod network;
 pub mod protocol;
 pub mod replication;
+pub mod metrics;
 pub mod server;
+pub mod tiered;

@@ -24,11 +24,16 @@ use crate::log::LogManager;
 use crate::metadata::{BrokerEndpoint, BrokerImage, MetadataQuorum, MetadataRecord};
 use crate::network::listener::accept_loop;
 use crate::replication::ReplicaManager;
+use crate::tiered::cache::ChunkCache;
+use crate::tiered::manager::ManagerSettings;
+use crate::tiered::{RemoteLogManager, RemoteReader, RemoteStore, TieredMetrics};
 
 /// A running broker.
 pub struct RunningBroker {
     /// Bound address of each listener, in `listeners` order.
     pub addrs: Vec<SocketAddr>,
+    /// Bound address of the `/metrics` endpoint, if `metrics.listener` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     shutdown: CancellationToken,
     done: JoinHandle<()>,
@@ -75,6 +80,58 @@ fn new_cluster_id() -> String {
         out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
     }
     out
+}
+
+fn num(config: &BrokerConfig, key: &str) -> i64 {
+    config.get(key).trim().parse().unwrap_or(0)
+}
+
+/// The parts of tiered storage that outlive start-up.
+struct Tiering {
+    store: RemoteStore,
+    metrics: Arc<TieredMetrics>,
+}
+
+/// Builds the object store (and checks it answers), the chunk cache and the remote
+/// reader; registers the tiering metrics.
+async fn start_tiering(
+    config: &Arc<BrokerConfig>,
+    replicas: &Arc<ReplicaManager>,
+    registry: &crate::metrics::SharedRegistry,
+) -> anyhow::Result<Tiering> {
+    let store = RemoteStore::from_config(config)?;
+    store.probe().await?;
+    info!(url = %store.url, "object store ready for tiered storage");
+    let metrics = Arc::new(TieredMetrics::default());
+    metrics.register(&mut registry.lock());
+    let chunk_bytes = num(config, "remote.log.reader.chunk.bytes") as usize;
+    let cache_dir = match config.get("remote.log.cache.dir").trim() {
+        "" => config
+            .log_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "./data".into())
+            .join("remote-cache"),
+        dir => dir.into(),
+    };
+    let cache = ChunkCache::open(
+        &cache_dir,
+        num(config, "remote.log.cache.memory.bytes") as usize,
+        num(config, "remote.log.cache.disk.bytes") as usize,
+        chunk_bytes,
+        metrics.clone(),
+    )
+    .await
+    .with_context(|| format!("opening the remote read cache in {}", cache_dir.display()))?;
+    replicas.set_remote_reader(RemoteReader::new(
+        store.clone(),
+        cache,
+        chunk_bytes as u64,
+        num(config, "remote.log.reader.prefetch.chunks") as u32,
+        num(config, "remote.log.reader.threads") as usize,
+        metrics.clone(),
+    ));
+    Ok(Tiering { store, metrics })
 }
 
 /// Starts a broker and returns once it is serving on every listener.
@@ -207,6 +264,23 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .load()
         .context("loading consumer groups from __consumer_offsets")?;
 
+    // Metrics endpoint: bound now so a bad address stops start-up.
+    let registry = crate::metrics::new_registry();
+    let metrics_listener = match config.get("metrics.listener").trim() {
+        "" => None,
+        addr => Some(
+            crate::metrics::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics.listener {addr}"))?,
+        ),
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let tiering = if config.remote_storage_system_enable {
+        Some(start_tiering(&config, &replicas, &registry).await?)
+    } else {
+        None
+    };
+
     let broker = Arc::new(Broker {
         config: config.clone(),
         replicas: replicas.clone(),
@@ -284,6 +358,52 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             }
         });
     }
+    if let Some(listener) = metrics_listener {
+        tracker.spawn(crate::metrics::serve(
+            listener,
+            registry.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(tiering) = &tiering {
+        let manager = Arc::new(RemoteLogManager::new(
+            tiering.store.clone(),
+            quorum.clone(),
+            replicas.clone(),
+            tiering.metrics.clone(),
+            ManagerSettings {
+                node_id: config.node_id,
+                copiers: num(&config, "remote.log.manager.copier.thread.pool.size") as usize,
+                backoff_ms: num(&config, "remote.log.manager.task.retry.backoff.ms") as u64,
+                backoff_max_ms: num(&config, "remote.log.manager.task.retry.backoff.max.ms")
+                    as u64,
+                jitter: config
+                    .get("remote.log.manager.task.retry.jitter")
+                    .parse()
+                    .unwrap_or(0.2),
+            },
+        ));
+        let interval = Duration::from_millis(
+            num(&config, "remote.log.manager.task.interval.ms").max(1) as u64,
+        );
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                // A pass is not cut short by shutdown: every step is recorded in the
+                // quorum first, so stopping between passes is always clean.
+                tokio::select! {
+                    _ = manager.run_once() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
     let connections = TaskTracker::new();
     for (name, listener) in bound {
         tracker.spawn(accept_loop(
@@ -313,6 +433,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             }
             let r = replicas.clone();
             let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
+            if let Some(reader) = replicas.remote_reader() {
+                reader.cache().close().await;
+            }
             if let Err(e) = quorum.shutdown().await {
                 warn!(error = %e, "metadata quorum shutdown");
             }
@@ -322,6 +445,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     info!(addrs = ?addrs, "broker started");
     Ok(RunningBroker {
         addrs,
+        metrics_addr,
         broker,
         shutdown,
         done,

@@ -146,7 +146,20 @@ impl Admin {
         let effective = self
             .config
             .effective_topic_configs(configs, &image.broker_configs);
-        validate_topic_set(&effective).map_err(|m| AdminError::new(code::INVALID_CONFIG, m))
+        validate_topic_set(&effective).map_err(|m| AdminError::new(code::INVALID_CONFIG, m))?;
+        let tiered = effective
+            .get("remote.storage.enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if tiered && !self.config.remote_storage_system_enable {
+            // Kafka's wording for the same refusal.
+            return Err(AdminError::new(
+                code::INVALID_CONFIG,
+                "Tiered Storage functionality is disabled in the broker \
+                 (remote.log.storage.system.enable=false)"
+                    .to_string(),
+            ));
+        }
+        Ok(())
     }
 
     fn brokers(&self, image: &ClusterImage) -> Vec<i32> {

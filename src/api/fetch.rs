@@ -2,7 +2,14 @@
 //! `max_bytes`, per-partition limits and KIP-74's "at least one batch", and long-polls
 //! until `min_bytes` are available or `max_wait_ms` passes. Fetch sessions are not
 //! kept: every request is answered as a full, sessionless fetch (session id 0).
+//!
+//! Offsets below a tiered partition's local log start are read from the object store,
+//! for every such partition of the request at once. Each remote partition reserves its
+//! byte budget when the request is planned, so `max_bytes` holds across local and
+//! remote partitions together; a remote read not done by `max_wait_ms` is answered
+//! empty (no error) and finishes in the background, warming the cache for the retry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +22,8 @@ use uuid::Uuid;
 
 use super::{str_bytes, Broker};
 use crate::error::{code, partition_error_code};
-use crate::replication::PartitionError;
+use crate::replication::{Partition, PartitionError, ReadSource};
+use crate::tiered::RemoteReadError;
 
 struct Wanted {
     topic_index: usize,
@@ -36,7 +44,14 @@ fn empty_partition(index: i32, error: i16) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
-pub async fn handle_fetch(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// How long a remote read may take even when the client asked for no wait at all.
+const MIN_REMOTE_WAIT: Duration = Duration::from_millis(100);
+
+pub async fn handle_fetch(
+    broker: &Arc<Broker>,
+    request: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     if request.session_id != 0 {
         // We never hand out sessions, so any id is unknown; the client starts over.
         return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
@@ -85,7 +100,17 @@ pub async fn handle_fetch(broker: &Broker, request: FetchRequest, version: i16) 
                 }
             }
         }
-        let (results, total, any_error) = read_all(broker, &topics, &wanted, response_max);
+        let ReadOutcome {
+            mut results,
+            total,
+            any_error,
+            remote,
+        } = read_all(broker, &topics, &wanted, response_max);
+        if !remote.is_empty() {
+            // History is there to read: answer as soon as the remote reads are done.
+            read_remote(broker, remote, &mut results, deadline.max(Instant::now() + MIN_REMOTE_WAIT)).await;
+            return build_response(&topics, &wanted, results, version);
+        }
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watches.is_empty() {
             return build_response(&topics, &wanted, results, version);
@@ -93,10 +118,32 @@ pub async fn handle_fetch(broker: &Broker, request: FetchRequest, version: i16) 
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
         if Instant::now() >= deadline {
-            let (results, _, _) = read_all(broker, &topics, &wanted, response_max);
+            let outcome = read_all(broker, &topics, &wanted, response_max);
+            let mut results = outcome.results;
+            if !outcome.remote.is_empty() {
+                let wait = Instant::now() + MIN_REMOTE_WAIT;
+                read_remote(broker, outcome.remote, &mut results, wait).await;
+            }
             return build_response(&topics, &wanted, results, version);
         }
     }
+}
+
+/// A partition of the request that must be read from the object store.
+struct RemoteWanted {
+    /// Index into the results.
+    slot: usize,
+    partition: Arc<Partition>,
+    offset: i64,
+    budget: usize,
+    min_one: bool,
+}
+
+struct ReadOutcome {
+    results: Vec<PartitionData>,
+    total: usize,
+    any_error: bool,
+    remote: Vec<RemoteWanted>,
 }
 
 fn read_all(
@@ -104,10 +151,11 @@ fn read_all(
     topics: &[(Option<String>, Uuid)],
     wanted: &[Wanted],
     response_max: usize,
-) -> (Vec<PartitionData>, usize, bool) {
+) -> ReadOutcome {
     let mut out = Vec::with_capacity(wanted.len());
     let mut total = 0usize;
     let mut any_error = false;
+    let mut remote = Vec::new();
     for w in wanted {
         let Some(name) = &topics[w.topic_index].0 else {
             out.push(empty_partition(w.partition, code::UNKNOWN_TOPIC_ID));
@@ -129,13 +177,28 @@ fn read_all(
         }
         let result = partition
             .plan_read(w.fetch_offset)
-            .and_then(|(plan, offsets)| {
+            .and_then(|(source, offsets)| {
                 let budget = w.max_bytes.min(response_max.saturating_sub(total));
                 // KIP-74: the first non-empty partition may exceed the limits by one batch.
                 let min_one = total == 0;
                 if budget == 0 && !min_one {
                     return Ok((Bytes::new(), offsets));
                 }
+                let plan = match source {
+                    ReadSource::Local(plan) => plan,
+                    ReadSource::Remote => {
+                        // Reserve the budget now; the bytes come after the local reads.
+                        remote.push(RemoteWanted {
+                            slot: out.len(),
+                            partition: partition.clone(),
+                            offset: w.fetch_offset,
+                            budget,
+                            min_one,
+                        });
+                        total += budget.max(1);
+                        return Ok((Bytes::new(), offsets));
+                    }
+                };
                 let bytes = plan.execute(budget, min_one).map_err(|source| {
                     PartitionError::Log(crate::log::LogError::Io {
                         path: partition.topic.clone().into(),
@@ -174,7 +237,61 @@ fn read_all(
             }
         }
     }
-    (out, total, any_error)
+    ReadOutcome {
+        results: out,
+        total,
+        any_error,
+        remote,
+    }
+}
+
+/// Runs the remote reads of a request concurrently and fills their slots; reads not
+/// done by `deadline` leave their slot empty and finish in the background.
+async fn read_remote(
+    broker: &Arc<Broker>,
+    remote: Vec<RemoteWanted>,
+    results: &mut [PartitionData],
+    deadline: Instant,
+) {
+    let image = broker.admin.image();
+    let mut tasks = Vec::with_capacity(remote.len());
+    for r in remote {
+        let broker = broker.clone();
+        let image = image.clone();
+        let partition = r.partition.clone();
+        let handle = tokio::spawn(async move {
+            broker
+                .replicas
+                .read_remote(&image, &partition, r.offset, r.budget, r.min_one)
+                .await
+        });
+        tasks.push((r.slot, r.partition, handle));
+    }
+    for (slot, partition, handle) in tasks {
+        let result = match tokio::time::timeout_at(deadline, handle).await {
+            Err(_) => continue, // not ready: answered empty, the read goes on
+            Ok(Err(join)) => Err(RemoteReadError::Object {
+                path: partition.topic.clone(),
+                reason: join.to_string(),
+            }),
+            Ok(Ok(r)) => r,
+        };
+        match result {
+            Ok(bytes) => results[slot].records = Some(bytes),
+            Err(e) => {
+                let error = match e {
+                    // Deleted by retention between planning and reading.
+                    RemoteReadError::NotTiered { .. } => code::OFFSET_OUT_OF_RANGE,
+                    _ => code::UNKNOWN_SERVER_ERROR,
+                };
+                let offsets = partition.offsets();
+                results[slot] = empty_partition(partition.index, error)
+                    .with_high_watermark(offsets.high_watermark)
+                    .with_last_stable_offset(offsets.last_stable_offset)
+                    .with_log_start_offset(offsets.log_start_offset);
+            }
+        }
+    }
 }
 
 fn build_response(

@@ -412,10 +412,87 @@ pub const BROKER_KEYS: &[KeySpec] = &[
     ),
     key(
         "remote.log.storage.system.enable",
-        "false",
+        "true",
         Kind::Bool,
-        false,
-        "enable tiered storage on this broker",
+        true,
+        "allow topics to tier to the object store (Strata's default: on; topics opt in with remote.storage.enable)",
+    ),
+    key(
+        "remote.log.manager.task.interval.ms",
+        "30000",
+        long(1, I64_MAX),
+        true,
+        "how often sealed segments are uploaded and remote retention applied",
+    ),
+    key(
+        "remote.log.manager.copier.thread.pool.size",
+        "10",
+        int(1, 1024),
+        true,
+        "most segment uploads in flight at once",
+    ),
+    key(
+        "remote.log.manager.task.retry.backoff.ms",
+        "500",
+        long(1, I64_MAX),
+        true,
+        "first retry delay of a failed upload or delete",
+    ),
+    key(
+        "remote.log.manager.task.retry.backoff.max.ms",
+        "30000",
+        long(1, I64_MAX),
+        true,
+        "largest retry delay of a failed upload or delete",
+    ),
+    key(
+        "remote.log.manager.task.retry.jitter",
+        "0.2",
+        Kind::Double { min: 0.0, max: 0.5 },
+        true,
+        "random fraction added to or taken from each retry delay",
+    ),
+    key(
+        "remote.log.reader.threads",
+        "10",
+        int(1, 1024),
+        true,
+        "most remote reads (object-store range GETs) in flight at once",
+    ),
+    key(
+        "remote.log.reader.chunk.bytes",
+        "4194304",
+        int(65536, 1 << 30),
+        true,
+        "size of the chunks remote segments are read and cached in",
+    ),
+    key(
+        "remote.log.reader.prefetch.chunks",
+        "2",
+        int(0, 64),
+        true,
+        "chunks read ahead of a sequential remote reader",
+    ),
+    key(
+        "remote.log.cache.memory.bytes",
+        "268435456",
+        long(1 << 20, I64_MAX),
+        true,
+        "memory tier of the remote read cache",
+    ),
+    key(
+        "remote.log.cache.disk.bytes",
+        "4294967296",
+        long(0, I64_MAX),
+        true,
+        "disk tier of the remote read cache (0 = memory only)",
+    ),
+    key(
+        "remote.log.cache.dir",
+        "",
+        Kind::Str,
+        true,
+        "directory of the disk cache tier (default: remote-cache under the first log dir)",
     ),
     key(
         "compression.type",
@@ -549,8 +626,50 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "object_store.url",
         "",
         Kind::Str,
-        false,
-        "object store for tiered storage (default: a local directory under the data dir)",
+        true,
+        "object store for tiered storage: s3://bucket/prefix, file:///path or memory:// (default: file:// the remote-store directory under the first log dir)",
+    ),
+    key(
+        "object_store.endpoint",
+        "",
+        Kind::Str,
+        true,
+        "S3-compatible endpoint URL (MinIO, LocalStack); empty = AWS",
+    ),
+    key(
+        "object_store.region",
+        "",
+        Kind::Str,
+        true,
+        "S3 region (default: AWS_REGION, else us-east-1)",
+    ),
+    key(
+        "object_store.allow_http",
+        "false",
+        Kind::Bool,
+        true,
+        "allow a plain-http endpoint",
+    ),
+    key(
+        "object_store.virtual_hosted_style",
+        "false",
+        Kind::Bool,
+        true,
+        "address buckets as bucket.endpoint instead of endpoint/bucket",
+    ),
+    key(
+        "object_store.access_key_id",
+        "",
+        Kind::Str,
+        true,
+        "S3 access key id (default: the AWS credential chain)",
+    ),
+    key(
+        "object_store.secret_access_key",
+        "",
+        Kind::Password,
+        true,
+        "S3 secret access key (default: the AWS credential chain)",
     ),
     key(
         "metrics.listener",
@@ -618,6 +737,7 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     pub socket_request_max_bytes: usize,
     pub log_retention_check_interval_ms: u64,
+    pub remote_storage_system_enable: bool,
 }
 
 /// A raw key/value pair and where it came from, before validation.
@@ -901,6 +1021,8 @@ impl BrokerConfig {
             delete_topic_enable: get("delete.topic.enable").eq_ignore_ascii_case("true"),
             socket_request_max_bytes: num("socket.request.max.bytes") as usize,
             log_retention_check_interval_ms: num("log.retention.check.interval.ms") as u64,
+            remote_storage_system_enable: get("remote.log.storage.system.enable")
+                .eq_ignore_ascii_case("true"),
             values,
             explicit,
         })
@@ -1029,7 +1151,12 @@ impl BrokerConfig {
             .iter()
             .map(|(k, v)| {
                 let mark = if self.explicit.contains(k) { "*" } else { " " };
-                format!("{mark} {k} = {v}")
+                let secret = broker_key(k).is_some_and(|s| matches!(s.kind, Kind::Password));
+                if secret && !v.is_empty() {
+                    format!("{mark} {k} = [hidden]")
+                } else {
+                    format!("{mark} {k} = {v}")
+                }
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -120,7 +120,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "-2",
         long(-2, I64_MAX),
         &["log.local.retention.bytes"],
-        false,
+        true,
         "bytes kept locally on a tiered topic (-2 = retention.bytes)",
     ),
     topic(
@@ -128,7 +128,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "-2",
         long(-2, I64_MAX),
         &["log.local.retention.ms"],
-        false,
+        true,
         "time kept locally on a tiered topic (-2 = retention.ms)",
     ),
     topic(
@@ -240,7 +240,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "false",
         Kind::Bool,
         &["log.remote.storage.enable"],
-        false,
+        true,
         "tier sealed segments to the object store",
     ),
     topic(
@@ -333,6 +333,17 @@ pub fn validate_topic_set(effective: &BTreeMap<String, String>) -> Result<(), St
             ));
         }
     }
+    let remote = effective
+        .get("remote.storage.enable")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let compact = effective
+        .get("cleanup.policy")
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("compact")));
+    if remote && compact {
+        return Err(
+            "remote.storage.enable=true is not supported with cleanup.policy=compact".to_string(),
+        );
+    }
     if let (Some(local), Some(total)) = (get("local.retention.bytes"), get("retention.bytes")) {
         if local >= 0 && total >= 0 && local > total {
             return Err(format!(
@@ -368,6 +379,13 @@ pub struct LogConfig {
     pub min_insync_replicas: i32,
     /// `cleanup.policy` includes `delete`: time and size retention apply.
     pub delete_retention_enabled: bool,
+    /// `remote.storage.enable`: sealed segments are uploaded and local copies trimmed
+    /// by the local retention below.
+    pub remote_storage_enable: bool,
+    /// `local.retention.ms` with -2 resolved to `retention.ms`.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes` with -2 resolved to `retention.bytes`.
+    pub local_retention_bytes: i64,
 }
 
 impl Default for LogConfig {
@@ -415,6 +433,15 @@ impl LogConfig {
             delete_retention_enabled: raw("cleanup.policy")
                 .split(',')
                 .any(|p| p.trim().eq_ignore_ascii_case("delete")),
+            remote_storage_enable: raw("remote.storage.enable").eq_ignore_ascii_case("true"),
+            local_retention_ms: match num("local.retention.ms") {
+                -2 => num("retention.ms"),
+                v => v,
+            },
+            local_retention_bytes: match num("local.retention.bytes") {
+                -2 => num("retention.bytes"),
+                v => v,
+            },
         }
     }
 }

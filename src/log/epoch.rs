@@ -82,6 +82,23 @@ impl LeaderEpochCache {
         &self.entries
     }
 
+    /// The entries covering offsets `[start, end)`, the first moved up to `start`: the
+    /// leader-epoch checkpoint uploaded with a tiered segment.
+    pub fn entries_within(&self, start: i64, end: i64) -> Vec<(i32, i64)> {
+        let first = self.entries.iter().rposition(|&(_, o)| o <= start);
+        let mut out: Vec<(i32, i64)> = first
+            .map(|i| (self.entries[i].0, start))
+            .into_iter()
+            .collect();
+        out.extend(
+            self.entries
+                .iter()
+                .filter(|&&(_, o)| o > start && o < end)
+                .copied(),
+        );
+        out
+    }
+
     /// Kafka's endOffsetForEpoch: the start offset of the first epoch after `epoch`
     /// (or `log_end` for the latest), and the largest epoch ≤ the requested one.
     pub fn end_offset_for(&self, epoch: i32, log_end: i64) -> (i32, i64) {
@@ -109,5 +126,7 @@ mod tests {
         assert_eq!(c.end_offset_for(0, 20), (0, 10));
         assert_eq!(c.end_offset_for(1, 20), (0, 10));
         assert_eq!(c.end_offset_for(2, 20), (2, 20));
+        assert_eq!(c.entries_within(5, 12), vec![(0, 5), (2, 10)]);
+        assert_eq!(c.entries_within(10, 12), vec![(2, 10)]);
     }
 }

@@ -75,6 +75,22 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
+/// A sealed segment as the uploader sees it. The open file handle keeps the data
+/// readable even if retention deletes the files meanwhile.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    pub file: Arc<File>,
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+    /// Leader epochs (epoch, start offset) covering the segment.
+    pub epochs: Vec<(i32, i64)>,
+}
+
 /// Bytes to send for a fetch: whole batches, straight from the file.
 #[derive(Debug, Clone)]
 pub struct ReadPlan {
@@ -305,11 +321,18 @@ impl Log {
         }
         let first_base = *segments.keys().next().unwrap_or(&0);
         let mut epochs = LeaderEpochCache::open(dir).map_err(io_err(dir))?;
+        // A tiered log's start may lie below its first local segment: that range is
+        // served from the object store.
+        let log_start_offset = if config.remote_storage_enable {
+            stored_start
+        } else {
+            stored_start.max(first_base)
+        };
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
-            log_start_offset: stored_start.max(first_base),
+            log_start_offset,
             producers,
             epochs: LeaderEpochCache::open(dir).map_err(io_err(dir))?,
             unflushed_messages: 0,
@@ -654,9 +677,7 @@ impl Log {
         }
         let offset = offset.min(self.log_end_offset());
         self.log_start_offset = offset;
-        let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
-        std::fs::write(&tmp, offset.to_string()).map_err(io_err(&self.dir))?;
-        std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))?;
+        self.write_log_start(offset)?;
         let removable: Vec<i64> = self
             .segments
             .iter()
@@ -683,41 +704,53 @@ impl Log {
             }
         }
         if let Some(&first) = self.segments.keys().next() {
-            if first > self.log_start_offset {
+            if first > self.log_start_offset && !self.config.remote_storage_enable {
                 self.log_start_offset = first;
             }
         }
         Ok(())
     }
 
-    /// Applies `retention.ms` and `retention.bytes` to whole sealed segments. Returns
-    /// how many segments were deleted.
-    pub fn apply_retention(&mut self, now: i64) -> LogResult<usize> {
+    /// Applies retention to whole sealed segments and returns how many were deleted.
+    ///
+    /// A plain topic applies `retention.ms` / `retention.bytes` and moves the log start
+    /// offset past what it deletes. A tiered topic (`remote.storage.enable`) applies
+    /// the local retention instead, and only to segments wholly below `uploaded_end`
+    /// (the offset after the last segment the object store holds): its log start stays
+    /// where it is, since the deleted range is still served from remote.
+    pub fn apply_retention(&mut self, now: i64, uploaded_end: i64) -> LogResult<usize> {
         let cfg = self.config.clone();
         if !cfg.delete_retention_enabled {
             // Compacted-only topics keep their segments (Kafka's cleanup.policy=compact).
             return Ok(0);
         }
+        let tiered = cfg.remote_storage_enable;
+        let (retention_ms, retention_bytes, eligible_end) = if tiered {
+            (cfg.local_retention_ms, cfg.local_retention_bytes, uploaded_end)
+        } else {
+            (cfg.retention_ms, cfg.retention_bytes, i64::MAX)
+        };
         let mut doomed = Vec::new();
         let sealed: Vec<(i64, u64, i64)> = self
             .segments
             .values()
             .take(self.segments.len().saturating_sub(1))
+            .take_while(|s| s.next_offset <= eligible_end)
             .map(|s| (s.base_offset, s.size(), s.max_timestamp))
             .collect();
-        if cfg.retention_ms >= 0 {
+        if retention_ms >= 0 {
             for &(base, _, max_ts) in &sealed {
-                if now - max_ts > cfg.retention_ms {
+                if now - max_ts > retention_ms {
                     doomed.push(base);
                 } else {
                     break;
                 }
             }
         }
-        if cfg.retention_bytes >= 0 {
+        if retention_bytes >= 0 {
             let mut size = self.size_bytes() as i64;
             for &(base, seg_size, _) in &sealed {
-                if size - seg_size as i64 >= cfg.retention_bytes {
+                if size - seg_size as i64 >= retention_bytes {
                     size -= seg_size as i64;
                     if !doomed.contains(&base) {
                         doomed.push(base);
@@ -729,17 +762,104 @@ impl Log {
         }
         doomed.sort_unstable();
         let count = doomed.len();
-        if count > 0 {
-            self.delete_segments(&doomed)?;
-            let start = self.log_start_offset;
-            let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
-            std::fs::write(&tmp, start.to_string()).map_err(io_err(&self.dir))?;
-            std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))?;
-            self.epochs
-                .truncate_from_start(start)
-                .map_err(io_err(&self.dir))?;
+        if count == 0 {
+            return Ok(0);
         }
+        if tiered {
+            self.delete_local_segments(&doomed)?;
+            return Ok(count);
+        }
+        self.delete_segments(&doomed)?;
+        let start = self.log_start_offset;
+        self.write_log_start(start)?;
+        self.epochs
+            .truncate_from_start(start)
+            .map_err(io_err(&self.dir))?;
         Ok(count)
+    }
+
+    fn write_log_start(&self, start: i64) -> LogResult<()> {
+        let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
+        std::fs::write(&tmp, start.to_string()).map_err(io_err(&self.dir))?;
+        std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))
+    }
+
+    /// Deletes sealed segments whose data lives on in the object store: the log start
+    /// offset does not move.
+    fn delete_local_segments(&mut self, bases: &[i64]) -> LogResult<()> {
+        let active_base = self.active().base_offset;
+        for base in bases {
+            if *base == active_base {
+                continue;
+            }
+            if let Some(seg) = self.segments.remove(base) {
+                seg.delete_files().map_err(io_err(&self.dir))?;
+                info!(dir = %self.dir.display(), base, "deleted local copy of a tiered segment");
+            }
+        }
+        Ok(())
+    }
+
+    /// The first offset still on local disk (Kafka's local log start offset).
+    pub fn local_log_start_offset(&self) -> i64 {
+        let first = self.segments.keys().next().copied().unwrap_or(0);
+        first.max(self.log_start_offset)
+    }
+
+    /// (base offset, next offset, size) of every local segment, oldest first.
+    pub fn segment_sizes(&self) -> Vec<(i64, i64, u64)> {
+        self.segments
+            .values()
+            .map(|s| (s.base_offset, s.next_offset, s.size()))
+            .collect()
+    }
+
+    /// Sealed segments (every one but the active), oldest first, for the uploader.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let count = self.segments.len().saturating_sub(1);
+        self.segments
+            .values()
+            .take(count)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let (log, index, time_index) = Segment::paths(&self.dir, s.base_offset);
+                SealedSegment {
+                    base_offset: s.base_offset,
+                    next_offset: s.next_offset,
+                    size: s.size(),
+                    max_timestamp: s.max_timestamp,
+                    file: s.file(),
+                    log_path: log,
+                    index_path: index,
+                    time_index_path: time_index,
+                    epochs: self
+                        .epochs
+                        .entries_within(s.base_offset, s.next_offset),
+                }
+            })
+            .collect()
+    }
+
+    /// Starts the log over at `offset` with no local data: the local copy was lost
+    /// but the object store holds everything below `offset`. `log_start` is the
+    /// partition's log start offset (in the remote range).
+    pub fn reset_to(&mut self, offset: i64, log_start: i64) -> LogResult<()> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete_files().map_err(io_err(&self.dir))?;
+            }
+        }
+        let now = now_ms();
+        let seg = Segment::create(&self.dir, offset, now).map_err(io_err(&self.dir))?;
+        self.segments.insert(offset, seg);
+        self.log_start_offset = log_start.min(offset);
+        self.write_log_start(self.log_start_offset)?;
+        self.epochs
+            .truncate_from_end(offset)
+            .map_err(io_err(&self.dir))?;
+        warn!(dir = %self.dir.display(), offset, log_start, "local log restarted after the last tiered offset");
+        Ok(())
     }
 
     /// Flushes everything and writes the producer snapshot (clean shutdown).
@@ -820,6 +940,31 @@ mod tests {
     }
 
     #[test]
+    fn tiered_local_retention_keeps_the_log_start_and_only_drops_uploaded_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = small_segments();
+        cfg.remote_storage_enable = true;
+        cfg.local_retention_bytes = 0;
+        let mut log = Log::open(dir.path(), cfg.clone(), true).unwrap();
+        for _ in 0..30 {
+            append(&mut log, 1);
+        }
+        let sealed = log.sealed_segments();
+        assert!(sealed.len() >= 3);
+        // Nothing uploaded: nothing may go.
+        assert_eq!(log.apply_retention(now_ms(), 0).unwrap(), 0);
+        // The first two segments uploaded: exactly those go; the log start stays.
+        let uploaded_end = sealed[1].next_offset;
+        assert_eq!(log.apply_retention(now_ms(), uploaded_end).unwrap(), 2);
+        assert_eq!(log.log_start_offset(), 0);
+        assert_eq!(log.local_log_start_offset(), uploaded_end);
+        drop(log);
+        let log = Log::open(dir.path(), cfg, false).unwrap();
+        assert_eq!(log.log_start_offset(), 0, "reopened tiered log keeps its start");
+        assert_eq!(log.local_log_start_offset(), uploaded_end);
+    }
+
+    #[test]
     fn retention_by_bytes_and_delete_records() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), small_segments(), true).unwrap();
@@ -829,7 +974,7 @@ mod tests {
         let mut cfg = small_segments();
         cfg.retention_bytes = 600;
         log.set_config(cfg);
-        assert!(log.apply_retention(now_ms()).unwrap() > 0);
+        assert!(log.apply_retention(now_ms(), 0).unwrap() > 0);
         assert!(log.size_bytes() <= 600 + 300);
         assert!(log.log_start_offset() > 0);
         let start = log.advance_log_start(25).unwrap();

@@ -11,7 +11,9 @@ pub mod manager;
 pub mod producer_state;
 pub mod segment;
 
-pub use self::log::{AppendInfo, Log, LogError, LogResult, OffsetPosition, ReadPlan};
+pub use self::log::{
+    AppendInfo, Log, LogError, LogResult, OffsetPosition, ReadPlan, SealedSegment,
+};
 pub use manager::LogManager;
 
 /// Wall-clock milliseconds since the Unix epoch (Kafka's timestamps).

@@ -8,6 +8,7 @@
 //! proposals cannot both succeed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,6 +65,78 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Where a remote segment's upload or deletion stands (KIP-405's segment states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteSegmentState {
+    /// The leader began uploading; the objects may be partial. Never served.
+    CopyStarted,
+    /// Every object is in the store: the segment may be served and its local copy
+    /// deleted.
+    CopyFinished,
+    /// Deletion began (retention, DeleteRecords or an orphaned upload); never served.
+    DeleteStarted,
+}
+
+/// One segment in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSegment {
+    /// Names the segment's objects, so a re-upload never overwrites a served one.
+    pub id: Uuid,
+    pub base_offset: i64,
+    /// The last offset in the segment (inclusive).
+    pub end_offset: i64,
+    pub max_timestamp: i64,
+    pub size_bytes: u64,
+    /// Sizes of the offset and time index objects.
+    #[serde(default)]
+    pub index_bytes: u64,
+    #[serde(default)]
+    pub time_index_bytes: u64,
+    /// The leader epoch of the broker that uploaded it.
+    pub leader_epoch: i32,
+    /// (leader epoch, start offset) entries covering the segment.
+    pub epochs: Vec<(i32, i64)>,
+    pub broker: i32,
+    pub state: RemoteSegmentState,
+}
+
+/// A partition's remote log: its segments by base offset, and the log start offset
+/// that DeleteRecords or retention moved into the remote range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemotePartitionLog {
+    /// -1 until something moves it; otherwise the partition's log start offset.
+    pub log_start_offset: i64,
+    pub segments: BTreeMap<i64, RemoteSegment>,
+}
+
+impl RemotePartitionLog {
+    /// Segments that can be served, in offset order.
+    pub fn finished(&self) -> impl Iterator<Item = &RemoteSegment> {
+        self.segments
+            .values()
+            .filter(|s| s.state == RemoteSegmentState::CopyFinished)
+    }
+
+    /// The offset after the last finished segment (0 if none).
+    pub fn end_offset(&self) -> i64 {
+        self.finished()
+            .map(|s| s.end_offset + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The first offset readable from the object store, if any segment is finished.
+    pub fn start_offset(&self) -> Option<i64> {
+        let first = self.finished().next()?.base_offset;
+        Some(first.max(self.log_start_offset))
+    }
+
+    /// The finished segment holding `offset`, or the first one after it.
+    pub fn segment_for(&self, offset: i64) -> Option<&RemoteSegment> {
+        self.finished().find(|s| s.end_offset >= offset)
+    }
+}
+
 /// The whole cluster as the quorum has agreed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterImage {
@@ -75,6 +148,13 @@ pub struct ClusterImage {
     pub broker_configs: BTreeMap<String, String>,
     /// The next producer id the quorum will hand out.
     pub next_producer_id: i64,
+    /// Remote (tiered) logs by topic id and partition. Behind `Arc`s so publishing a
+    /// new image does not copy every segment record.
+    #[serde(default)]
+    pub remote_logs: HashMap<Uuid, BTreeMap<i32, Arc<RemotePartitionLog>>>,
+    /// Deleted topics whose objects are still to be removed: topic id → name.
+    #[serde(default)]
+    pub remote_purges: BTreeMap<Uuid, String>,
 }
 
 /// A change proposed to the quorum.
@@ -112,6 +192,40 @@ pub enum MetadataRecord {
     AllocateProducerIds {
         count: i64,
     },
+    /// The leader starts uploading a segment (state CopyStarted).
+    RemoteSegmentCopyStarted {
+        topic_id: Uuid,
+        partition: i32,
+        segment: RemoteSegment,
+    },
+    /// Every object of the segment is stored.
+    RemoteSegmentCopyFinished {
+        topic_id: Uuid,
+        partition: i32,
+        id: Uuid,
+    },
+    /// Deletion of these segments' objects begins.
+    RemoteSegmentsDeleteStarted {
+        topic_id: Uuid,
+        partition: i32,
+        ids: Vec<Uuid>,
+    },
+    /// These segments' objects are gone; their records go too.
+    RemoteSegmentsDeleted {
+        topic_id: Uuid,
+        partition: i32,
+        ids: Vec<Uuid>,
+    },
+    /// The log start offset moved (DeleteRecords or retention); never moves back.
+    RemoteLogStartOffset {
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+    },
+    /// Every object of a deleted topic is gone.
+    RemoteTopicPurged {
+        topic_id: Uuid,
+    },
 }
 
 /// Why the state machine refused a record.
@@ -125,6 +239,10 @@ pub enum ApplyError {
     ProducerIdsExhausted,
     #[error("a topic must keep at least its {current} partitions (asked for {requested})")]
     InvalidPartitions { current: usize, requested: usize },
+    #[error("a remote segment at base offset {0} is already recorded")]
+    RemoteSegmentExists(i64),
+    #[error("remote segment {0} is unknown or not in the expected state")]
+    UnknownRemoteSegment(Uuid),
 }
 
 /// What applying a record returned.
@@ -174,6 +292,10 @@ impl ClusterImage {
             MetadataRecord::DeleteTopic { id } => match self.topics.remove(&id) {
                 Some(topic) => {
                     self.topic_ids_by_name.remove(&topic.name);
+                    // Any objects it has are removed later (a LIST of its prefix tells);
+                    // the purge entry remembers where they are.
+                    self.remote_logs.remove(&id);
+                    self.remote_purges.insert(id, topic.name);
                     ApplyReply::Done
                 }
                 None => ApplyReply::Refused(ApplyError::UnknownTopicId(id)),
@@ -213,7 +335,102 @@ impl ClusterImage {
                     None => ApplyReply::Refused(ApplyError::ProducerIdsExhausted),
                 }
             }
+            MetadataRecord::RemoteSegmentCopyStarted {
+                topic_id,
+                partition,
+                segment,
+            } => {
+                if !self.topics.contains_key(&topic_id) {
+                    return ApplyReply::Refused(ApplyError::UnknownTopicId(topic_id));
+                }
+                let log = self.remote_log_mut(topic_id, partition);
+                if log.segments.contains_key(&segment.base_offset) {
+                    return ApplyReply::Refused(ApplyError::RemoteSegmentExists(
+                        segment.base_offset,
+                    ));
+                }
+                let mut segment = segment;
+                segment.state = RemoteSegmentState::CopyStarted;
+                log.segments.insert(segment.base_offset, segment);
+                ApplyReply::Done
+            }
+            MetadataRecord::RemoteSegmentCopyFinished {
+                topic_id,
+                partition,
+                id,
+            } => {
+                let log = self.remote_log_mut(topic_id, partition);
+                match log
+                    .segments
+                    .values_mut()
+                    .find(|s| s.id == id && s.state == RemoteSegmentState::CopyStarted)
+                {
+                    Some(s) => {
+                        s.state = RemoteSegmentState::CopyFinished;
+                        ApplyReply::Done
+                    }
+                    None => ApplyReply::Refused(ApplyError::UnknownRemoteSegment(id)),
+                }
+            }
+            MetadataRecord::RemoteSegmentsDeleteStarted {
+                topic_id,
+                partition,
+                ids,
+            } => {
+                let log = self.remote_log_mut(topic_id, partition);
+                for s in log.segments.values_mut() {
+                    if ids.contains(&s.id) {
+                        s.state = RemoteSegmentState::DeleteStarted;
+                    }
+                }
+                ApplyReply::Done
+            }
+            MetadataRecord::RemoteSegmentsDeleted {
+                topic_id,
+                partition,
+                ids,
+            } => {
+                let log = self.remote_log_mut(topic_id, partition);
+                log.segments.retain(|_, s| !ids.contains(&s.id));
+                ApplyReply::Done
+            }
+            MetadataRecord::RemoteLogStartOffset {
+                topic_id,
+                partition,
+                offset,
+            } => {
+                if !self.topics.contains_key(&topic_id) {
+                    return ApplyReply::Refused(ApplyError::UnknownTopicId(topic_id));
+                }
+                let log = self.remote_log_mut(topic_id, partition);
+                log.log_start_offset = log.log_start_offset.max(offset);
+                ApplyReply::Done
+            }
+            MetadataRecord::RemoteTopicPurged { topic_id } => {
+                self.remote_purges.remove(&topic_id);
+                ApplyReply::Done
+            }
         }
+    }
+
+    fn remote_log_mut(&mut self, topic_id: Uuid, partition: i32) -> &mut RemotePartitionLog {
+        let log = self
+            .remote_logs
+            .entry(topic_id)
+            .or_default()
+            .entry(partition)
+            .or_insert_with(|| {
+                Arc::new(RemotePartitionLog {
+                    log_start_offset: -1,
+                    segments: BTreeMap::new(),
+                })
+            });
+        Arc::make_mut(log)
+    }
+
+    /// The remote log of a partition, if anything was ever tiered.
+    pub fn remote_log(&self, topic_id: &Uuid, partition: i32) -> Option<&Arc<RemotePartitionLog>> {
+        self.remote_logs.get(topic_id)?.get(&partition)
     }
 
     pub fn topic_by_name(&self, name: &str) -> Option<&TopicImage> {

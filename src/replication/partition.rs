@@ -62,6 +62,36 @@ struct State {
     high_watermark: OffsetPosition,
     leader_epoch: i32,
     isr: Vec<i32>,
+    remote: RemoteBounds,
+}
+
+/// What the object store holds of this partition, as the metadata image says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteBounds {
+    /// The offset after the last uploaded (COPY_FINISHED) segment; 0 if none.
+    pub end: i64,
+    /// The log start offset recorded in the metadata (-1 if never moved).
+    pub log_start: i64,
+    /// The first offset of the first uploaded segment.
+    pub first: Option<i64>,
+}
+
+impl RemoteBounds {
+    pub const NONE: RemoteBounds = RemoteBounds {
+        end: 0,
+        log_start: -1,
+        first: None,
+    };
+}
+
+/// Where a read at some offset is served from.
+#[derive(Debug)]
+pub enum ReadSource {
+    /// From local segments: file ranges planned under the lock.
+    Local(ReadPlan),
+    /// Below the local log start but at or above the log start: from the object
+    /// store (the tiered reader).
+    Remote,
 }
 
 /// Offsets a fetch response reports besides the records.
@@ -71,6 +101,10 @@ pub struct PartitionOffsets {
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The first offset on local disk (ListOffsets -4, KIP-1005).
+    pub local_log_start_offset: i64,
+    /// The offset after the last tiered segment (0 if nothing is tiered).
+    pub remote_end_offset: i64,
 }
 
 pub struct Partition {
@@ -95,7 +129,20 @@ impl Partition {
         mut log: Log,
         leader_epoch: i32,
         isr: Vec<i32>,
+        remote: RemoteBounds,
     ) -> Result<Arc<Partition>, LogError> {
+        if remote.end > log.log_end_offset() {
+            // The local copy is behind what was uploaded (a lost or replaced disk):
+            // start over after the last tiered offset; everything below is remote.
+            let start = if remote.log_start >= 0 {
+                remote.log_start
+            } else {
+                remote.first.unwrap_or(remote.end)
+            };
+            log.reset_to(remote.end, start)?;
+        } else if remote.log_start > log.log_start_offset() {
+            log.advance_log_start(remote.log_start)?;
+        }
         log.assign_epoch(leader_epoch)?;
         let hw = log.log_end();
         let (hw_tx, _) = watch::channel(hw.offset);
@@ -108,6 +155,7 @@ impl Partition {
                 high_watermark: hw,
                 leader_epoch,
                 isr,
+                remote,
             }),
             hw_tx,
         }))
@@ -162,26 +210,68 @@ impl Partition {
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
-        let state = self.state.lock();
+        Self::offsets_of(&self.state.lock())
+    }
+
+    fn offsets_of(state: &State) -> PartitionOffsets {
         PartitionOffsets {
             high_watermark: state.high_watermark.offset,
             last_stable_offset: state.high_watermark.offset,
             log_start_offset: state.log.log_start_offset(),
             log_end_offset: state.log.log_end_offset(),
+            local_log_start_offset: state.log.local_log_start_offset(),
+            remote_end_offset: state.remote.end,
         }
     }
 
-    /// Plans a consumer read from `offset` bounded by the high watermark.
-    pub fn plan_read(&self, offset: i64) -> Result<(ReadPlan, PartitionOffsets), PartitionError> {
+    /// Plans a consumer read from `offset` bounded by the high watermark: local file
+    /// ranges, or a note that the offset is only in the object store.
+    pub fn plan_read(&self, offset: i64) -> Result<(ReadSource, PartitionOffsets), PartitionError> {
         let state = self.state.lock();
-        let offsets = PartitionOffsets {
-            high_watermark: state.high_watermark.offset,
-            last_stable_offset: state.high_watermark.offset,
-            log_start_offset: state.log.log_start_offset(),
-            log_end_offset: state.log.log_end_offset(),
-        };
+        let offsets = Self::offsets_of(&state);
+        if offset >= offsets.log_start_offset
+            && offset < offsets.local_log_start_offset
+            && offset < state.remote.end
+        {
+            return Ok((ReadSource::Remote, offsets));
+        }
         let plan = state.log.plan_read(offset, state.high_watermark)?;
-        Ok((plan, offsets))
+        Ok((ReadSource::Local(plan), offsets))
+    }
+
+    /// Records what the object store now holds (from the metadata image), and moves
+    /// the log start offset if remote retention or DeleteRecords moved it.
+    pub fn set_remote_bounds(&self, remote: RemoteBounds) -> Result<(), PartitionError> {
+        let mut state = self.state.lock();
+        state.remote = remote;
+        if remote.log_start > state.log.log_start_offset() {
+            let hw = state.high_watermark.offset;
+            state.log.advance_log_start(remote.log_start.min(hw))?;
+        }
+        Ok(())
+    }
+
+    pub fn remote_bounds(&self) -> RemoteBounds {
+        self.state.lock().remote
+    }
+
+    /// What the uploader needs: sealed segments at or below the high watermark, the
+    /// local segment sizes, the config and log start offset.
+    pub fn tiered_view(&self) -> crate::tiered::TieredPartition {
+        let state = self.state.lock();
+        let hw = state.high_watermark.offset;
+        let mut sealed = state.log.sealed_segments();
+        sealed.retain(|s| s.next_offset <= hw);
+        crate::tiered::TieredPartition {
+            topic: self.topic.clone(),
+            topic_id: self.topic_id,
+            partition: self.index,
+            leader_epoch: state.leader_epoch,
+            config: state.log.config().clone(),
+            log_start_offset: state.log.log_start_offset(),
+            sealed,
+            local_segments: state.log.segment_sizes(),
+        }
     }
 
     /// A receiver that changes whenever the high watermark moves.
@@ -219,7 +309,9 @@ impl Partition {
     }
 
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, PartitionError> {
-        Ok(self.state.lock().log.apply_retention(now_ms)?)
+        let mut state = self.state.lock();
+        let uploaded_end = state.remote.end;
+        Ok(state.log.apply_retention(now_ms, uploaded_end)?)
     }
 
     pub fn set_config(&self, config: LogConfig) {

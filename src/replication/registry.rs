@@ -12,10 +12,12 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
-use super::partition::Partition;
+use super::partition::{Partition, RemoteBounds};
 use crate::config::{BrokerConfig, LogConfig};
 use crate::log::{LogError, LogManager};
 use crate::metadata::ClusterImage;
+use crate::tiered::reader::RemoteRead;
+use crate::tiered::{RemoteReadError, RemoteReader};
 
 pub struct ReplicaManager {
     node_id: i32,
@@ -25,6 +27,8 @@ pub struct ReplicaManager {
     /// (every produce and fetch partition goes through `get`).
     partitions: RwLock<HashMap<String, HashMap<i32, Arc<Partition>>>>,
     reconcile_lock: Mutex<()>,
+    /// Serves reads below the local log start of tiered partitions; set once at start.
+    remote_reader: std::sync::OnceLock<RemoteReader>,
 }
 
 impl ReplicaManager {
@@ -35,7 +39,39 @@ impl ReplicaManager {
             logs,
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
+            remote_reader: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_remote_reader(&self, reader: RemoteReader) {
+        let _ = self.remote_reader.set(reader);
+    }
+
+    pub fn remote_reader(&self) -> Option<&RemoteReader> {
+        self.remote_reader.get()
+    }
+
+    /// Reads from the object store what `Partition::plan_read` said is only there.
+    pub async fn read_remote(
+        &self,
+        image: &ClusterImage,
+        partition: &Partition,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<bytes::Bytes, RemoteReadError> {
+        let Some(reader) = self.remote_reader.get() else {
+            return Err(RemoteReadError::NotTiered { offset });
+        };
+        let req = RemoteRead {
+            topic: &partition.topic,
+            topic_id: partition.topic_id,
+            partition: partition.index,
+            offset,
+            max_bytes,
+            min_one,
+        };
+        reader.read(image, req).await
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -107,9 +143,15 @@ impl ReplicaManager {
                     continue;
                 }
                 let key = (topic.name.clone(), index as i32);
+                let remote = remote_bounds(image, topic.id, index as i32);
                 if let Some(existing) = self.get(&topic.name, index as i32) {
                     if existing.config() != log_config {
                         existing.set_config(log_config.clone());
+                    }
+                    if existing.remote_bounds() != remote {
+                        if let Err(e) = existing.set_remote_bounds(remote) {
+                            warn!(topic = %topic.name, partition = index, error = %e, "could not apply the remote log start offset");
+                        }
                     }
                     continue;
                 }
@@ -130,6 +172,7 @@ impl ReplicaManager {
                     log,
                     p.leader_epoch,
                     p.isr.clone(),
+                    remote,
                 )?;
                 self.partitions
                     .write()
@@ -184,5 +227,29 @@ impl ReplicaManager {
         if ok {
             self.logs.mark_clean_shutdown();
         }
+    }
+}
+
+/// What the image says the object store holds of a partition.
+fn remote_bounds(image: &ClusterImage, topic_id: uuid::Uuid, partition: i32) -> RemoteBounds {
+    match image.remote_log(&topic_id, partition) {
+        None => RemoteBounds::NONE,
+        Some(log) => RemoteBounds {
+            end: log.end_offset(),
+            log_start: log.log_start_offset,
+            first: log.finished().next().map(|s| s.base_offset),
+        },
+    }
+}
+
+impl crate::tiered::TieredPartitions for ReplicaManager {
+    /// Partitions led here whose topic tiers, or that still have remote segments to
+    /// clean up (tiering turned off keeps what was uploaded until retention).
+    fn tiered_partitions(&self) -> Vec<crate::tiered::TieredPartition> {
+        self.all()
+            .into_iter()
+            .filter(|p| p.config().remote_storage_enable || p.remote_bounds().first.is_some())
+            .map(|p| p.tiered_view())
+            .collect()
     }
 }

@@ -137,9 +137,14 @@ impl GroupCoordinator {
             let Some(partition) = self.replicas.get(OFFSETS_TOPIC, p) else {
                 continue;
             };
+            // The offsets topic is never tiered (compacted), so it is all local.
             let mut offset = partition.offsets().log_start_offset;
             loop {
-                let (plan, offsets) = partition.plan_read(offset)?;
+                let (crate::replication::ReadSource::Local(plan), offsets) =
+                    partition.plan_read(offset)?
+                else {
+                    break;
+                };
                 let bytes = plan.execute(4 << 20, true)?;
                 if bytes.is_empty() {
                     break;

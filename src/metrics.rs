@@ -1,0 +1,85 @@
+//! The Prometheus registry and the `/metrics` HTTP endpoint (`metrics.listener`).
+//! Modules own their counters and register them here at start-up; this module only
+//! encodes and serves them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// The shared registry; locked only to register and to encode a scrape.
+pub type SharedRegistry = Arc<Mutex<Registry>>;
+
+pub fn new_registry() -> SharedRegistry {
+    Arc::new(Mutex::new(Registry::default()))
+}
+
+/// Binds `addr` (so a bad `metrics.listener` fails start-up) and returns the bound
+/// listener for [`serve`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `GET /metrics` until `shutdown`; anything else is 404.
+pub async fn serve(listener: TcpListener, registry: SharedRegistry, shutdown: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "metrics endpoint listening");
+    }
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "metrics accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&req, &registry)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn respond(req: &Request<hyper::body::Incoming>, registry: &SharedRegistry) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/metrics" {
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"not found; try /metrics\n")))
+            .expect("static response");
+    }
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &registry.lock()) {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from(e.to_string())))
+            .expect("static response");
+    }
+    Response::builder()
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response")
+}

@@ -1,0 +1,144 @@
+//! The remote read cache: fixed-size chunks of remote segment objects in a foyer
+//! `HybridCache` (a memory tier, then a disk tier), keyed by segment uuid, object kind
+//! and chunk number. foyer's API moves between versions, so it stays behind this type.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCacheProperties, Source,
+};
+use uuid::Uuid;
+
+use super::TieredMetrics;
+
+/// One cached chunk: `chunk` counts `chunk_bytes` from the start of the object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChunkKey {
+    pub segment: Uuid,
+    /// 0 = log, 1 = offset index, 2 = time index.
+    pub object: u8,
+    pub chunk: u32,
+}
+
+impl foyer::Code for ChunkKey {
+    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
+        w.write_all(self.segment.as_bytes())
+            .and_then(|_| w.write_all(&[self.object]))
+            .and_then(|_| w.write_all(&self.chunk.to_be_bytes()))
+            .map_err(foyer::Error::io_error)
+    }
+
+    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let mut id = [0u8; 16];
+        let mut object = [0u8; 1];
+        let mut chunk = [0u8; 4];
+        r.read_exact(&mut id)
+            .and_then(|_| r.read_exact(&mut object))
+            .and_then(|_| r.read_exact(&mut chunk))
+            .map_err(foyer::Error::io_error)?;
+        Ok(ChunkKey {
+            segment: Uuid::from_bytes(id),
+            object: object[0],
+            chunk: u32::from_be_bytes(chunk),
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        21
+    }
+}
+
+/// Where a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkSource {
+    Memory,
+    Disk,
+    ObjectStore,
+}
+
+/// The chunk cache. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct ChunkCache {
+    cache: HybridCache<ChunkKey, Bytes>,
+    metrics: Arc<TieredMetrics>,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkCache")
+    }
+}
+
+impl ChunkCache {
+    /// Builds the cache with `memory_bytes` of memory and, if `disk_bytes` is non-zero,
+    /// a disk tier of that size in `dir`. `chunk_bytes` sizes the disk blocks so a
+    /// chunk always fits one.
+    pub async fn open(
+        dir: &Path,
+        memory_bytes: usize,
+        disk_bytes: usize,
+        chunk_bytes: usize,
+        metrics: Arc<TieredMetrics>,
+    ) -> Result<ChunkCache, foyer::Error> {
+        let builder = HybridCacheBuilder::<ChunkKey, Bytes>::new()
+            .with_name("strata-remote-chunks")
+            .memory(memory_bytes)
+            .with_weighter(|_k: &ChunkKey, v: &Bytes| 64 + v.len())
+            .storage();
+        // A block holds at least one chunk plus foyer's per-entry header and index.
+        let block = (chunk_bytes + (64 << 10)).next_multiple_of(4096).max(16 << 20);
+        let cache = if disk_bytes >= block * 4 {
+            let device = FsDeviceBuilder::new(dir).with_capacity(disk_bytes).build()?;
+            let engine = BlockEngineConfig::<ChunkKey, Bytes, HybridCacheProperties>::new(device)
+                .with_block_size(block);
+            builder.with_engine_config(engine).build().await?
+        } else {
+            builder.build().await?
+        };
+        Ok(ChunkCache { cache, metrics })
+    }
+
+    /// The chunk, from memory, disk or `load` (concurrent misses of one key share a
+    /// single load). Counts where it came from.
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        key: ChunkKey,
+        load: F,
+    ) -> Result<(Bytes, ChunkSource), foyer::Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: Into<anyhow::Error>,
+    {
+        let entry = self.cache.get_or_fetch(&key, load).await?;
+        let (source, tier) = match entry.source() {
+            Source::Memory => (ChunkSource::Memory, "memory"),
+            Source::Disk => (ChunkSource::Disk, "disk"),
+            Source::Outer => (ChunkSource::ObjectStore, "object_store"),
+        };
+        self.metrics
+            .cache_lookups
+            .get_or_create(&vec![("tier", tier)])
+            .inc();
+        Ok((entry.value().clone(), source))
+    }
+
+    /// True if the chunk is in memory (for prefetch decisions; disk is not probed).
+    pub fn in_memory(&self, key: &ChunkKey) -> bool {
+        self.cache.memory().get(key).is_some()
+    }
+
+    /// Drops a chunk (e.g. a corrupt one, so the next read fetches it again).
+    pub fn remove(&self, key: &ChunkKey) {
+        self.cache.remove(key);
+    }
+
+    pub async fn close(&self) {
+        if let Err(e) = self.cache.close().await {
+            tracing::warn!(error = %e, "closing the remote read cache failed");
+        }
+    }
+}

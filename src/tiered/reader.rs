@@ -1,0 +1,398 @@
+//! Remote reads: serves offsets below the local log start from tiered segments. Finds
+//! the segment in the metadata image, looks the offset up in the segment's offset
+//! index, and reads whole batches through the chunk cache, prefetching the next
+//! chunks for sequential readers. Object-store GETs run under a semaphore
+//! (`remote.log.reader.threads`), so history readers never crowd out anything else.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use object_store::ObjectStoreExt;
+use tokio::sync::Semaphore;
+use tracing::{debug, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use super::cache::{ChunkCache, ChunkKey, ChunkSource};
+use super::store::{ObjectKind, RemoteStore};
+use super::TieredMetrics;
+use crate::log::batch::{BatchHeader, HEADER_SIZE};
+use crate::log::index::OFFSET_ENTRY;
+use crate::metadata::{ClusterImage, RemoteSegment};
+
+/// Why a remote read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteReadError {
+    #[error("offset {offset} is not in the object store")]
+    NotTiered { offset: i64 },
+    #[error("remote object {path}: {reason}")]
+    Object { path: String, reason: String },
+    #[error("remote segment {segment} is corrupt: {reason}")]
+    Corrupt { segment: Uuid, reason: String },
+}
+
+/// Reads tiered segments. Shared by every fetch; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RemoteReader {
+    store: RemoteStore,
+    cache: ChunkCache,
+    chunk_bytes: u64,
+    prefetch_chunks: u32,
+    gets: Arc<Semaphore>,
+    metrics: Arc<TieredMetrics>,
+}
+
+/// One remote read: whole batches of a partition from `offset`, at most `max_bytes`
+/// (or the first batch alone when `min_one` and it is larger).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteRead<'a> {
+    pub topic: &'a str,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+    pub min_one: bool,
+}
+
+/// One segment object being read in chunks.
+struct ObjectRef<'a> {
+    topic: &'a str,
+    topic_id: Uuid,
+    partition: i32,
+    segment: &'a RemoteSegment,
+    kind: ObjectKind,
+    /// Object size when known (the log's is in the metadata).
+    size: Option<u64>,
+}
+
+impl RemoteReader {
+    pub fn new(
+        store: RemoteStore,
+        cache: ChunkCache,
+        chunk_bytes: u64,
+        prefetch_chunks: u32,
+        max_gets: usize,
+        metrics: Arc<TieredMetrics>,
+    ) -> RemoteReader {
+        RemoteReader {
+            store,
+            cache,
+            chunk_bytes: chunk_bytes.max(4096),
+            prefetch_chunks,
+            gets: Arc::new(Semaphore::new(max_gets.max(1))),
+            metrics,
+        }
+    }
+
+    /// Whole batches from `offset` on, at most `max_bytes` of them (or the first batch
+    /// alone when `min_one` and it is larger), from the tiered segment holding
+    /// `offset`. Like a local read it never crosses a segment boundary, so the bytes
+    /// are identical to what the local log served.
+    pub async fn read(
+        &self,
+        image: &ClusterImage,
+        req: RemoteRead<'_>,
+    ) -> Result<Bytes, RemoteReadError> {
+        let RemoteRead {
+            topic,
+            topic_id,
+            partition,
+            offset,
+            max_bytes,
+            min_one,
+        } = req;
+        let segment = image
+            .remote_log(&topic_id, partition)
+            .and_then(|l| l.segment_for(offset).cloned())
+            .ok_or(RemoteReadError::NotTiered { offset })?;
+        let span = info_span!("remote_read", topic, partition, offset, segment = %segment.id);
+        let started = Instant::now();
+        let result = self
+            .read_segment(topic, topic_id, partition, &segment, offset, max_bytes, min_one)
+            .instrument(span)
+            .await;
+        self.metrics
+            .remote_read_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(bytes) => {
+                self.metrics.remote_fetch_requests.inc();
+                self.metrics.remote_fetch_bytes.inc_by(bytes.len() as u64);
+            }
+            Err(e) => {
+                self.metrics.remote_fetch_errors.inc();
+                warn!(topic, partition, offset, error = %e, "remote read failed");
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn read_segment(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        segment: &RemoteSegment,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Bytes, RemoteReadError> {
+        let log = ObjectRef {
+            topic,
+            topic_id,
+            partition,
+            segment,
+            kind: ObjectKind::Log,
+            size: Some(segment.size_bytes),
+        };
+        let corrupt = |reason: String| RemoteReadError::Corrupt {
+            segment: segment.id,
+            reason,
+        };
+        let mut pos = self.index_position(&log, offset.max(segment.base_offset)).await?;
+        let size = segment.size_bytes;
+        // Skip to the batch holding `offset`.
+        let start = loop {
+            if pos + HEADER_SIZE as u64 > size {
+                return Ok(Bytes::new());
+            }
+            let header = self.read_range(&log, pos, HEADER_SIZE as u64).await?;
+            let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
+            if h.total_size() < HEADER_SIZE || pos + h.total_size() as u64 > size {
+                return Err(corrupt(format!("batch at position {pos} overruns the segment")));
+            }
+            if h.last_offset() >= offset {
+                break pos;
+            }
+            pos += h.total_size() as u64;
+        };
+        // Whole batches up to `max_bytes`.
+        let mut end = start;
+        while end + HEADER_SIZE as u64 <= size {
+            let header = self.read_range(&log, end, HEADER_SIZE as u64).await?;
+            let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
+            let next = end + h.total_size() as u64;
+            if next > size || h.total_size() < HEADER_SIZE {
+                return Err(corrupt(format!("batch at position {end} overruns the segment")));
+            }
+            let first = end == start;
+            if next - start > max_bytes as u64 && !(first && min_one) {
+                break;
+            }
+            end = next;
+            if next - start >= max_bytes as u64 {
+                break;
+            }
+        }
+        if end == start {
+            return Ok(Bytes::new());
+        }
+        let bytes = self.read_range(&log, start, end - start).await?;
+        self.prefetch(&log, end);
+        Ok(bytes)
+    }
+
+    /// The file position to start scanning from: the offset index entry at or below
+    /// `offset`, or 0.
+    async fn index_position(&self, log: &ObjectRef<'_>, offset: i64) -> Result<u64, RemoteReadError> {
+        let index = ObjectRef {
+            kind: ObjectKind::OffsetIndex,
+            size: Some(log.segment.index_bytes),
+            ..*log
+        };
+        let bytes = self.read_whole(&index).await?;
+        let relative = (offset - log.segment.base_offset).clamp(0, u32::MAX as i64) as u32;
+        let entries = bytes.len() / OFFSET_ENTRY;
+        let entry = |i: usize| {
+            let e = &bytes[i * OFFSET_ENTRY..(i + 1) * OFFSET_ENTRY];
+            (
+                u32::from_be_bytes([e[0], e[1], e[2], e[3]]),
+                u32::from_be_bytes([e[4], e[5], e[6], e[7]]),
+            )
+        };
+        // Binary search for the last entry with relative offset ≤ the wanted one.
+        let (mut lo, mut hi) = (0usize, entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if entry(mid).0 <= relative {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(if lo == 0 { 0 } else { entry(lo - 1).1 as u64 })
+    }
+
+    /// A small object (an index) read whole through the cache.
+    async fn read_whole(&self, object: &ObjectRef<'_>) -> Result<Bytes, RemoteReadError> {
+        let size = object.size.unwrap_or(0);
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        self.read_range(object, 0, size).await
+    }
+
+    /// `len` bytes at `pos` of the object, across chunks (zero-copy within one chunk).
+    async fn read_range(
+        &self,
+        object: &ObjectRef<'_>,
+        pos: u64,
+        len: u64,
+    ) -> Result<Bytes, RemoteReadError> {
+        let first = pos / self.chunk_bytes;
+        let last = (pos + len.max(1) - 1) / self.chunk_bytes;
+        if first == last {
+            let chunk = self.chunk(object, first as u32).await?;
+            let from = (pos - first * self.chunk_bytes) as usize;
+            let to = from + len as usize;
+            if to > chunk.len() {
+                return Err(RemoteReadError::Corrupt {
+                    segment: object.segment.id,
+                    reason: format!("object is shorter than {}", pos + len),
+                });
+            }
+            return Ok(chunk.slice(from..to));
+        }
+        let mut out = BytesMut::with_capacity(len as usize);
+        for c in first..=last {
+            let chunk = self.chunk(object, c as u32).await?;
+            let chunk_start = c * self.chunk_bytes;
+            let from = pos.max(chunk_start) - chunk_start;
+            let to = (pos + len).min(chunk_start + chunk.len() as u64) - chunk_start;
+            if from > to || to > chunk.len() as u64 {
+                return Err(RemoteReadError::Corrupt {
+                    segment: object.segment.id,
+                    reason: format!("object is shorter than {}", pos + len),
+                });
+            }
+            out.extend_from_slice(&chunk[from as usize..to as usize]);
+        }
+        if out.len() as u64 != len {
+            return Err(RemoteReadError::Corrupt {
+                segment: object.segment.id,
+                reason: format!("object is shorter than {}", pos + len),
+            });
+        }
+        Ok(out.freeze())
+    }
+
+    /// One chunk, from the cache or the object store.
+    async fn chunk(&self, object: &ObjectRef<'_>, chunk: u32) -> Result<Bytes, RemoteReadError> {
+        let key = ChunkKey {
+            segment: object.segment.id,
+            object: object.kind.cache_tag(),
+            chunk,
+        };
+        let path = self.store.segment_object(
+            object.topic,
+            &object.topic_id,
+            object.partition,
+            object.segment.base_offset,
+            &object.segment.id,
+            object.kind,
+        );
+        let store = self.store.store.clone();
+        let gets = self.gets.clone();
+        let start = chunk as u64 * self.chunk_bytes;
+        let mut end = start + self.chunk_bytes;
+        if let Some(size) = object.size {
+            end = end.min(size);
+        }
+        let metrics = self.metrics.clone();
+        let shown = path.to_string();
+        let loaded = self
+            .cache
+            .get_or_load(key, move || async move {
+                let _permit = gets.acquire_owned().await.map_err(anyhow::Error::from)?;
+                let got = fetch_range(&*store, &path, start, end).await;
+                match &got {
+                    Ok(_) => metrics.remote_get_requests.inc(),
+                    Err(_) => metrics.remote_get_errors.inc(),
+                };
+                got.map_err(anyhow::Error::from)
+            })
+            .await;
+        match loaded {
+            Ok((bytes, source)) => {
+                if source == ChunkSource::ObjectStore {
+                    debug!(object = %shown, chunk, bytes = bytes.len(), "remote chunk fetched");
+                }
+                Ok(bytes)
+            }
+            Err(e) => Err(RemoteReadError::Object {
+                path: shown,
+                reason: error_chain(&e),
+            }),
+        }
+    }
+
+    /// Starts loading the chunks after `pos` in the background, so a sequential
+    /// reader finds them cached.
+    fn prefetch(&self, log: &ObjectRef<'_>, pos: u64) {
+        let size = log.segment.size_bytes;
+        let first = pos / self.chunk_bytes;
+        for c in first + 1..=first + self.prefetch_chunks as u64 {
+            if c * self.chunk_bytes >= size {
+                break;
+            }
+            let key = ChunkKey {
+                segment: log.segment.id,
+                object: ObjectKind::Log.cache_tag(),
+                chunk: c as u32,
+            };
+            if self.cache.in_memory(&key) {
+                continue;
+            }
+            // Only when a GET slot is free: prefetch never queues ahead of demand reads.
+            if self.gets.available_permits() == 0 {
+                return;
+            }
+            let reader = self.clone();
+            let segment = log.segment.clone();
+            let (topic, topic_id, partition) = (log.topic.to_string(), log.topic_id, log.partition);
+            self.metrics.prefetches.inc();
+            tokio::spawn(async move {
+                let object = ObjectRef {
+                    topic: &topic,
+                    topic_id,
+                    partition,
+                    segment: &segment,
+                    kind: ObjectKind::Log,
+                    size: Some(segment.size_bytes),
+                };
+                if let Err(e) = reader.chunk(&object, c as u32).await {
+                    debug!(error = %e, "prefetch failed");
+                }
+            });
+        }
+    }
+
+    pub fn cache(&self) -> &ChunkCache {
+        &self.cache
+    }
+}
+
+async fn fetch_range(
+    store: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+    start: u64,
+    end: u64,
+) -> Result<Bytes, object_store::Error> {
+    if end <= start {
+        return Ok(Bytes::new());
+    }
+    store.get_range(path, start..end).await
+}
+
+/// The error with its sources, for a log line or an error message.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,240 @@
+//! Builds the object store from the broker's `object_store.*` keys and checks at
+//! start-up that it answers, so a wrong endpoint or a missing bucket stops the broker
+//! with a clear message instead of failing uploads later. Also owns the object layout:
+//! `<prefix>/<topic>-<topic id>/<partition>/<base offset>-<segment uuid>.<kind>`.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+
+/// Why the object store could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid object_store.url '{url}': {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot configure the object store {url}: {source}")]
+    Build {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("the object store {url} did not answer a test write and delete: {source} (check object_store.endpoint, the bucket and the credentials)")]
+    Unreachable {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("cannot create the local object store directory {path}: {source}")]
+    LocalDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The object store plus the key prefix every object lives under.
+#[derive(Debug, Clone)]
+pub struct RemoteStore {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// The URL it was built from, for logs and errors.
+    pub url: String,
+}
+
+/// The objects a tiered segment is stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Log,
+    OffsetIndex,
+    TimeIndex,
+    Epochs,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 4] = [
+        ObjectKind::Log,
+        ObjectKind::OffsetIndex,
+        ObjectKind::TimeIndex,
+        ObjectKind::Epochs,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            ObjectKind::Log => "log",
+            ObjectKind::OffsetIndex => "index",
+            ObjectKind::TimeIndex => "timeindex",
+            ObjectKind::Epochs => "epochs",
+        }
+    }
+
+    /// The number the cache keys this object by.
+    pub fn cache_tag(self) -> u8 {
+        self as u8
+    }
+}
+
+impl RemoteStore {
+    /// Builds the store named by `object_store.url` (default: `file://` the
+    /// `remote-store` directory under the first log dir) and its other keys.
+    pub fn from_config(config: &BrokerConfig) -> Result<RemoteStore, StoreError> {
+        let configured = config.get("object_store.url").trim().to_string();
+        let url = if configured.is_empty() {
+            let dir = config
+                .log_dirs
+                .first()
+                .map(|d| d.join("remote-store"))
+                .unwrap_or_else(|| "./data/remote-store".into());
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::LocalDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let abs = std::fs::canonicalize(&dir).unwrap_or(dir);
+            format!("file://{}", abs.display())
+        } else {
+            configured
+        };
+        let parsed = url::Url::parse(&url).map_err(|e| StoreError::BadUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let build_err = |source| StoreError::Build {
+            url: url.clone(),
+            source,
+        };
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
+            "s3" | "s3a" => {
+                let bucket = parsed.host_str().unwrap_or("").to_string();
+                if bucket.is_empty() {
+                    return Err(StoreError::BadUrl {
+                        url,
+                        reason: "no bucket (expected s3://bucket/prefix)".into(),
+                    });
+                }
+                (
+                    Arc::new(s3_builder(config, &bucket).build().map_err(build_err)?),
+                    parsed.path().trim_matches('/').to_string(),
+                )
+            }
+            "file" => {
+                let path = parsed.path().to_string();
+                std::fs::create_dir_all(&path).map_err(|source| StoreError::LocalDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                (
+                    Arc::new(
+                        LocalFileSystem::new_with_prefix(FsPath::new(&path))
+                            .map_err(build_err)?,
+                    ),
+                    String::new(),
+                )
+            }
+            "memory" => (Arc::new(InMemory::new()), String::new()),
+            other => {
+                return Err(StoreError::BadUrl {
+                    url: url.clone(),
+                    reason: format!("unsupported scheme '{other}' (use s3, file or memory)"),
+                })
+            }
+        };
+        Ok(RemoteStore {
+            store,
+            prefix: Path::from(prefix),
+            url,
+        })
+    }
+
+    /// Writes and deletes a small object under the prefix: proves the endpoint,
+    /// bucket and credentials work before the broker takes traffic.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let key = self.child(&format!("_strata_probe_{}", Uuid::new_v4()));
+        let unreachable = |source| StoreError::Unreachable {
+            url: self.url.clone(),
+            source,
+        };
+        self.store
+            .put(&key, PutPayload::from(Bytes::from_static(b"strata")))
+            .await
+            .map_err(unreachable)?;
+        self.store.delete(&key).await.map_err(unreachable)
+    }
+
+    fn child(&self, part: &str) -> Path {
+        if self.prefix.as_ref().is_empty() {
+            Path::from(part)
+        } else {
+            self.prefix.clone().join(part)
+        }
+    }
+
+    /// The directory of a topic's objects.
+    pub fn topic_dir(&self, topic: &str, topic_id: &Uuid) -> Path {
+        self.child(&format!("{topic}-{}", topic_id.simple()))
+    }
+
+    /// One object of a segment.
+    pub fn segment_object(
+        &self,
+        topic: &str,
+        topic_id: &Uuid,
+        partition: i32,
+        base_offset: i64,
+        segment: &Uuid,
+        kind: ObjectKind,
+    ) -> Path {
+        self.topic_dir(topic, topic_id)
+            .join(partition.to_string())
+            .join(format!(
+                "{}-{}.{}",
+                crate::log::segment::file_stem(base_offset),
+                segment.simple(),
+                kind.suffix()
+            ))
+    }
+}
+
+fn s3_builder(config: &BrokerConfig, bucket: &str) -> AmazonS3Builder {
+    // from_env: AWS_* variables, then web identity, ECS and EC2 instance credentials.
+    // Client options first: they replace allow_http, which is one of them.
+    let mut b = AmazonS3Builder::from_env()
+        .with_client_options(
+            ClientOptions::new()
+                .with_timeout(Duration::from_secs(60))
+                .with_connect_timeout(Duration::from_secs(5)),
+        )
+        .with_bucket_name(bucket)
+        .with_allow_http(config.get("object_store.allow_http") == "true")
+        .with_virtual_hosted_style_request(config.get("object_store.virtual_hosted_style") == "true")
+        .with_retry(RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+            ..RetryConfig::default()
+        });
+    let set = |k: &str| Some(config.get(k).trim()).filter(|v| !v.is_empty());
+    if let Some(endpoint) = set("object_store.endpoint") {
+        b = b.with_endpoint(endpoint);
+    }
+    match set("object_store.region") {
+        Some(region) => b = b.with_region(region),
+        None if std::env::var("AWS_REGION").is_err()
+            && std::env::var("AWS_DEFAULT_REGION").is_err() =>
+        {
+            b = b.with_region("us-east-1")
+        }
+        None => {}
+    }
+    if let Some(key) = set("object_store.access_key_id") {
+        b = b.with_access_key_id(key);
+    }
+    if let Some(secret) = set("object_store.secret_access_key") {
+        b = b.with_secret_access_key(secret);
+    }
+    b
+}
