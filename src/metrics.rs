@@ -61,7 +61,10 @@ pub async fn serve(listener: TcpListener, registry: SharedRegistry, shutdown: Ca
     }
 }
 
-fn respond(req: &Request<hyper::body::Incoming>, registry: &SharedRegistry) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<hyper::body::Incoming>,
+    registry: &SharedRegistry,
+) -> Response<Full<Bytes>> {
     if req.uri().path() != "/metrics" {
         return Response::builder()
             .status(StatusCode::NOT_FOUND)

@@ -375,8 +375,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                 node_id: config.node_id,
                 copiers: num(&config, "remote.log.manager.copier.thread.pool.size") as usize,
                 backoff_ms: num(&config, "remote.log.manager.task.retry.backoff.ms") as u64,
-                backoff_max_ms: num(&config, "remote.log.manager.task.retry.backoff.max.ms")
-                    as u64,
+                backoff_max_ms: num(&config, "remote.log.manager.task.retry.backoff.max.ms") as u64,
                 jitter: config
                     .get("remote.log.manager.task.retry.jitter")
                     .parse()

@@ -108,7 +108,13 @@ pub async fn handle_fetch(
         } = read_all(broker, &topics, &wanted, response_max);
         if !remote.is_empty() {
             // History is there to read: answer as soon as the remote reads are done.
-            read_remote(broker, remote, &mut results, deadline.max(Instant::now() + MIN_REMOTE_WAIT)).await;
+            read_remote(
+                broker,
+                remote,
+                &mut results,
+                deadline.max(Instant::now() + MIN_REMOTE_WAIT),
+            )
+            .await;
             return build_response(&topics, &wanted, results, version);
         }
         let now = Instant::now();

@@ -336,9 +336,10 @@ pub fn validate_topic_set(effective: &BTreeMap<String, String>) -> Result<(), St
     let remote = effective
         .get("remote.storage.enable")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let compact = effective
-        .get("cleanup.policy")
-        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("compact")));
+    let compact = effective.get("cleanup.policy").is_some_and(|v| {
+        v.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case("compact"))
+    });
     if remote && compact {
         return Err(
             "remote.storage.enable=true is not supported with cleanup.policy=compact".to_string(),

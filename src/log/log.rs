@@ -726,7 +726,11 @@ impl Log {
         }
         let tiered = cfg.remote_storage_enable;
         let (retention_ms, retention_bytes, eligible_end) = if tiered {
-            (cfg.local_retention_ms, cfg.local_retention_bytes, uploaded_end)
+            (
+                cfg.local_retention_ms,
+                cfg.local_retention_bytes,
+                uploaded_end,
+            )
         } else {
             (cfg.retention_ms, cfg.retention_bytes, i64::MAX)
         };
@@ -832,9 +836,7 @@ impl Log {
                     log_path: log,
                     index_path: index,
                     time_index_path: time_index,
-                    epochs: self
-                        .epochs
-                        .entries_within(s.base_offset, s.next_offset),
+                    epochs: self.epochs.entries_within(s.base_offset, s.next_offset),
                 }
             })
             .collect()
@@ -960,7 +962,11 @@ mod tests {
         assert_eq!(log.local_log_start_offset(), uploaded_end);
         drop(log);
         let log = Log::open(dir.path(), cfg, false).unwrap();
-        assert_eq!(log.log_start_offset(), 0, "reopened tiered log keeps its start");
+        assert_eq!(
+            log.log_start_offset(),
+            0,
+            "reopened tiered log keeps its start"
+        );
         assert_eq!(log.local_log_start_offset(), uploaded_end);
     }
 

@@ -119,10 +119,7 @@ impl RemotePartitionLog {
 
     /// The offset after the last finished segment (0 if none).
     pub fn end_offset(&self) -> i64 {
-        self.finished()
-            .map(|s| s.end_offset + 1)
-            .max()
-            .unwrap_or(0)
+        self.finished().map(|s| s.end_offset + 1).max().unwrap_or(0)
     }
 
     /// The first offset readable from the object store, if any segment is finished.

@@ -5,7 +5,5 @@
 pub mod partition;
 pub mod registry;
 
-pub use partition::{
-    Acks, Partition, PartitionError, PartitionOffsets, ReadSource, RemoteBounds,
-};
+pub use partition::{Acks, Partition, PartitionError, PartitionOffsets, ReadSource, RemoteBounds};
 pub use registry::ReplicaManager;

@@ -89,9 +89,13 @@ impl ChunkCache {
             .with_weighter(|_k: &ChunkKey, v: &Bytes| 64 + v.len())
             .storage();
         // A block holds at least one chunk plus foyer's per-entry header and index.
-        let block = (chunk_bytes + (64 << 10)).next_multiple_of(4096).max(16 << 20);
+        let block = (chunk_bytes + (64 << 10))
+            .next_multiple_of(4096)
+            .max(16 << 20);
         let cache = if disk_bytes >= block * 4 {
-            let device = FsDeviceBuilder::new(dir).with_capacity(disk_bytes).build()?;
+            let device = FsDeviceBuilder::new(dir)
+                .with_capacity(disk_bytes)
+                .build()?;
             let engine = BlockEngineConfig::<ChunkKey, Bytes, HybridCacheProperties>::new(device)
                 .with_block_size(block);
             builder.with_engine_config(engine).build().await?

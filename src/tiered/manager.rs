@@ -230,7 +230,10 @@ impl RemoteLogManager {
                 .put(&path(ObjectKind::TimeIndex), PutPayload::from(time_index))
                 .await?;
             store
-                .put(&path(ObjectKind::Epochs), PutPayload::from(Bytes::from(epochs)))
+                .put(
+                    &path(ObjectKind::Epochs),
+                    PutPayload::from(Bytes::from(epochs)),
+                )
                 .await?;
             Ok::<(), TaskError>(())
         }
@@ -253,7 +256,11 @@ impl RemoteLogManager {
     }
 
     /// The segment file: one PUT if small, else a multipart upload read in parts.
-    async fn put_log(&self, path: &object_store::path::Path, s: &SealedSegment) -> Result<(), TaskError> {
+    async fn put_log(
+        &self,
+        path: &object_store::path::Path,
+        s: &SealedSegment,
+    ) -> Result<(), TaskError> {
         let store = &self.store.store;
         if s.size as usize <= PART_BYTES {
             let bytes = read_at(s.file.clone(), 0, s.size as usize).await?;

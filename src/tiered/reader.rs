@@ -108,7 +108,9 @@ impl RemoteReader {
         let span = info_span!("remote_read", topic, partition, offset, segment = %segment.id);
         let started = Instant::now();
         let result = self
-            .read_segment(topic, topic_id, partition, &segment, offset, max_bytes, min_one)
+            .read_segment(
+                topic, topic_id, partition, &segment, offset, max_bytes, min_one,
+            )
             .instrument(span)
             .await;
         self.metrics
@@ -150,7 +152,9 @@ impl RemoteReader {
             segment: segment.id,
             reason,
         };
-        let mut pos = self.index_position(&log, offset.max(segment.base_offset)).await?;
+        let mut pos = self
+            .index_position(&log, offset.max(segment.base_offset))
+            .await?;
         let size = segment.size_bytes;
         // Skip to the batch holding `offset`.
         let start = loop {
@@ -160,7 +164,9 @@ impl RemoteReader {
             let header = self.read_range(&log, pos, HEADER_SIZE as u64).await?;
             let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
             if h.total_size() < HEADER_SIZE || pos + h.total_size() as u64 > size {
-                return Err(corrupt(format!("batch at position {pos} overruns the segment")));
+                return Err(corrupt(format!(
+                    "batch at position {pos} overruns the segment"
+                )));
             }
             if h.last_offset() >= offset {
                 break pos;
@@ -174,7 +180,9 @@ impl RemoteReader {
             let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
             let next = end + h.total_size() as u64;
             if next > size || h.total_size() < HEADER_SIZE {
-                return Err(corrupt(format!("batch at position {end} overruns the segment")));
+                return Err(corrupt(format!(
+                    "batch at position {end} overruns the segment"
+                )));
             }
             let first = end == start;
             if next - start > max_bytes as u64 && !(first && min_one) {
@@ -195,7 +203,11 @@ impl RemoteReader {
 
     /// The file position to start scanning from: the offset index entry at or below
     /// `offset`, or 0.
-    async fn index_position(&self, log: &ObjectRef<'_>, offset: i64) -> Result<u64, RemoteReadError> {
+    async fn index_position(
+        &self,
+        log: &ObjectRef<'_>,
+        offset: i64,
+    ) -> Result<u64, RemoteReadError> {
         let index = ObjectRef {
             kind: ObjectKind::OffsetIndex,
             size: Some(log.segment.index_bytes),

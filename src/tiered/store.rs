@@ -130,8 +130,7 @@ impl RemoteStore {
                 })?;
                 (
                     Arc::new(
-                        LocalFileSystem::new_with_prefix(FsPath::new(&path))
-                            .map_err(build_err)?,
+                        LocalFileSystem::new_with_prefix(FsPath::new(&path)).map_err(build_err)?,
                     ),
                     String::new(),
                 )
@@ -211,7 +210,9 @@ fn s3_builder(config: &BrokerConfig, bucket: &str) -> AmazonS3Builder {
         )
         .with_bucket_name(bucket)
         .with_allow_http(config.get("object_store.allow_http") == "true")
-        .with_virtual_hosted_style_request(config.get("object_store.virtual_hosted_style") == "true")
+        .with_virtual_hosted_style_request(
+            config.get("object_store.virtual_hosted_style") == "true",
+        )
         .with_retry(RetryConfig {
             max_retries: 3,
             retry_timeout: Duration::from_secs(30),

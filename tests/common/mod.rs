@@ -3,6 +3,8 @@
 //! requests no high-level client can shape (duplicates, garbage, odd versions).
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,125 @@
+//! An in-process S3 server for tests: s3s over a directory (s3s-fs), served by hyper
+//! on 127.0.0.1, with SigV4 auth. It can be stopped (an outage: the listener closes and
+//! every connection is cut) and started again on the same port and data.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub const ACCESS_KEY: &str = "strata-test-key";
+pub const SECRET_KEY: &str = "strata-test-secret";
+pub const BUCKET: &str = "strata-test";
+
+pub struct S3Server {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Serves `root` (bucket `BUCKET` is its subdirectory) on `port` (0 = any).
+    pub async fn start(root: &Path, port: u16) -> S3Server {
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
+        let service = {
+            let mut b = S3ServiceBuilder::new(fs);
+            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.build()
+        };
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .expect("bind the S3 server");
+        let addr = listener.local_addr().unwrap();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let conn = http
+                            .serve_connection(TokioIo::new(stream), service.clone())
+                            .into_owned();
+                        conns.spawn(async move { let _ = conn.await; });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+            drop(listener);
+            conns.shutdown().await;
+        });
+        S3Server {
+            addr,
+            root: root.to_path_buf(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving: new connections are refused, open ones cut.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Serves the same data on the same port again.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        *self = S3Server::start(&self.root.clone(), self.addr.port()).await;
+    }
+
+    /// Broker overrides that point tiered storage at this server under `prefix`.
+    pub fn broker_config(&self, prefix: &str) -> Vec<String> {
+        vec![
+            format!("object_store.url=s3://{BUCKET}/{prefix}"),
+            format!("object_store.endpoint=http://{}", self.addr),
+            "object_store.allow_http=true".to_string(),
+            "object_store.region=us-east-1".to_string(),
+            format!("object_store.access_key_id={ACCESS_KEY}"),
+            format!("object_store.secret_access_key={SECRET_KEY}"),
+        ]
+    }
+
+    /// Every object file under the bucket (s3s-fs keeps its metadata beside, not in it).
+    pub fn objects(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root.join(BUCKET), &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
