@@ -90,6 +90,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
         PartitionError::FencedLeaderEpoch { .. } => code::FENCED_LEADER_EPOCH,
         PartitionError::UnknownLeaderEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,
+        PartitionError::Remote(_) => code::UNKNOWN_SERVER_ERROR,
     }
 }
 

@@ -36,7 +36,8 @@ fn refs(v: &[String]) -> Vec<&str> {
 }
 
 /// Produces `count` keyed records with a header to each partition.
-async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
+/// Record `i` of every partition is stamped `base_ts + i` ms.
+async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize, base_ts: i64) {
     let p = producer(bootstrap, &[("linger.ms", "20"), ("batch.size", "16384")]);
     let mut pending = Vec::new();
     for part in 0..partitions {
@@ -53,6 +54,7 @@ async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
                         .key(&key)
                         .payload(&value)
                         .partition(part)
+                        .timestamp(base_ts + i as i64)
                         .headers(headers),
                 )
                 .unwrap(),
@@ -102,6 +104,31 @@ fn fetch_all_raw(bootstrap: &str, topic: &str, partition: i32) -> Vec<Bytes> {
             return out;
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// ListOffsets v9 for one partition: (offset, timestamp).
+fn list_offset(raw: &mut RawClient, topic: &str, partition: i32, timestamp: i64) -> (i64, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)])]);
+    let ResponseKind::ListOffsets(resp) = raw.call(ApiKey::ListOffsets, 9, RequestKind::ListOffsets(req))
+    else {
+        panic!("not a ListOffsets response")
+    };
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "ListOffsets {timestamp}");
+    (p.offset, p.timestamp)
 }
 
 /// The offset after the last whole batch in `records`.
@@ -191,7 +218,8 @@ async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
         ],
     )
     .await;
-    produce(&b.bootstrap, "tiered", 2, 800).await;
+    let base_ts = now_ms() - 600_000;
+    produce(&b.bootstrap, "tiered", 2, 800, base_ts).await;
     // Reference answers while everything is still local.
     let before: Vec<Vec<Bytes>> = (0..2)
         .map(|p| fetch_all_raw(&b.bootstrap, "tiered", p))
@@ -241,6 +269,23 @@ async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
     }
     let records_after = consume_all(&b.bootstrap, "tiered", 2, T);
     assert_same_records(records_before, records_after);
+    // ListOffsets over the tiered range (v9: -4 and -5 from KIP-1005).
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let local_start = list_offset(&mut raw, "tiered", 0, -4).0;
+    assert!(local_start > 100, "local start {local_start}");
+    assert_eq!(list_offset(&mut raw, "tiered", 0, -2).0, 0, "earliest is the remote start");
+    assert_eq!(list_offset(&mut raw, "tiered", 0, -5).0, local_start - 1, "latest tiered");
+    assert_eq!(list_offset(&mut raw, "tiered", 0, -1).0, 800);
+    assert_eq!(
+        list_offset(&mut raw, "tiered", 0, base_ts + 100),
+        (100, base_ts + 100),
+        "a timestamp in the remote range"
+    );
+    assert_eq!(
+        list_offset(&mut raw, "tiered", 1, base_ts + 799),
+        (799, base_ts + 799),
+        "a timestamp in the local range"
+    );
     // The objects are where the layout says.
     let objects = s3.objects();
     assert!(objects.iter().any(|p| {

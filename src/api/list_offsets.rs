@@ -1,6 +1,7 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp. A
-//! timestamp lookup finds the batch through the time index, then decodes only that
-//! batch to return the first record whose timestamp is at or after the target.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4,
+//! KIP-1005), latest tiered (-5) and by timestamp. A timestamp lookup searches the
+//! tiered range first (through the remote segments' time indexes), then the local log;
+//! it decodes only the batch found to return the first record at or after the target.
 
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
@@ -18,6 +19,8 @@ use crate::replication::{Partition, PartitionError};
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL: i64 = -4;
+pub const LATEST_TIERED: i64 = -5;
 
 /// (offset, timestamp) of the first record in `batch` matching `pick`.
 fn find_record(
@@ -39,11 +42,42 @@ fn find_record(
     pick(&records)
 }
 
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), PartitionError> {
+async fn lookup(
+    broker: &Broker,
+    partition: &Partition,
+    timestamp: i64,
+) -> Result<(i64, i64), PartitionError> {
     let offsets = partition.offsets();
+    if timestamp >= 0 {
+        let image = broker.admin.image();
+        match broker
+            .replicas
+            .remote_batch_for_timestamp(&image, partition, timestamp)
+            .await
+        {
+            Ok(Some(batch)) => {
+                let found = find_record(batch, |records| {
+                    records
+                        .iter()
+                        .find(|r| r.1 >= timestamp && r.0 >= offsets.log_start_offset)
+                        .copied()
+                });
+                if let Some(found) = found {
+                    return Ok(found);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(topic = %partition.topic, partition = partition.index, error = %e, "remote timestamp lookup failed");
+                return Err(PartitionError::Remote(e.to_string()));
+            }
+        }
+    }
     Ok(match timestamp {
         LATEST => (offsets.high_watermark, -1),
         EARLIEST => (offsets.log_start_offset, -1),
+        EARLIEST_LOCAL => (offsets.local_log_start_offset, -1),
+        LATEST_TIERED => (offsets.remote_end_offset - 1, -1),
         MAX_TIMESTAMP => match partition.batch_with_max_timestamp()? {
             Some(batch) => find_record(batch, |records| {
                 let max = records.iter().map(|r| r.1).max()?;
@@ -74,20 +108,18 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), Partition
     })
 }
 
-pub fn handle_list_offsets(
+pub async fn handle_list_offsets(
     broker: &Broker,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.as_str().to_string();
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            partitions.push(
+                async {
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
@@ -99,7 +131,7 @@ pub fn handle_list_offsets(
                     if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return base.with_error_code(partition_error_code(&e));
                     }
-                    match lookup(&partition, p.timestamp) {
+                    match lookup(broker, &partition, p.timestamp).await {
                         Ok((offset, timestamp)) => {
                             let found = base.with_error_code(code::NONE).with_offset(offset).with_timestamp(timestamp);
                             // The leader epoch field exists from v4 on.
@@ -117,10 +149,15 @@ pub fn handle_list_offsets(
                             })
                         }
                     }
-                })
-                .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+                }
+                .await,
+            );
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
 }

@@ -86,7 +86,7 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle_fetch(broker, r, version).await),
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle_list_offsets(broker, r, version))
+            ResponseKind::ListOffsets(list_offsets::handle_list_offsets(broker, r, version).await)
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(topics::handle_create_topics(broker, r, version).await)

@@ -30,6 +30,8 @@ pub enum PartitionError {
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is newer than the current {current}")]
     UnknownLeaderEpoch { requested: i32, current: i32 },
+    #[error("remote storage: {0}")]
+    Remote(String),
 }
 
 impl From<BatchError> for PartitionError {

@@ -16,7 +16,7 @@ use super::partition::{Partition, RemoteBounds};
 use crate::config::{BrokerConfig, LogConfig};
 use crate::log::{LogError, LogManager};
 use crate::metadata::ClusterImage;
-use crate::tiered::reader::RemoteRead;
+use crate::tiered::reader::{PartitionRef, RemoteRead};
 use crate::tiered::{RemoteReadError, RemoteReader};
 
 pub struct ReplicaManager {
@@ -49,6 +49,34 @@ impl ReplicaManager {
 
     pub fn remote_reader(&self) -> Option<&RemoteReader> {
         self.remote_reader.get()
+    }
+
+    /// ListOffsets by time over the part of the log only the object store holds.
+    pub async fn remote_batch_for_timestamp(
+        &self,
+        image: &ClusterImage,
+        partition: &Partition,
+        timestamp: i64,
+    ) -> Result<Option<bytes::Bytes>, RemoteReadError> {
+        let Some(reader) = self.remote_reader.get() else {
+            return Ok(None);
+        };
+        let offsets = partition.offsets();
+        if offsets.log_start_offset >= offsets.local_log_start_offset {
+            return Ok(None);
+        }
+        reader
+            .batch_for_timestamp(
+                image,
+                PartitionRef {
+                    topic: &partition.topic,
+                    topic_id: partition.topic_id,
+                    partition: partition.index,
+                },
+                timestamp,
+                offsets.log_start_offset..offsets.local_log_start_offset,
+            )
+            .await
     }
 
     /// Reads from the object store what `Partition::plan_read` said is only there.

@@ -17,7 +17,7 @@ use super::cache::{ChunkCache, ChunkKey, ChunkSource};
 use super::store::{ObjectKind, RemoteStore};
 use super::TieredMetrics;
 use crate::log::batch::{BatchHeader, HEADER_SIZE};
-use crate::log::index::OFFSET_ENTRY;
+use crate::log::index::{OFFSET_ENTRY, TIME_ENTRY};
 use crate::metadata::{ClusterImage, RemoteSegment};
 
 /// Why a remote read failed.
@@ -52,6 +52,14 @@ pub struct RemoteRead<'a> {
     pub offset: i64,
     pub max_bytes: usize,
     pub min_one: bool,
+}
+
+/// A partition by name, id and index.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionRef<'a> {
+    pub topic: &'a str,
+    pub topic_id: Uuid,
+    pub partition: i32,
 }
 
 /// One segment object being read in chunks.
@@ -199,6 +207,81 @@ impl RemoteReader {
         let bytes = self.read_range(&log, start, end - start).await?;
         self.prefetch(&log, end);
         Ok(bytes)
+    }
+
+    /// The first batch in `[min_offset, below_offset)` holding a record with timestamp
+    /// ≥ `timestamp` (ListOffsets by time into the remote range), with its bytes.
+    pub async fn batch_for_timestamp(
+        &self,
+        image: &ClusterImage,
+        at: PartitionRef<'_>,
+        timestamp: i64,
+        offsets: std::ops::Range<i64>,
+    ) -> Result<Option<Bytes>, RemoteReadError> {
+        let PartitionRef {
+            topic,
+            topic_id,
+            partition,
+        } = at;
+        let (min_offset, below_offset) = (offsets.start, offsets.end);
+        let Some(log) = image.remote_log(&topic_id, partition) else {
+            return Ok(None);
+        };
+        let candidates: Vec<RemoteSegment> = log
+            .finished()
+            .filter(|s| {
+                s.end_offset >= min_offset && s.base_offset < below_offset && s.max_timestamp >= timestamp
+            })
+            .cloned()
+            .collect();
+        for segment in &candidates {
+            let object = ObjectRef {
+                topic,
+                topic_id,
+                partition,
+                segment,
+                kind: ObjectKind::Log,
+                size: Some(segment.size_bytes),
+            };
+            let corrupt = |reason: String| RemoteReadError::Corrupt {
+                segment: segment.id,
+                reason,
+            };
+            // The time index bounds where to start: the last entry below the target.
+            let times = self
+                .read_whole(&ObjectRef {
+                    kind: ObjectKind::TimeIndex,
+                    size: Some(segment.time_index_bytes),
+                    ..object
+                })
+                .await?;
+            let mut from = segment.base_offset;
+            for e in times.chunks_exact(TIME_ENTRY) {
+                let ts = i64::from_be_bytes(e[0..8].try_into().expect("8 bytes"));
+                let rel = u32::from_be_bytes(e[8..12].try_into().expect("4 bytes"));
+                if ts >= timestamp {
+                    break;
+                }
+                from = segment.base_offset + rel as i64;
+            }
+            let mut pos = self.index_position(&object, from.max(min_offset)).await?;
+            while pos + HEADER_SIZE as u64 <= segment.size_bytes {
+                let header = self.read_range(&object, pos, HEADER_SIZE as u64).await?;
+                let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
+                let size = h.total_size() as u64;
+                if size < HEADER_SIZE as u64 || pos + size > segment.size_bytes {
+                    return Err(corrupt(format!("batch at position {pos} overruns the segment")));
+                }
+                if h.base_offset >= below_offset {
+                    return Ok(None);
+                }
+                if h.max_timestamp >= timestamp && h.last_offset() >= min_offset {
+                    return Ok(Some(self.read_range(&object, pos, size).await?));
+                }
+                pos += size;
+            }
+        }
+        Ok(None)
     }
 
     /// The file position to start scanning from: the offset index entry at or below
