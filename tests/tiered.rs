@@ -119,10 +119,13 @@ fn list_offset(raw: &mut RawClient, topic: &str, partition: i32, timestamp: i64)
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(TopicName(s(topic)))
-            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(timestamp)])]);
-    let ResponseKind::ListOffsets(resp) = raw.call(ApiKey::ListOffsets, 9, RequestKind::ListOffsets(req))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp),
+            ])]);
+    let ResponseKind::ListOffsets(resp) =
+        raw.call(ApiKey::ListOffsets, 9, RequestKind::ListOffsets(req))
     else {
         panic!("not a ListOffsets response")
     };
@@ -273,8 +276,16 @@ async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
     let mut raw = RawClient::connect(&b.bootstrap);
     let local_start = list_offset(&mut raw, "tiered", 0, -4).0;
     assert!(local_start > 100, "local start {local_start}");
-    assert_eq!(list_offset(&mut raw, "tiered", 0, -2).0, 0, "earliest is the remote start");
-    assert_eq!(list_offset(&mut raw, "tiered", 0, -5).0, local_start - 1, "latest tiered");
+    assert_eq!(
+        list_offset(&mut raw, "tiered", 0, -2).0,
+        0,
+        "earliest is the remote start"
+    );
+    assert_eq!(
+        list_offset(&mut raw, "tiered", 0, -5).0,
+        local_start - 1,
+        "latest tiered"
+    );
     assert_eq!(list_offset(&mut raw, "tiered", 0, -1).0, 800);
     assert_eq!(
         list_offset(&mut raw, "tiered", 0, base_ts + 100),
@@ -298,4 +309,148 @@ async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
     assert!(objects
         .iter()
         .any(|p| p.to_string_lossy().ends_with(".epochs")));
+}
+
+/// Creates a tiered topic with small segments whose local copies go as soon as they
+/// are uploaded.
+async fn tiered_topic(bootstrap: &str, topic: &str, partitions: i32, extra: &[(&str, &str)]) {
+    let mut configs = vec![
+        ("remote.storage.enable", "true"),
+        ("segment.bytes", "65536"),
+        ("local.retention.bytes", "0"),
+    ];
+    configs.extend_from_slice(extra);
+    create_topic(bootstrap, topic, partitions, &configs).await;
+}
+
+fn delete_records(raw: &mut RawClient, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(offset),
+            ])]);
+    let ResponseKind::DeleteRecords(resp) =
+        raw.call(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(req))
+    else {
+        panic!("not a DeleteRecords response")
+    };
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.low_watermark)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_local_disk_loses_nothing_that_was_uploaded() {
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(s3_dir.path(), 0).await;
+    let cfg = tiering_config(&s3, "wipe", &[]);
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    tiered_topic(&b.bootstrap, "wiped", 1, &[]).await;
+    produce(&b.bootstrap, "wiped", 1, 900, now_ms() - 60_000).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    wait_for("sealed segments uploaded and trimmed", || {
+        local_segments(&b.log_dir(), "wiped", 0) == 1 && list_offset(&mut raw, "wiped", 0, -4).0 > 0
+    })
+    .await;
+    let tiered_end = list_offset(&mut raw, "wiped", 0, -5).0 + 1;
+    assert_eq!(tiered_end, list_offset(&mut raw, "wiped", 0, -4).0);
+    let before = consume_all(&b.bootstrap, "wiped", 1, T);
+    // Lose the partition directory (the metadata log is kept).
+    let log_dir = b.log_dir();
+    let dir = b.stop().await;
+    std::fs::remove_dir_all(log_dir.join("wiped-0")).unwrap();
+    let b = TestBroker::start_in(dir, &refs(&cfg)).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    assert_eq!(list_offset(&mut raw, "wiped", 0, -2).0, 0);
+    assert_eq!(
+        list_offset(&mut raw, "wiped", 0, -1).0,
+        tiered_end,
+        "the log restarts after the last tiered offset"
+    );
+    let after = consume_all(&b.bootstrap, "wiped", 1, T);
+    let uploaded: Vec<Got> = before
+        .into_iter()
+        .filter(|g| g.offset < tiered_end)
+        .collect();
+    assert_same_records(uploaded, after);
+    // Producing continues after the last tiered offset.
+    let p = producer(&b.bootstrap, &[]);
+    let delivered = p
+        .send(
+            FutureRecord::to("wiped")
+                .key("k")
+                .payload("after the wipe")
+                .partition(0),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.offset, tiered_end);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_records_retention_and_topic_deletion_remove_remote_objects() {
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(s3_dir.path(), 0).await;
+    let cfg = tiering_config(&s3, "deletes", &[]);
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    tiered_topic(&b.bootstrap, "shrinking", 1, &[]).await;
+    produce(&b.bootstrap, "shrinking", 1, 1200, now_ms() - 60_000).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    wait_for("segments uploaded and trimmed", || {
+        local_segments(&b.log_dir(), "shrinking", 0) == 1
+    })
+    .await;
+    let uploaded = uploaded_segments(&s3, "shrinking");
+    assert!(uploaded >= 3, "{uploaded} segments uploaded");
+    let local_start = list_offset(&mut raw, "shrinking", 0, -4).0;
+    // DeleteRecords into the middle of the remote range.
+    let target = local_start / 2;
+    assert_eq!(
+        delete_records(&mut raw, "shrinking", 0, target),
+        (0, target)
+    );
+    assert_eq!(list_offset(&mut raw, "shrinking", 0, -2).0, target);
+    wait_for("remote segments below the new start deleted", || {
+        uploaded_segments(&s3, "shrinking") < uploaded
+    })
+    .await;
+    let rest = consume_all(&b.bootstrap, "shrinking", 1, T);
+    assert_eq!(rest.first().map(|g| g.offset), Some(target));
+    assert_eq!(rest.len() as i64, 1200 - target);
+    // Total retention by size keeps only about one segment in the object store.
+    alter_topic(
+        &b.bootstrap,
+        "shrinking",
+        &[
+            ("remote.storage.enable", "true"),
+            ("segment.bytes", "65536"),
+            ("local.retention.bytes", "0"),
+            ("retention.bytes", "70000"),
+        ],
+    )
+    .await;
+    wait_for("total retention applied to the object store", || {
+        uploaded_segments(&s3, "shrinking") <= 1
+    })
+    .await;
+    let earliest = list_offset(&mut raw, "shrinking", 0, -2).0;
+    assert!(earliest > target, "earliest {earliest} moved past {target}");
+    let rest = consume_all(&b.bootstrap, "shrinking", 1, T);
+    assert_eq!(rest.first().map(|g| g.offset), Some(earliest));
+    // Deleting the topic deletes every object it had.
+    let admin = admin(&b.bootstrap);
+    admin
+        .delete_topics(&["shrinking"], &admin_opts())
+        .await
+        .unwrap();
+    wait_for("the deleted topic's objects removed", || {
+        !s3.objects()
+            .iter()
+            .any(|p| p.to_string_lossy().contains("/shrinking-"))
+    })
+    .await;
 }

@@ -230,7 +230,9 @@ impl RemoteReader {
         let candidates: Vec<RemoteSegment> = log
             .finished()
             .filter(|s| {
-                s.end_offset >= min_offset && s.base_offset < below_offset && s.max_timestamp >= timestamp
+                s.end_offset >= min_offset
+                    && s.base_offset < below_offset
+                    && s.max_timestamp >= timestamp
             })
             .cloned()
             .collect();
@@ -270,7 +272,9 @@ impl RemoteReader {
                 let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
                 let size = h.total_size() as u64;
                 if size < HEADER_SIZE as u64 || pos + size > segment.size_bytes {
-                    return Err(corrupt(format!("batch at position {pos} overruns the segment")));
+                    return Err(corrupt(format!(
+                        "batch at position {pos} overruns the segment"
+                    )));
                 }
                 if h.base_offset >= below_offset {
                     return Ok(None);
