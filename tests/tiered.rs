@@ -454,3 +454,198 @@ async fn delete_records_retention_and_topic_deletion_remove_remote_objects() {
     })
     .await;
 }
+
+/// One scrape of the broker's `/metrics` endpoint.
+fn scrape(b: &TestBroker) -> String {
+    use std::io::{Read, Write};
+    let addr = b
+        .running
+        .as_ref()
+        .and_then(|r| r.metrics_addr)
+        .expect("metrics.listener is set");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: strata\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    out
+}
+
+/// The value of a metric line (`name{labels} value` or `name value`), or 0.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_store_outage_never_blocks_produce_and_uploads_resume() {
+    let s3_dir = tempfile::tempdir().unwrap();
+    let mut s3 = S3Server::start(s3_dir.path(), 0).await;
+    let cfg = tiering_config(
+        &s3,
+        "outage",
+        &[
+            "metrics.listener=127.0.0.1:0",
+            "remote.log.manager.task.retry.backoff.max.ms=2000",
+        ],
+    );
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    tiered_topic(&b.bootstrap, "steady", 1, &[]).await;
+    produce(&b.bootstrap, "steady", 1, 300, now_ms() - 60_000).await;
+    wait_for("first uploads", || uploaded_segments(&s3, "steady") >= 1).await;
+    s3.stop().await;
+    // Produce for 60 seconds with the object store down; every send must succeed.
+    let bootstrap = b.bootstrap.clone();
+    let producing = tokio::spawn(async move {
+        let p = producer(&bootstrap, &[("acks", "all")]);
+        let started = Instant::now();
+        let mut sent = 0usize;
+        let mut slowest = Duration::ZERO;
+        while started.elapsed() < Duration::from_secs(60) {
+            let value = format!("during-outage-{sent}-{}", "x".repeat(500));
+            let t = Instant::now();
+            p.send(
+                FutureRecord::to("steady")
+                    .key("k")
+                    .payload(&value)
+                    .partition(0),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce during the outage");
+            slowest = slowest.max(t.elapsed());
+            sent += 1;
+            if sent % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        (sent, slowest)
+    });
+    let (sent, slowest) = producing.await.unwrap();
+    assert!(sent > 1000, "only {sent} records produced in 60 s");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a produce took {slowest:?} during the outage"
+    );
+    let text = scrape(&b);
+    assert!(
+        metric(&text, "strata_remote_upload_failures_total") > 0.0,
+        "upload failures are counted"
+    );
+    assert!(metric(&text, "strata_remote_upload_lag_segments") > 0.0);
+    // The store returns: uploads resume and catch up.
+    s3.restart().await;
+    wait_for("uploads caught up", || {
+        metric(&scrape(&b), "strata_remote_upload_lag_segments") == 0.0
+    })
+    .await;
+    wait_for("local copies trimmed", || {
+        local_segments(&b.log_dir(), "steady", 0) == 1
+    })
+    .await;
+    let all = consume_all(&b.bootstrap, "steady", 1, T);
+    assert_eq!(all.len(), 300 + sent, "nothing lost");
+    let text = scrape(&b);
+    assert!(metric(&text, "strata_remote_segments_uploaded_total") >= 2.0);
+    assert!(metric(&text, "strata_remote_fetch_requests_total") > 0.0);
+    assert!(metric(&text, "strata_remote_cache_lookups_total") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_or_corrupt_object_is_a_clean_error() {
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(s3_dir.path(), 0).await;
+    let cfg = tiering_config(&s3, "faults", &[]);
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    tiered_topic(&b.bootstrap, "broken", 2, &[]).await;
+    produce(&b.bootstrap, "broken", 2, 600, now_ms() - 60_000).await;
+    wait_for("uploads and trims", || {
+        (0..2).all(|p| local_segments(&b.log_dir(), "broken", p) == 1)
+    })
+    .await;
+    // Partition 0 loses its first segment; partition 1's first is overwritten.
+    let first_log = |p: i32| {
+        s3.objects()
+            .into_iter()
+            .filter(|o| {
+                let s = o.to_string_lossy();
+                s.contains("/broken-")
+                    && s.contains(&format!("/{p}/00000000000000000000-"))
+                    && s.ends_with(".log")
+            })
+            .next()
+            .expect("first segment object")
+    };
+    std::fs::remove_file(first_log(0)).unwrap();
+    let garbage = vec![0xA5u8; std::fs::metadata(first_log(1)).unwrap().len() as usize];
+    std::fs::write(first_log(1), garbage).unwrap();
+    let mut raw = RawClient::connect(&b.bootstrap);
+    for p in 0..2 {
+        let started = Instant::now();
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(2000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(s("broken")))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let ResponseKind::Fetch(resp) = raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+            panic!("not a Fetch response")
+        };
+        assert_eq!(
+            resp.responses[0].partitions[0].error_code, -1,
+            "partition {p}: UNKNOWN_SERVER_ERROR"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered promptly"
+        );
+    }
+    // librdkafka reports the error to the application instead of hanging.
+    let c = consumer(&b.bootstrap, &[]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("broken", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&c, &tpl).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        assert!(Instant::now() < deadline, "no error reached the consumer");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => {
+                assert!(e.to_string().contains("nknown"), "{e}");
+                break;
+            }
+            Some(Ok(m)) => panic!(
+                "read offset {} from a missing segment",
+                rdkafka::message::Message::offset(&m)
+            ),
+        }
+    }
+    // The broker still serves: the local tail of the same topic reads fine.
+    let tail = consumer(&b.bootstrap, &[]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("broken", 1, rdkafka::Offset::Offset(599))
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&tail, &tpl).unwrap();
+    let got = loop {
+        assert!(Instant::now() < deadline, "tail read failed");
+        if let Some(Ok(m)) = tail.poll(Duration::from_millis(200)) {
+            break rdkafka::message::Message::offset(&m);
+        }
+    };
+    assert_eq!(got, 599);
+}
