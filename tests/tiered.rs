@@ -649,3 +649,117 @@ async fn a_missing_or_corrupt_object_is_a_clean_error() {
     };
     assert_eq!(got, 599);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tiering_configs_follow_kafka_rules() {
+    let b = TestBroker::start_with(&["remote.log.storage.system.enable=false"]).await;
+    let client = admin(&b.bootstrap);
+    let make = |name: &'static str, configs: Vec<(&'static str, &'static str)>| {
+        let mut t =
+            rdkafka::admin::NewTopic::new(name, 1, rdkafka::admin::TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            t = t.set(k, v);
+        }
+        t
+    };
+    let refused = |res: Vec<rdkafka::admin::TopicResult>| match &res[0] {
+        Err((_, code)) => *code,
+        Ok(t) => panic!("{t} was created"),
+    };
+    let res = client
+        .create_topics(
+            &[make("off", vec![("remote.storage.enable", "true")])],
+            &admin_opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(res),
+        rdkafka::types::RDKafkaErrorCode::InvalidConfig,
+        "tiering disabled on the broker"
+    );
+    drop((client, b));
+    // With the system on (the default): the local/total rule and compaction are checked.
+    let b = TestBroker::start().await;
+    let client = admin(&b.bootstrap);
+    let res = client
+        .create_topics(
+            &[make(
+                "toolong",
+                vec![
+                    ("remote.storage.enable", "true"),
+                    ("retention.ms", "1000"),
+                    ("local.retention.ms", "2000"),
+                ],
+            )],
+            &admin_opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(res),
+        rdkafka::types::RDKafkaErrorCode::InvalidConfig
+    );
+    let res = client
+        .create_topics(
+            &[make(
+                "compacted",
+                vec![
+                    ("remote.storage.enable", "true"),
+                    ("cleanup.policy", "compact"),
+                ],
+            )],
+            &admin_opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(res),
+        rdkafka::types::RDKafkaErrorCode::InvalidConfig
+    );
+    // A valid tiered topic shows its configs; the local retention changes live.
+    create_topic(
+        &b.bootstrap,
+        "shown",
+        1,
+        &[
+            ("remote.storage.enable", "true"),
+            ("local.retention.ms", "60000"),
+        ],
+    )
+    .await;
+    let described = client
+        .describe_configs(&[ResourceSpecifier::Topic("shown")], &admin_opts())
+        .await
+        .unwrap();
+    let resource = described[0].as_ref().unwrap();
+    let value = |k: &str| {
+        resource
+            .get(k)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(value("remote.storage.enable"), "true");
+    assert_eq!(value("local.retention.ms"), "60000");
+    assert_eq!(value("local.retention.bytes"), "-2");
+    alter_topic(
+        &b.bootstrap,
+        "shown",
+        &[
+            ("remote.storage.enable", "true"),
+            ("local.retention.ms", "1000"),
+        ],
+    )
+    .await;
+    let described = client
+        .describe_configs(&[ResourceSpecifier::Topic("shown")], &admin_opts())
+        .await
+        .unwrap();
+    let resource = described[0].as_ref().unwrap();
+    assert_eq!(
+        resource
+            .get("local.retention.ms")
+            .and_then(|e| e.value.clone()),
+        Some("1000".to_string())
+    );
+}
