@@ -418,6 +418,13 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "allow topics to tier to the object store (Strata's default: on; topics opt in with remote.storage.enable)",
     ),
     key(
+        "log.remote.storage.enable",
+        "false",
+        Kind::Bool,
+        true,
+        "topic default of remote.storage.enable (a Strata extension: Kafka sets it per topic only)",
+    ),
+    key(
         "remote.log.manager.task.interval.ms",
         "30000",
         long(1, I64_MAX),
@@ -1236,6 +1243,15 @@ mod tests {
         .unwrap();
         let c = BrokerConfig::from_settings(settings).unwrap();
         assert_eq!(c.listeners[0].bind_addr(), "127.0.0.1:9092");
+        for (name, text) in [
+            ("moto.toml", include_str!("../../config/moto.toml")),
+            ("minio.toml", include_str!("../../config/minio.toml")),
+            ("localstack.toml", include_str!("../../config/localstack.toml")),
+        ] {
+            let c = BrokerConfig::from_settings(flatten_toml(text, name).unwrap()).unwrap();
+            assert!(c.get("object_store.url").starts_with("s3://"), "{name}");
+            assert!(c.remote_storage_system_enable, "{name}");
+        }
     }
 
     #[test]

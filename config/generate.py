@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Regenerates the example configs in config/ from `strata --list-config`, so every
+broker key appears with its current default and doc. Run after adding or changing a
+key:  python3 config/generate.py [path/to/strata]
+
+Each example sets a few keys (uncommented) and shows every other key commented out
+with its default. A unit test parses each file, so a stale or broken one fails CI.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+HEADER = """# Strata broker configuration: {title}
+#
+# Keys are Kafka's broker config names; this file is TOML, and dotted keys are the
+# broker keys themselves (object_store.url = "..."; a [object_store] table with
+# url = "..." means the same). Sources, later wins: built-in defaults -> this file
+# (strata --config FILE) -> STRATA_* environment variables (name in brackets below)
+# -> --override key=value. An unknown key or a bad value stops start-up with a
+# message naming it. Keys marked "accepted, not acted on yet" are validated and
+# reported by DescribeConfigs but have no effect yet (see README).
+#
+# Commented lines show the built-in default; uncomment to change.
+{notes}"""
+
+EXAMPLES = {
+    "single-node.toml": (
+        "a single node, the embedded default made explicit.",
+        "",
+        {
+            "node.id": "1",
+            "listeners": "PLAINTEXT://127.0.0.1:9092",
+            "log.dirs": "./data",
+        },
+    ),
+    "moto.toml": (
+        "a single node tiering to moto's S3 server.",
+        "#\n# Started by localstack/run-local.sh, which runs moto on 127.0.0.1:4566 and\n"
+        "# creates the bucket. moto accepts any credentials.\n",
+        {
+            "node.id": "1",
+            "listeners": "PLAINTEXT://127.0.0.1:9092",
+            "log.dirs": "./data-moto",
+            "log.remote.storage.enable": "true",
+            "object_store.url": "s3://strata/strata",
+            "object_store.endpoint": "http://127.0.0.1:4566",
+            "object_store.allow_http": "true",
+            "object_store.region": "us-east-1",
+            "object_store.access_key_id": "test",
+            "object_store.secret_access_key": "test",
+            "metrics.listener": "127.0.0.1:9644",
+        },
+    ),
+    "minio.toml": (
+        "a single node tiering to MinIO.",
+        "#\n# Matches localstack/docker-compose.yml (service strata-minio): MinIO on\n"
+        "# minio:9000 with the bucket `strata` created by the minio-init service.\n",
+        {
+            "node.id": "1",
+            "listeners": "PLAINTEXT://0.0.0.0:9092",
+            "advertised.listeners": "PLAINTEXT://localhost:9092",
+            "log.dirs": "/var/lib/strata",
+            "log.remote.storage.enable": "true",
+            "object_store.url": "s3://strata/cluster-1",
+            "object_store.endpoint": "http://minio:9000",
+            "object_store.allow_http": "true",
+            "object_store.region": "us-east-1",
+            "object_store.access_key_id": "minioadmin",
+            "object_store.secret_access_key": "minioadmin",
+            "metrics.listener": "0.0.0.0:9644",
+        },
+    ),
+    "localstack.toml": (
+        "a single node tiering to LocalStack's S3.",
+        "#\n# Matches localstack/docker-compose.yml (service strata-localstack): LocalStack\n"
+        "# on localstack:4566 with the bucket `strata` created by its init hook.\n",
+        {
+            "node.id": "1",
+            "listeners": "PLAINTEXT://0.0.0.0:9093",
+            "advertised.listeners": "PLAINTEXT://localhost:9093",
+            "log.dirs": "/var/lib/strata",
+            "log.remote.storage.enable": "true",
+            "object_store.url": "s3://strata/cluster-2",
+            "object_store.endpoint": "http://localstack:4566",
+            "object_store.allow_http": "true",
+            "object_store.region": "us-east-1",
+            "object_store.access_key_id": "test",
+            "object_store.secret_access_key": "test",
+            "metrics.listener": "0.0.0.0:9645",
+        },
+    ),
+}
+
+KEY_LINE = re.compile(r'^(\S+) = "(.*)"  \[(\w+)\]$')
+
+
+def keys(binary):
+    out = subprocess.run([binary, "--list-config"], check=True, capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    result = []
+    i = 0
+    while i < len(lines):
+        m = KEY_LINE.match(lines[i])
+        if m and i + 1 < len(lines):
+            result.append((m.group(1), m.group(2), m.group(3), lines[i + 1].strip()))
+            i += 2
+            continue
+        if lines[i].startswith("# Topic keys"):
+            break
+        i += 1
+    return result
+
+
+def toml_value(v):
+    if re.fullmatch(r"-?\d+", v) or v in ("true", "false"):
+        return v
+    if re.fullmatch(r"-?\d+\.\d+", v):
+        return v
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(title, notes, settings, all_keys):
+    out = [HEADER.format(title=title, notes=notes)]
+    for name, default, env, doc in all_keys:
+        out.append(f"# {doc} [{env}]")
+        if name in settings:
+            out.append(f"{name} = {toml_value(settings[name])}")
+        elif default == "":
+            out.append(f"# {name} =")
+        else:
+            out.append(f"# {name} = {toml_value(default)}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else "target/debug/strata"
+    all_keys = keys(binary)
+    for file, (title, notes, settings) in EXAMPLES.items():
+        unknown = set(settings) - {k[0] for k in all_keys}
+        if unknown:
+            sys.exit(f"{file}: unknown keys {sorted(unknown)}")
+        (HERE / file).write_text(render(title, notes, settings, all_keys))
+        print(f"wrote config/{file}")
+
+
+if __name__ == "__main__":
+    main()
