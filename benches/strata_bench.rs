@@ -86,6 +86,17 @@ struct Args {
     /// Benchmarks an already running broker at HOST:PORT instead of spawning one.
     #[arg(long)]
     broker: Option<String>,
+    /// Tiered mode: produce `--produce-mb`, read it locally, let it tier to S3 and drop
+    /// the local copies, then read it from the object store cold and warm.
+    #[arg(long)]
+    tiered: bool,
+    /// Tiered mode: an S3 endpoint with the bucket `strata` (default: start moto with
+    /// localstack/run-local.sh --s3-only on a free port).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// Tiered mode: segment.bytes of the bench topic, in MiB.
+    #[arg(long, default_value_t = 64)]
+    segment_mb: u64,
     /// Passed by `cargo bench` to harness=false targets; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -187,13 +198,15 @@ impl Drop for RssSampler {
 
 struct Broker {
     bootstrap: String,
+    /// The `/metrics` address when the broker was given `metrics.listener`.
+    metrics: Option<String>,
     child: Option<Child>,
     sampler: Option<RssSampler>,
     dir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
-    fn spawn() -> Result<Broker> {
+    fn spawn(extra: &[String]) -> Result<Broker> {
         let dir = tempfile::Builder::new().prefix("strata-bench-").tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let bootstrap = format!("127.0.0.1:{port}");
@@ -204,6 +217,11 @@ impl Broker {
             .arg("--override")
             .arg(format!("log.dirs={}", dir.path().join("data").display()))
             .env("RUST_LOG", "warn")
+            .args(
+                extra
+                    .iter()
+                    .flat_map(|e| ["--override".to_string(), e.clone()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -217,6 +235,10 @@ impl Broker {
         let pid = child.id();
         let mut broker = Broker {
             bootstrap,
+            metrics: extra
+                .iter()
+                .find_map(|e| e.strip_prefix("metrics.listener="))
+                .map(str::to_string),
             child: Some(child),
             sampler: None,
             dir: Some(dir),
@@ -248,6 +270,7 @@ impl Broker {
     fn external(bootstrap: String) -> Broker {
         Broker {
             bootstrap,
+            metrics: None,
             child: None,
             sampler: None,
             dir: None,
@@ -502,9 +525,22 @@ fn create_topic(
     name: &str,
     partitions: i32,
 ) -> Result<()> {
+    create_topic_with(rt, bootstrap, name, partitions, &[])
+}
+
+fn create_topic_with(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
     let admin: AdminClient<Ctx> = client_config(bootstrap).create_with_context(Ctx::default())?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let results = rt.block_on(admin.create_topics([&topic], &opts))?;
     for r in results {
         r.map_err(|(t, e)| anyhow!("creating topic {t}: {e}"))?;
@@ -766,7 +802,13 @@ fn produce_latency(b: &Broker, topic: &str, args: &Args) -> Result<PhaseResult> 
     })
 }
 
-fn consume_all(b: &Broker, topic: &str, args: &Args, expected: u64) -> Result<PhaseResult> {
+fn consume_all(
+    b: &Broker,
+    topic: &str,
+    args: &Args,
+    expected: u64,
+    name: &'static str,
+) -> Result<PhaseResult> {
     let mut seen = vec![false; expected as usize];
     let meter = Meter::begin(b);
     let t = Instant::now();
@@ -827,7 +869,7 @@ fn consume_all(b: &Broker, topic: &str, args: &Args, expected: u64) -> Result<Ph
         bail!("consume verification FAILED: read {records} records, produced {expected}; {dups} duplicates, {missing} missing, {bad} unrecognised");
     }
     Ok(PhaseResult {
-        name: "3 consume from start",
+        name,
         records,
         bytes,
         secs,
@@ -1021,7 +1063,13 @@ fn run(args: &Args, broker: &mut Broker, rt: &tokio::runtime::Runtime) -> Result
     rows.push(produce_latency(broker, &topics[1], args)?);
 
     println!("phase 3: consuming {} from the beginning ...", topics[0]);
-    rows.push(consume_all(broker, &topics[0], args, records)?);
+    rows.push(consume_all(
+        broker,
+        &topics[0],
+        args,
+        records,
+        "3 consume from start",
+    )?);
     println!(
         "  {:.1} MiB/s: assigned at {:.0} ms, first record at {:.0} ms, last at {:.0} ms, EOF on all partitions at {:.0} ms; all {records} records verified",
         rows[2].mb_s(),
@@ -1129,9 +1177,22 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut moto = None;
+    let mut extra = Vec::new();
+    if args.tiered {
+        let endpoint = match &args.s3_endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let (child, endpoint) = start_moto()?;
+                moto = Some(child);
+                endpoint
+            }
+        };
+        extra = tiered_overrides(&endpoint);
+    }
     let mut broker = match &args.broker {
         Some(addr) => Broker::external(addr.clone()),
-        None => Broker::spawn()?,
+        None => Broker::spawn(&extra)?,
     };
     println!(
         "strata-bench: broker {} ({}), data {}",
@@ -1145,7 +1206,18 @@ fn main() -> Result<()> {
             .map_or(PathBuf::from("n/a"), |d| d.path().join("data"))
             .display()
     );
-    match run(&args, &mut broker, &rt) {
+    let result = if args.tiered {
+        run_tiered(&args, &mut broker, &rt)
+    } else {
+        run(&args, &mut broker, &rt)
+    };
+    if let Some(mut m) = moto {
+        let _ = Command::new("kill")
+            .args(["-TERM", &format!("-{}", m.id())])
+            .status();
+        let _ = m.wait();
+    }
+    match result {
         Ok(v) => {
             println!();
             println!("{v}");
@@ -1170,4 +1242,241 @@ fn main() -> Result<()> {
             Err(e)
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tiered mode
+
+/// Starts moto through the users' no-docker script; returns it and its endpoint.
+fn start_moto() -> Result<(Child, String)> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let log = std::env::temp_dir().join(format!("strata-bench-moto-{port}.log"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("localstack/run-local.sh");
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(script)
+            .args(["--s3-only", "--port", &port.to_string()])
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting localstack/run-local.sh")?
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        if Instant::now() > deadline {
+            bail!("moto did not start: {}", std::fs::read_to_string(&log)?);
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    Ok((child, format!("http://127.0.0.1:{port}")))
+}
+
+fn tiered_overrides(endpoint: &str) -> Vec<String> {
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9644);
+    vec![
+        "object_store.url=s3://strata/bench".into(),
+        format!("object_store.endpoint={endpoint}"),
+        "object_store.allow_http=true".into(),
+        "object_store.region=us-east-1".into(),
+        "object_store.access_key_id=test".into(),
+        "object_store.secret_access_key=test".into(),
+        "remote.log.manager.task.interval.ms=500".into(),
+        "log.retention.check.interval.ms=500".into(),
+        format!("metrics.listener=127.0.0.1:{metrics_port}"),
+    ]
+}
+
+/// The broker's /metrics text (the port is in its overrides).
+fn scrape(metrics_addr: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(metrics_addr)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Sum of a metric's samples whose line contains `filter`.
+fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.split([' ', '{']).next() == Some(name))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn alter_topic(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> Result<()> {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<Ctx> = client_config(bootstrap).create_with_context(Ctx::default())?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (k, v) in configs {
+        alter = alter.set(k, v);
+    }
+    for r in rt.block_on(admin.alter_configs([&alter], &opts))? {
+        r.map_err(|(t, e)| anyhow!("altering {t:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Cache lookups by tier so far: (memory, disk, object store).
+fn cache_counts(text: &str) -> (f64, f64, f64) {
+    let m = |tier: &str| {
+        metric(
+            text,
+            "strata_remote_cache_lookups_total",
+            &format!("tier=\"{tier}\""),
+        )
+    };
+    (m("memory"), m("disk"), m("object_store"))
+}
+
+fn run_tiered(args: &Args, broker: &mut Broker, rt: &tokio::runtime::Runtime) -> Result<Value> {
+    let metrics = tiered_metrics_addr(broker)?;
+    let topic = format!("bench-tiered-{}", std::process::id());
+    let segment = (args.segment_mb * 1024 * 1024).to_string();
+    let base = [
+        ("remote.storage.enable", "true"),
+        ("segment.bytes", segment.as_str()),
+    ];
+    create_topic_with(rt, &broker.bootstrap, &topic, args.partitions, &base)?;
+    let records = args.produce_mb * 1024 * 1024 / args.record_bytes as u64;
+    let mut rows = Vec::new();
+    println!(
+        "tiered phase 1: producing {records} x {} B to {topic} ...",
+        args.record_bytes
+    );
+    rows.push(produce_throughput(broker, &topic, args, records)?);
+    // Roll every active segment (segment.ms=1 plus one more record each) so the whole
+    // produced history is in sealed segments that can tier.
+    let mut configs = base.to_vec();
+    configs.push(("segment.ms", "1"));
+    alter_topic(rt, &broker.bootstrap, &topic, &configs)?;
+    thread::sleep(Duration::from_millis(20));
+    let p = producer(&broker.bootstrap, Ctx::default(), &[])?;
+    let mut payload = random_payload(args.record_bytes);
+    for part in 0..args.partitions {
+        payload[..8].copy_from_slice(&(records + part as u64).to_le_bytes());
+        send(&p, &topic, part, &payload, 0)?;
+    }
+    p.flush(Duration::from_secs(30))?;
+    let expected = records + args.partitions as u64;
+    alter_topic(rt, &broker.bootstrap, &topic, &base)?;
+
+    println!("tiered phase 2: reading everything from local disk ...");
+    rows.push(consume_all(
+        broker,
+        &topic,
+        args,
+        expected,
+        "T2 local read",
+    )?);
+
+    println!("tiered phase 3: waiting for uploads, then dropping local copies ...");
+    let t = Instant::now();
+    let produced_bytes = records * args.record_bytes as u64;
+    loop {
+        let text = scrape(&metrics)?;
+        let uploaded = metric(&text, "strata_remote_bytes_uploaded_total", "");
+        let lag = metric(&text, "strata_remote_upload_lag_segments", "");
+        if uploaded >= produced_bytes as f64 && lag == 0.0 {
+            println!(
+                "  {:.0} MiB uploaded in {:.1} s after the read",
+                uploaded / MIB,
+                t.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("uploads did not finish: {uploaded} bytes, lag {lag}");
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    let mut trimmed = base.to_vec();
+    trimmed.push(("local.retention.bytes", "0"));
+    alter_topic(rt, &broker.bootstrap, &topic, &trimmed)?;
+    let t = Instant::now();
+    while broker.data_bytes().unwrap_or(0) > produced_bytes / 10 {
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("local copies were not deleted");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "  local data now {:.1} MiB",
+        broker.data_bytes().unwrap_or(0) as f64 / MIB
+    );
+
+    let mut ratios = Vec::new();
+    for (name, label) in [
+        ("T4 remote read, cold cache", "cold"),
+        ("T5 remote read, warm cache", "warm"),
+    ] {
+        println!("tiered phase: {name} ...");
+        let before = cache_counts(&scrape(&metrics)?);
+        rows.push(consume_all(broker, &topic, args, expected, name)?);
+        let after = cache_counts(&scrape(&metrics)?);
+        let (mem, disk, miss) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        let total = (mem + disk + miss).max(1.0);
+        println!(
+            "  {:.1} MiB/s; chunk lookups: {mem} memory, {disk} disk, {miss} object store (hit ratio {:.1}%)",
+            rows.last().map(|r| r.mb_s()).unwrap_or(0.0),
+            100.0 * (mem + disk) / total
+        );
+        ratios.push(json!({
+            "read": label,
+            "memory_hits": mem,
+            "disk_hits": disk,
+            "misses": miss,
+            "hit_ratio": (mem + disk) / total,
+        }));
+    }
+    let stopped = broker.stop();
+    print_table(&rows);
+    if let Some((status, secs)) = &stopped {
+        println!("broker stop (SIGTERM): {status} after {secs:.2} s");
+    }
+    let local = rows[1].mb_s();
+    let cold = rows[2].mb_s();
+    println!(
+        "cold remote read / local read = {:.2}; warm / local = {:.2}",
+        cold / local,
+        rows[3].mb_s() / local
+    );
+    let mut phases = serde_json::Map::new();
+    for (key, r) in ["produce", "local_read", "remote_cold", "remote_warm"]
+        .iter()
+        .zip(&rows)
+    {
+        phases.insert(key.to_string(), r.json());
+    }
+    Ok(json!({
+        "bench": "strata-bench --tiered",
+        "record_bytes": args.record_bytes,
+        "partitions": args.partitions,
+        "produce_mb": args.produce_mb,
+        "segment_mb": args.segment_mb,
+        "cache": ratios,
+        "phases": phases,
+    }))
+}
+
+/// The metrics listener the spawned broker was given.
+fn tiered_metrics_addr(broker: &Broker) -> Result<String> {
+    broker
+        .metrics
+        .clone()
+        .ok_or_else(|| anyhow!("tiered mode needs a spawned broker with metrics.listener"))
 }

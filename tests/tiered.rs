@@ -576,13 +576,12 @@ async fn a_missing_or_corrupt_object_is_a_clean_error() {
     let first_log = |p: i32| {
         s3.objects()
             .into_iter()
-            .filter(|o| {
+            .find(|o| {
                 let s = o.to_string_lossy();
                 s.contains("/broken-")
                     && s.contains(&format!("/{p}/00000000000000000000-"))
                     && s.ends_with(".log")
             })
-            .next()
             .expect("first segment object")
     };
     std::fs::remove_file(first_log(0)).unwrap();

@@ -1246,7 +1246,10 @@ mod tests {
         for (name, text) in [
             ("moto.toml", include_str!("../../config/moto.toml")),
             ("minio.toml", include_str!("../../config/minio.toml")),
-            ("localstack.toml", include_str!("../../config/localstack.toml")),
+            (
+                "localstack.toml",
+                include_str!("../../config/localstack.toml"),
+            ),
         ] {
             let c = BrokerConfig::from_settings(flatten_toml(text, name).unwrap()).unwrap();
             assert!(c.get("object_store.url").starts_with("s3://"), "{name}");
