@@ -147,10 +147,21 @@ impl Admin {
             .config
             .effective_topic_configs(configs, &image.broker_configs);
         validate_topic_set(&effective).map_err(|m| AdminError::new(code::INVALID_CONFIG, m))?;
-        let tiered = effective
+        let compact = effective.get("cleanup.policy").is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("compact"))
+        });
+        let asked = configs
             .get("remote.storage.enable")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        if tiered && !self.config.remote_storage_system_enable {
+        if asked && compact {
+            return Err(AdminError::new(
+                code::INVALID_CONFIG,
+                "remote.storage.enable=true is not supported with cleanup.policy=compact"
+                    .to_string(),
+            ));
+        }
+        if asked && !self.config.remote_storage_system_enable {
             // Kafka's wording for the same refusal.
             return Err(AdminError::new(
                 code::INVALID_CONFIG,

@@ -333,18 +333,6 @@ pub fn validate_topic_set(effective: &BTreeMap<String, String>) -> Result<(), St
             ));
         }
     }
-    let remote = effective
-        .get("remote.storage.enable")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let compact = effective.get("cleanup.policy").is_some_and(|v| {
-        v.split(',')
-            .any(|p| p.trim().eq_ignore_ascii_case("compact"))
-    });
-    if remote && compact {
-        return Err(
-            "remote.storage.enable=true is not supported with cleanup.policy=compact".to_string(),
-        );
-    }
     if let (Some(local), Some(total)) = (get("local.retention.bytes"), get("retention.bytes")) {
         if local >= 0 && total >= 0 && local > total {
             return Err(format!(
@@ -434,7 +422,12 @@ impl LogConfig {
             delete_retention_enabled: raw("cleanup.policy")
                 .split(',')
                 .any(|p| p.trim().eq_ignore_ascii_case("delete")),
-            remote_storage_enable: raw("remote.storage.enable").eq_ignore_ascii_case("true"),
+            // Compacted topics never tier (as in Kafka), even when a broker-wide
+            // log.remote.storage.enable would turn tiering on.
+            remote_storage_enable: raw("remote.storage.enable").eq_ignore_ascii_case("true")
+                && !raw("cleanup.policy")
+                    .split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("compact")),
             local_retention_ms: match num("local.retention.ms") {
                 -2 => num("retention.ms"),
                 v => v,

@@ -124,11 +124,14 @@ impl ReplicaManager {
         image: &ClusterImage,
         topic_configs: &std::collections::BTreeMap<String, String>,
     ) -> LogConfig {
-        LogConfig::from_effective(
+        let mut config = LogConfig::from_effective(
             &self
                 .config
                 .effective_topic_configs(topic_configs, &image.broker_configs),
-        )
+        );
+        // Without the tiering system nothing uploads, so the log keeps plain retention.
+        config.remote_storage_enable &= self.config.remote_storage_system_enable;
+        config
     }
 
     /// Brings the hosted replicas in line with `image`: opens logs of new partitions,

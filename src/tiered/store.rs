@@ -222,20 +222,118 @@ fn s3_builder(config: &BrokerConfig, bucket: &str) -> AmazonS3Builder {
     if let Some(endpoint) = set("object_store.endpoint") {
         b = b.with_endpoint(endpoint);
     }
+    let env_region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .is_ok();
     match set("object_store.region") {
         Some(region) => b = b.with_region(region),
-        None if std::env::var("AWS_REGION").is_err()
-            && std::env::var("AWS_DEFAULT_REGION").is_err() =>
-        {
-            b = b.with_region("us-east-1")
+        None if !env_region => {
+            let region = profile_value("config", "region").unwrap_or_else(|| "us-east-1".into());
+            b = b.with_region(region)
         }
         None => {}
     }
-    if let Some(key) = set("object_store.access_key_id") {
-        b = b.with_access_key_id(key);
-    }
-    if let Some(secret) = set("object_store.secret_access_key") {
-        b = b.with_secret_access_key(secret);
+    let explicit = set("object_store.access_key_id").zip(set("object_store.secret_access_key"));
+    if let Some((key, secret)) = explicit {
+        b = b.with_access_key_id(key).with_secret_access_key(secret);
+    } else if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        // The standard chain's second source, which object_store does not read: the
+        // shared credentials file of AWS_PROFILE. Then object_store's own chain (web
+        // identity, ECS, EC2 instance role).
+        let key = profile_value("credentials", "aws_access_key_id");
+        let secret = profile_value("credentials", "aws_secret_access_key");
+        if let (Some(key), Some(secret)) = (key, secret) {
+            b = b.with_access_key_id(key).with_secret_access_key(secret);
+            if let Some(token) = profile_value("credentials", "aws_session_token") {
+                b = b.with_token(token);
+            }
+        }
     }
     b
+}
+
+/// A value of the `AWS_PROFILE` profile (default `default`) in the shared AWS
+/// `credentials` or `config` file (`AWS_SHARED_CREDENTIALS_FILE` / `AWS_CONFIG_FILE`,
+/// else `~/.aws/<file>`). In `config`, named profiles are `[profile NAME]` sections.
+fn profile_value(file: &str, key: &str) -> Option<String> {
+    let override_var = if file == "credentials" {
+        "AWS_SHARED_CREDENTIALS_FILE"
+    } else {
+        "AWS_CONFIG_FILE"
+    };
+    let path = std::env::var(override_var)
+        .ok()
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var("HOME")
+                .ok()
+                .map(|h| std::path::Path::new(&h).join(".aws").join(file))
+        })?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    profile_value_in(&text, file == "config", &profile, key)
+}
+
+fn profile_value_in(text: &str, config_file: bool, profile: &str, key: &str) -> Option<String> {
+    let ini = ini::Ini::load_from_str(text).ok()?;
+    let section = if config_file && profile != "default" {
+        format!("profile {profile}")
+    } else {
+        profile.to_string()
+    };
+    ini.section(Some(section))?
+        .get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_profile_files_are_read_like_the_aws_sdk() {
+        let creds = "[default]\naws_access_key_id = AK1\naws_secret_access_key = S1\n\n[dev]\naws_access_key_id=AK2\naws_secret_access_key=S2\naws_session_token=T2\n";
+        assert_eq!(
+            profile_value_in(creds, false, "default", "aws_access_key_id").as_deref(),
+            Some("AK1")
+        );
+        assert_eq!(
+            profile_value_in(creds, false, "dev", "aws_session_token").as_deref(),
+            Some("T2")
+        );
+        assert_eq!(
+            profile_value_in(creds, false, "nope", "aws_access_key_id"),
+            None
+        );
+        let config = "[default]\nregion = eu-west-1\n[profile dev]\nregion = us-west-2\n";
+        assert_eq!(
+            profile_value_in(config, true, "default", "region").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            profile_value_in(config, true, "dev", "region").as_deref(),
+            Some("us-west-2")
+        );
+    }
+
+    #[test]
+    fn segment_objects_follow_the_documented_layout() {
+        let store = RemoteStore {
+            store: Arc::new(InMemory::new()),
+            prefix: Path::from("cluster-1"),
+            url: "memory://".into(),
+        };
+        let topic = Uuid::nil();
+        let seg = Uuid::from_u128(7);
+        let p = store.segment_object("orders", &topic, 3, 42, &seg, ObjectKind::OffsetIndex);
+        assert_eq!(
+            p.as_ref(),
+            format!(
+                "cluster-1/orders-{}/3/00000000000000000042-{}.index",
+                topic.simple(),
+                seg.simple()
+            )
+        );
+    }
 }
