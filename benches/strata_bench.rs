@@ -97,6 +97,9 @@ struct Args {
     /// Tiered mode: segment.bytes of the bench topic, in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mb: u64,
+    /// Extra broker config for the spawned broker, KEY=VALUE (repeatable).
+    #[arg(long = "set")]
+    set: Vec<String>,
     /// Passed by `cargo bench` to harness=false targets; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -290,6 +293,20 @@ impl Broker {
 
     fn data_bytes(&self) -> Option<u64> {
         self.dir.as_ref().map(|d| dir_bytes(&d.path().join("data")))
+    }
+
+    /// Bytes of a topic's partition directories (not the remote cache's sparse files).
+    fn topic_bytes(&self, topic: &str) -> u64 {
+        let Some(d) = &self.dir else { return 0 };
+        let prefix = format!("{topic}-");
+        std::fs::read_dir(d.path().join("data"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| dir_bytes(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// SIGTERM, then waits up to 30 s (SIGKILL after). Returns (exit status, seconds).
@@ -1190,6 +1207,7 @@ fn main() -> Result<()> {
         };
         extra = tiered_overrides(&endpoint);
     }
+    extra.extend(args.set.iter().cloned());
     let mut broker = match &args.broker {
         Some(addr) => Broker::external(addr.clone()),
         None => Broker::spawn(&extra)?,
@@ -1331,8 +1349,9 @@ fn alter_topic(
     Ok(())
 }
 
-/// Cache lookups by tier so far: (memory, disk, object store).
-fn cache_counts(text: &str) -> (f64, f64, f64) {
+/// Demand chunk lookups by where they were answered so far: (memory, disk, joined a
+/// load in flight such as a prefetch, object store).
+fn cache_counts(text: &str) -> [f64; 4] {
     let m = |tier: &str| {
         metric(
             text,
@@ -1340,7 +1359,7 @@ fn cache_counts(text: &str) -> (f64, f64, f64) {
             &format!("tier=\"{tier}\""),
         )
     };
-    (m("memory"), m("disk"), m("object_store"))
+    [m("memory"), m("disk"), m("in_flight"), m("object_store")]
 }
 
 fn run_tiered(args: &Args, broker: &mut Broker, rt: &tokio::runtime::Runtime) -> Result<Value> {
@@ -1408,15 +1427,15 @@ fn run_tiered(args: &Args, broker: &mut Broker, rt: &tokio::runtime::Runtime) ->
     trimmed.push(("local.retention.bytes", "0"));
     alter_topic(rt, &broker.bootstrap, &topic, &trimmed)?;
     let t = Instant::now();
-    while broker.data_bytes().unwrap_or(0) > produced_bytes / 10 {
+    while broker.topic_bytes(&topic) > produced_bytes / 10 {
         if t.elapsed() > Duration::from_secs(120) {
             bail!("local copies were not deleted");
         }
         thread::sleep(Duration::from_millis(200));
     }
     println!(
-        "  local data now {:.1} MiB",
-        broker.data_bytes().unwrap_or(0) as f64 / MIB
+        "  local data of the topic now {:.1} MiB",
+        broker.topic_bytes(&topic) as f64 / MIB
     );
 
     let mut ratios = Vec::new();
@@ -1428,17 +1447,19 @@ fn run_tiered(args: &Args, broker: &mut Broker, rt: &tokio::runtime::Runtime) ->
         let before = cache_counts(&scrape(&metrics)?);
         rows.push(consume_all(broker, &topic, args, expected, name)?);
         let after = cache_counts(&scrape(&metrics)?);
-        let (mem, disk, miss) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
-        let total = (mem + disk + miss).max(1.0);
+        let [mem, disk, in_flight, miss] = [0, 1, 2, 3].map(|i| after[i] - before[i]);
+        let total = (mem + disk + in_flight + miss).max(1.0);
         println!(
-            "  {:.1} MiB/s; chunk lookups: {mem} memory, {disk} disk, {miss} object store (hit ratio {:.1}%)",
+            "  {:.1} MiB/s; demand chunk lookups: {mem} memory, {disk} disk, {in_flight} joined a prefetch in flight, {miss} object store (hit ratio {:.1}%, {:.1}% with prefetch joins)",
             rows.last().map(|r| r.mb_s()).unwrap_or(0.0),
-            100.0 * (mem + disk) / total
+            100.0 * (mem + disk) / total,
+            100.0 * (mem + disk + in_flight) / total
         );
         ratios.push(json!({
             "read": label,
             "memory_hits": mem,
             "disk_hits": disk,
+            "prefetch_joins": in_flight,
             "misses": miss,
             "hit_ratio": (mem + disk) / total,
         }));

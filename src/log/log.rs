@@ -693,16 +693,7 @@ impl Log {
     }
 
     fn delete_segments(&mut self, bases: &[i64]) -> LogResult<()> {
-        let active_base = self.active().base_offset;
-        for base in bases {
-            if *base == active_base {
-                continue;
-            }
-            if let Some(seg) = self.segments.remove(base) {
-                seg.delete_files().map_err(io_err(&self.dir))?;
-                info!(dir = %self.dir.display(), base, "deleted segment");
-            }
-        }
+        self.delete_local_segments(bases)?;
         if let Some(&first) = self.segments.keys().next() {
             if first > self.log_start_offset && !self.config.remote_storage_enable {
                 self.log_start_offset = first;
@@ -788,8 +779,9 @@ impl Log {
         std::fs::rename(&tmp, self.dir.join(LOG_START_FILE)).map_err(io_err(&self.dir))
     }
 
-    /// Deletes sealed segments whose data lives on in the object store: the log start
-    /// offset does not move.
+    /// Deletes sealed segments (never the active one). The log start offset does not
+    /// move: a tiered log still serves them from the object store, and
+    /// `delete_segments` moves it for a plain one.
     fn delete_local_segments(&mut self, bases: &[i64]) -> LogResult<()> {
         let active_base = self.active().base_offset;
         for base in bases {
@@ -798,7 +790,7 @@ impl Log {
             }
             if let Some(seg) = self.segments.remove(base) {
                 seg.delete_files().map_err(io_err(&self.dir))?;
-                info!(dir = %self.dir.display(), base, "deleted local copy of a tiered segment");
+                info!(dir = %self.dir.display(), base, tiered = self.config.remote_storage_enable, "deleted segment");
             }
         }
         Ok(())

@@ -56,6 +56,8 @@ impl foyer::Code for ChunkKey {
 pub enum ChunkSource {
     Memory,
     Disk,
+    /// Joined a load another reader (or a prefetch) had started.
+    InFlight,
     ObjectStore,
 }
 
@@ -106,10 +108,13 @@ impl ChunkCache {
     }
 
     /// The chunk, from memory, disk or `load` (concurrent misses of one key share a
-    /// single load). Counts where it came from.
+    /// single load). A demand read (`count`) is counted by where it was answered from:
+    /// memory, disk, in_flight (it joined a load already running, e.g. a prefetch) or
+    /// object_store (its own load ran). Prefetches are not counted as lookups.
     pub async fn get_or_load<F, Fut, E>(
         &self,
         key: ChunkKey,
+        count: bool,
         load: F,
     ) -> Result<(Bytes, ChunkSource), foyer::Error>
     where
@@ -117,16 +122,30 @@ impl ChunkCache {
         Fut: std::future::Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Into<anyhow::Error>,
     {
-        let entry = self.cache.get_or_fetch(&key, load).await?;
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let fut = load();
+        let entry = self
+            .cache
+            .get_or_fetch(&key, move || async move {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                fut.await
+            })
+            .await?;
         let (source, tier) = match entry.source() {
             Source::Memory => (ChunkSource::Memory, "memory"),
             Source::Disk => (ChunkSource::Disk, "disk"),
-            Source::Outer => (ChunkSource::ObjectStore, "object_store"),
+            Source::Outer if ran.load(std::sync::atomic::Ordering::Relaxed) => {
+                (ChunkSource::ObjectStore, "object_store")
+            }
+            Source::Outer => (ChunkSource::InFlight, "in_flight"),
         };
-        self.metrics
-            .cache_lookups
-            .get_or_create(&vec![("tier", tier)])
-            .inc();
+        if count {
+            self.metrics
+                .cache_lookups
+                .get_or_create(&vec![("tier", tier)])
+                .inc();
+        }
         Ok((entry.value().clone(), source))
     }
 

@@ -62,6 +62,12 @@ pub struct PartitionRef<'a> {
     pub partition: i32,
 }
 
+/// The chunk a header scan is in, kept between batches.
+#[derive(Default)]
+struct Scan {
+    chunk: Option<(u64, Bytes)>,
+}
+
 /// One segment object being read in chunks.
 struct ObjectRef<'a> {
     topic: &'a str,
@@ -71,6 +77,20 @@ struct ObjectRef<'a> {
     kind: ObjectKind,
     /// Object size when known (the log's is in the metadata).
     size: Option<u64>,
+}
+
+impl<'a> ObjectRef<'a> {
+    /// The `.log` object of a segment (its size is in the metadata).
+    fn log(at: PartitionRef<'a>, segment: &'a RemoteSegment) -> ObjectRef<'a> {
+        ObjectRef {
+            topic: at.topic,
+            topic_id: at.topic_id,
+            partition: at.partition,
+            segment,
+            kind: ObjectKind::Log,
+            size: Some(segment.size_bytes),
+        }
+    }
 }
 
 impl RemoteReader {
@@ -115,10 +135,13 @@ impl RemoteReader {
             .ok_or(RemoteReadError::NotTiered { offset })?;
         let span = info_span!("remote_read", topic, partition, offset, segment = %segment.id);
         let started = Instant::now();
+        let at = PartitionRef {
+            topic,
+            topic_id,
+            partition,
+        };
         let result = self
-            .read_segment(
-                topic, topic_id, partition, &segment, offset, max_bytes, min_one,
-            )
+            .read_segment(at, &segment, offset, max_bytes, min_one)
             .instrument(span)
             .await;
         self.metrics
@@ -137,45 +160,26 @@ impl RemoteReader {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn read_segment(
         &self,
-        topic: &str,
-        topic_id: Uuid,
-        partition: i32,
+        at: PartitionRef<'_>,
         segment: &RemoteSegment,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<Bytes, RemoteReadError> {
-        let log = ObjectRef {
-            topic,
-            topic_id,
-            partition,
-            segment,
-            kind: ObjectKind::Log,
-            size: Some(segment.size_bytes),
-        };
-        let corrupt = |reason: String| RemoteReadError::Corrupt {
-            segment: segment.id,
-            reason,
-        };
+        let log = ObjectRef::log(at, segment);
+        let size = segment.size_bytes;
+        let mut scan = Scan::default();
         let mut pos = self
             .index_position(&log, offset.max(segment.base_offset))
             .await?;
-        let size = segment.size_bytes;
         // Skip to the batch holding `offset`.
         let start = loop {
             if pos + HEADER_SIZE as u64 > size {
                 return Ok(Bytes::new());
             }
-            let header = self.read_range(&log, pos, HEADER_SIZE as u64).await?;
-            let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
-            if h.total_size() < HEADER_SIZE || pos + h.total_size() as u64 > size {
-                return Err(corrupt(format!(
-                    "batch at position {pos} overruns the segment"
-                )));
-            }
+            let h = self.header_at(&log, &mut scan, pos).await?;
             if h.last_offset() >= offset {
                 break pos;
             }
@@ -184,14 +188,8 @@ impl RemoteReader {
         // Whole batches up to `max_bytes`.
         let mut end = start;
         while end + HEADER_SIZE as u64 <= size {
-            let header = self.read_range(&log, end, HEADER_SIZE as u64).await?;
-            let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
+            let h = self.header_at(&log, &mut scan, end).await?;
             let next = end + h.total_size() as u64;
-            if next > size || h.total_size() < HEADER_SIZE {
-                return Err(corrupt(format!(
-                    "batch at position {end} overruns the segment"
-                )));
-            }
             let first = end == start;
             if next - start > max_bytes as u64 && !(first && min_one) {
                 break;
@@ -209,6 +207,47 @@ impl RemoteReader {
         Ok(bytes)
     }
 
+    /// The batch header at `pos` of a log object, checked to lie within the segment.
+    /// Keeps the current chunk in `scan`, so a scan costs one cache lookup per chunk
+    /// rather than one per batch.
+    async fn header_at(
+        &self,
+        log: &ObjectRef<'_>,
+        scan: &mut Scan,
+        pos: u64,
+    ) -> Result<BatchHeader, RemoteReadError> {
+        let corrupt = |reason: String| RemoteReadError::Corrupt {
+            segment: log.segment.id,
+            reason,
+        };
+        let index = pos / self.chunk_bytes;
+        let offset_in_chunk = (pos - index * self.chunk_bytes) as usize;
+        let header = if offset_in_chunk + HEADER_SIZE <= self.chunk_bytes as usize {
+            if scan.chunk.as_ref().map(|c| c.0) != Some(index) {
+                let bytes = self.chunk(log, index as u32, true).await?;
+                scan.chunk = Some((index, bytes));
+            }
+            let chunk = &scan.chunk.as_ref().expect("just loaded").1;
+            if offset_in_chunk + HEADER_SIZE > chunk.len() {
+                return Err(corrupt(format!(
+                    "object is shorter than {}",
+                    pos + HEADER_SIZE as u64
+                )));
+            }
+            chunk.slice(offset_in_chunk..offset_in_chunk + HEADER_SIZE)
+        } else {
+            self.read_range(log, pos, HEADER_SIZE as u64).await?
+        };
+        let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
+        let size = log.size.unwrap_or(0);
+        if h.total_size() < HEADER_SIZE || pos + h.total_size() as u64 > size {
+            return Err(corrupt(format!(
+                "batch at position {pos} overruns the segment"
+            )));
+        }
+        Ok(h)
+    }
+
     /// The first batch in `[min_offset, below_offset)` holding a record with timestamp
     /// ≥ `timestamp` (ListOffsets by time into the remote range), with its bytes.
     pub async fn batch_for_timestamp(
@@ -218,13 +257,8 @@ impl RemoteReader {
         timestamp: i64,
         offsets: std::ops::Range<i64>,
     ) -> Result<Option<Bytes>, RemoteReadError> {
-        let PartitionRef {
-            topic,
-            topic_id,
-            partition,
-        } = at;
         let (min_offset, below_offset) = (offsets.start, offsets.end);
-        let Some(log) = image.remote_log(&topic_id, partition) else {
+        let Some(log) = image.remote_log(&at.topic_id, at.partition) else {
             return Ok(None);
         };
         let candidates: Vec<RemoteSegment> = log
@@ -237,18 +271,7 @@ impl RemoteReader {
             .cloned()
             .collect();
         for segment in &candidates {
-            let object = ObjectRef {
-                topic,
-                topic_id,
-                partition,
-                segment,
-                kind: ObjectKind::Log,
-                size: Some(segment.size_bytes),
-            };
-            let corrupt = |reason: String| RemoteReadError::Corrupt {
-                segment: segment.id,
-                reason,
-            };
+            let object = ObjectRef::log(at, segment);
             // The time index bounds where to start: the last entry below the target.
             let times = self
                 .read_whole(&ObjectRef {
@@ -266,16 +289,11 @@ impl RemoteReader {
                 }
                 from = segment.base_offset + rel as i64;
             }
+            let mut scan = Scan::default();
             let mut pos = self.index_position(&object, from.max(min_offset)).await?;
             while pos + HEADER_SIZE as u64 <= segment.size_bytes {
-                let header = self.read_range(&object, pos, HEADER_SIZE as u64).await?;
-                let h = BatchHeader::parse(&header).map_err(|e| corrupt(e.to_string()))?;
+                let h = self.header_at(&object, &mut scan, pos).await?;
                 let size = h.total_size() as u64;
-                if size < HEADER_SIZE as u64 || pos + size > segment.size_bytes {
-                    return Err(corrupt(format!(
-                        "batch at position {pos} overruns the segment"
-                    )));
-                }
                 if h.base_offset >= below_offset {
                     return Ok(None);
                 }
@@ -342,7 +360,7 @@ impl RemoteReader {
         let first = pos / self.chunk_bytes;
         let last = (pos + len.max(1) - 1) / self.chunk_bytes;
         if first == last {
-            let chunk = self.chunk(object, first as u32).await?;
+            let chunk = self.chunk(object, first as u32, true).await?;
             let from = (pos - first * self.chunk_bytes) as usize;
             let to = from + len as usize;
             if to > chunk.len() {
@@ -355,7 +373,7 @@ impl RemoteReader {
         }
         let mut out = BytesMut::with_capacity(len as usize);
         for c in first..=last {
-            let chunk = self.chunk(object, c as u32).await?;
+            let chunk = self.chunk(object, c as u32, true).await?;
             let chunk_start = c * self.chunk_bytes;
             let from = pos.max(chunk_start) - chunk_start;
             let to = (pos + len).min(chunk_start + chunk.len() as u64) - chunk_start;
@@ -376,8 +394,13 @@ impl RemoteReader {
         Ok(out.freeze())
     }
 
-    /// One chunk, from the cache or the object store.
-    async fn chunk(&self, object: &ObjectRef<'_>, chunk: u32) -> Result<Bytes, RemoteReadError> {
+    /// One chunk, from the cache or the object store; `demand` is false for prefetches.
+    async fn chunk(
+        &self,
+        object: &ObjectRef<'_>,
+        chunk: u32,
+        demand: bool,
+    ) -> Result<Bytes, RemoteReadError> {
         let key = ChunkKey {
             segment: object.segment.id,
             object: object.kind.cache_tag(),
@@ -402,7 +425,7 @@ impl RemoteReader {
         let shown = path.to_string();
         let loaded = self
             .cache
-            .get_or_load(key, move || async move {
+            .get_or_load(key, demand, move || async move {
                 let _permit = gets.acquire_owned().await.map_err(anyhow::Error::from)?;
                 let got = fetch_range(&*store, &path, start, end).await;
                 match &got {
@@ -431,7 +454,8 @@ impl RemoteReader {
     fn prefetch(&self, log: &ObjectRef<'_>, pos: u64) {
         let size = log.segment.size_bytes;
         let first = pos / self.chunk_bytes;
-        for c in first + 1..=first + self.prefetch_chunks as u64 {
+        // The chunk the next read starts in, and the ones after it.
+        for c in first..=first + self.prefetch_chunks as u64 {
             if c * self.chunk_bytes >= size {
                 break;
             }
@@ -452,15 +476,13 @@ impl RemoteReader {
             let (topic, topic_id, partition) = (log.topic.to_string(), log.topic_id, log.partition);
             self.metrics.prefetches.inc();
             tokio::spawn(async move {
-                let object = ObjectRef {
+                let at = PartitionRef {
                     topic: &topic,
                     topic_id,
                     partition,
-                    segment: &segment,
-                    kind: ObjectKind::Log,
-                    size: Some(segment.size_bytes),
                 };
-                if let Err(e) = reader.chunk(&object, c as u32).await {
+                let object = ObjectRef::log(at, &segment);
+                if let Err(e) = reader.chunk(&object, c as u32, false).await {
                     debug!(error = %e, "prefetch failed");
                 }
             });
