@@ -1231,7 +1231,7 @@ fn main() -> Result<()> {
     };
     if let Some(mut m) = moto {
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", m.id())])
+            .args(["-TERM", "--", &format!("-{}", m.id())])
             .status();
         let _ = m.wait();
     }

@@ -162,7 +162,15 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let broker = strata::server::start(config).await?;
+        let broker = match strata::server::start(config).await {
+            Ok(b) => b,
+            Err(e) => {
+                // A clear one-line reason (with its causes), not a backtrace.
+                tracing::error!("start-up failed: {e:#}");
+                eprintln!("strata: start-up failed: {e:#}");
+                std::process::exit(1);
+            }
+        };
         let token = broker.shutdown_token();
         tokio::spawn(async move {
             let mut term =

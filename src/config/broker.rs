@@ -468,14 +468,14 @@ pub const BROKER_KEYS: &[KeySpec] = &[
     ),
     key(
         "remote.log.reader.chunk.bytes",
-        "4194304",
+        "8388608",
         int(65536, 1 << 30),
         true,
         "size of the chunks remote segments are read and cached in",
     ),
     key(
         "remote.log.reader.prefetch.chunks",
-        "2",
+        "4",
         int(0, 64),
         true,
         "chunks read ahead of a sequential remote reader",

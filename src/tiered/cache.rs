@@ -90,8 +90,9 @@ impl ChunkCache {
             .memory(memory_bytes)
             .with_weighter(|_k: &ChunkKey, v: &Bytes| 64 + v.len())
             .storage();
-        // A block holds at least one chunk plus foyer's per-entry header and index.
-        let block = (chunk_bytes + (64 << 10))
+        // A block holds four chunks plus foyer's per-entry headers and index, so little
+        // of the disk tier is lost to block tails.
+        let block = (4 * (chunk_bytes + (64 << 10)))
             .next_multiple_of(4096)
             .max(16 << 20);
         let cache = if disk_bytes >= block * 4 {

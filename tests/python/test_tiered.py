@@ -120,3 +120,30 @@ def test_history_from_moto_with_kafka_python_and_kcat(broker_factory, clients, m
     uploaded = [l for l in text.splitlines() if l.startswith("strata_remote_segments_uploaded_total")]
     assert uploaded and float(uploaded[0].split()[-1]) >= 1
     assert "strata_remote_fetch_bytes_total" in text
+
+
+@pytest.mark.parametrize("case", ["missing bucket", "wrong endpoint"])
+def test_bad_object_store_stops_startup_with_a_clear_error(broker_factory, moto_endpoint, case):
+    if case == "missing bucket":
+        url, endpoint = "s3://no-such-bucket/x", moto_endpoint
+    else:
+        url, endpoint = "s3://strata/x", f"http://127.0.0.1:{free_port()}"
+    broker = broker_factory({
+        "object_store.url": url,
+        "object_store.endpoint": endpoint,
+        "object_store.allow_http": "true",
+        "object_store.access_key_id": "test",
+        "object_store.secret_access_key": "test",
+    }, start=False)
+    # The listener is bound before the store is checked, so start() may return; the
+    # process must then exit by itself, naming the store.
+    try:
+        broker.start()
+    except AssertionError:
+        pass
+    broker.stopped_on_purpose = True
+    wait_until(lambda: broker.proc.poll() is not None, timeout=60,
+               message="strata to exit on a bad object store")
+    assert broker.proc.returncode != 0
+    log = broker.log_tail(lines=10)
+    assert url in log and "did not answer" in log, log
