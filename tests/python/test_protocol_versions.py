@@ -54,7 +54,7 @@ def answered(fn, versions):
 def test_list_offsets_every_version(setup):
     admin, topic = setup
     lo, hi = advertised(admin, ApiKey.ListOffsets)
-    assert (lo, hi) == (1, 7)
+    assert (lo, hi) == (1, 10)
     T = ListOffsetsRequest.ListOffsetsTopic
     P = T.ListOffsetsPartition
 
