@@ -91,6 +91,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::FencedLeaderEpoch { .. } => code::FENCED_LEADER_EPOCH,
         PartitionError::UnknownLeaderEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,
         PartitionError::Remote(_) => code::UNKNOWN_SERVER_ERROR,
+        PartitionError::RemoteTimeout => code::REQUEST_TIMED_OUT,
     }
 }
 

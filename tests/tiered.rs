@@ -272,8 +272,43 @@ async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
     }
     let records_after = consume_all(&b.bootstrap, "tiered", 2, T);
     assert_same_records(records_before, records_after);
-    // ListOffsets over the tiered range (v9: -4 and -5 from KIP-1005).
+    // One Fetch reads both partitions from the object store at once, and its byte
+    // limit holds across them.
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(2000)
+        .with_min_bytes(1)
+        .with_max_bytes(50_000)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(s("tiered")))
+            .with_partitions(
+                (0..2)
+                    .map(|p| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(30_000)
+                    })
+                    .collect(),
+            )]);
     let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::Fetch(resp) = raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+        panic!("not a Fetch response")
+    };
+    let sizes: Vec<usize> = resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert!(
+        sizes.iter().all(|&n| n > 0),
+        "both remote partitions served: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().sum::<usize>() <= 50_000,
+        "fetch.max.bytes holds: {sizes:?}"
+    );
+    // ListOffsets over the tiered range (v9: -4 and -5 from KIP-1005).
     let local_start = list_offset(&mut raw, "tiered", 0, -4).0;
     assert!(local_start > 100, "local start {local_start}");
     assert_eq!(

@@ -105,6 +105,7 @@ pub async fn handle_fetch(
             total,
             any_error,
             remote,
+            starved,
         } = read_all(broker, &topics, &wanted, response_max);
         if !remote.is_empty() {
             // History is there to read: answer as soon as the remote reads are done.
@@ -115,6 +116,7 @@ pub async fn handle_fetch(
                 deadline.max(Instant::now() + MIN_REMOTE_WAIT),
             )
             .await;
+            fill_starved(&mut results, starved, response_max);
             return build_response(&topics, &wanted, results, version);
         }
         let now = Instant::now();
@@ -129,6 +131,7 @@ pub async fn handle_fetch(
             if !outcome.remote.is_empty() {
                 let wait = Instant::now() + MIN_REMOTE_WAIT;
                 read_remote(broker, outcome.remote, &mut results, wait).await;
+                fill_starved(&mut results, outcome.starved, response_max);
             }
             return build_response(&topics, &wanted, results, version);
         }
@@ -145,11 +148,15 @@ struct RemoteWanted {
     min_one: bool,
 }
 
+/// A local partition left without budget: (slot, partition, its max bytes, offset).
+type Starved = (usize, Arc<Partition>, usize, i64);
+
 struct ReadOutcome {
     results: Vec<PartitionData>,
     total: usize,
     any_error: bool,
     remote: Vec<RemoteWanted>,
+    starved: Vec<Starved>,
 }
 
 fn read_all(
@@ -162,6 +169,7 @@ fn read_all(
     let mut total = 0usize;
     let mut any_error = false;
     let mut remote = Vec::new();
+    let mut starved = Vec::new();
     for w in wanted {
         let Some(name) = &topics[w.topic_index].0 else {
             out.push(empty_partition(w.partition, code::UNKNOWN_TOPIC_ID));
@@ -188,6 +196,11 @@ fn read_all(
                 // KIP-74: the first non-empty partition may exceed the limits by one batch.
                 let min_one = total == 0;
                 if budget == 0 && !min_one {
+                    if matches!(source, ReadSource::Local(_)) {
+                        // Crowded out, maybe by a remote reservation that may come back
+                        // unused: read again once the remote reads are done.
+                        starved.push((out.len(), partition.clone(), w.max_bytes, w.fetch_offset));
+                    }
                     return Ok((Bytes::new(), offsets));
                 }
                 let plan = match source {
@@ -248,6 +261,29 @@ fn read_all(
         total,
         any_error,
         remote,
+        starved,
+    }
+}
+
+/// Gives the budget remote reads left unused to local partitions that were crowded
+/// out, in request order.
+fn fill_starved(results: &mut [PartitionData], starved: Vec<Starved>, response_max: usize) {
+    let mut used: usize = results
+        .iter()
+        .map(|r| r.records.as_ref().map_or(0, |b| b.len()))
+        .sum();
+    for (slot, partition, max_bytes, offset) in starved {
+        let budget = max_bytes.min(response_max.saturating_sub(used));
+        if budget == 0 && used > 0 {
+            break;
+        }
+        let Ok((ReadSource::Local(plan), _)) = partition.plan_read(offset) else {
+            continue;
+        };
+        if let Ok(bytes) = plan.execute(budget, used == 0) {
+            used += bytes.len();
+            results[slot].records = Some(bytes);
+        }
     }
 }
 

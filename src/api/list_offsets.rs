@@ -3,6 +3,8 @@
 //! tiered range first (through the remote segments' time indexes), then the local log;
 //! it decodes only the batch found to return the first record at or after the target.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -21,6 +23,10 @@ pub const EARLIEST: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL: i64 = -4;
 pub const LATEST_TIERED: i64 = -5;
+
+/// How long a timestamp lookup in the tiered range may take when the request does not
+/// say (ListOffsets before v10).
+const DEFAULT_REMOTE_TIMEOUT_MS: u64 = 15_000;
 
 /// (offset, timestamp) of the first record in `batch` matching `pick`.
 fn find_record(
@@ -46,15 +52,20 @@ async fn lookup(
     broker: &Broker,
     partition: &Partition,
     timestamp: i64,
+    remote_timeout: Duration,
 ) -> Result<(i64, i64), PartitionError> {
     let offsets = partition.offsets();
     if timestamp >= 0 {
         let image = broker.admin.image();
-        match broker
+        let remote = broker
             .replicas
-            .remote_batch_for_timestamp(&image, partition, timestamp)
-            .await
-        {
+            .remote_batch_for_timestamp(&image, partition, timestamp);
+        // Bounded: requests on a connection are answered in order, so a hanging
+        // object store must not hold up the ones behind this.
+        let Ok(found) = tokio::time::timeout(remote_timeout, remote).await else {
+            return Err(PartitionError::RemoteTimeout);
+        };
+        match found {
             Ok(Some(batch)) => {
                 let found = find_record(batch, |records| {
                     records
@@ -113,6 +124,12 @@ pub async fn handle_list_offsets(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    // v10 carries the client's timeout for lookups in the tiered range.
+    let remote_timeout = Duration::from_millis(if request.timeout_ms > 0 {
+        request.timeout_ms as u64
+    } else {
+        DEFAULT_REMOTE_TIMEOUT_MS
+    });
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let name = t.name.0.as_str().to_string();
@@ -131,7 +148,7 @@ pub async fn handle_list_offsets(
                     if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
                         return base.with_error_code(partition_error_code(&e));
                     }
-                    match lookup(broker, &partition, p.timestamp).await {
+                    match lookup(broker, &partition, p.timestamp, remote_timeout).await {
                         Ok((offset, timestamp)) => {
                             let found = base.with_error_code(code::NONE).with_offset(offset).with_timestamp(timestamp);
                             // The leader epoch field exists from v4 on.

@@ -107,6 +107,11 @@ pub struct RemotePartitionLog {
     /// -1 until something moves it; otherwise the partition's log start offset.
     pub log_start_offset: i64,
     pub segments: BTreeMap<i64, RemoteSegment>,
+    /// The offset after the last segment ever finished. Never moves back, even when
+    /// retention deletes every segment, so a broker that lost its disk never reuses
+    /// an offset.
+    #[serde(default)]
+    pub highest_end: i64,
 }
 
 impl RemotePartitionLog {
@@ -117,9 +122,9 @@ impl RemotePartitionLog {
             .filter(|s| s.state == RemoteSegmentState::CopyFinished)
     }
 
-    /// The offset after the last finished segment (0 if none).
+    /// The offset after the last segment ever finished (0 if none).
     pub fn end_offset(&self) -> i64 {
-        self.finished().map(|s| s.end_offset + 1).max().unwrap_or(0)
+        self.highest_end
     }
 
     /// The first offset readable from the object store, if any segment is finished.
@@ -128,9 +133,17 @@ impl RemotePartitionLog {
         Some(first.max(self.log_start_offset))
     }
 
-    /// The finished segment holding `offset`, or the first one after it.
+    /// The finished segment holding `offset` (none for an offset below the log start
+    /// or in a segment being deleted: the reader answers OFFSET_OUT_OF_RANGE).
     pub fn segment_for(&self, offset: i64) -> Option<&RemoteSegment> {
-        self.finished().find(|s| s.end_offset >= offset)
+        if offset < self.log_start_offset {
+            return None;
+        }
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s)
+            .filter(|s| s.state == RemoteSegmentState::CopyFinished && s.end_offset >= offset)
     }
 }
 
@@ -356,6 +369,9 @@ impl ClusterImage {
                 partition,
                 id,
             } => {
+                if !self.topics.contains_key(&topic_id) {
+                    return ApplyReply::Refused(ApplyError::UnknownTopicId(topic_id));
+                }
                 let log = self.remote_log_mut(topic_id, partition);
                 match log
                     .segments
@@ -364,6 +380,8 @@ impl ClusterImage {
                 {
                     Some(s) => {
                         s.state = RemoteSegmentState::CopyFinished;
+                        let end = s.end_offset + 1;
+                        log.highest_end = log.highest_end.max(end);
                         ApplyReply::Done
                     }
                     None => ApplyReply::Refused(ApplyError::UnknownRemoteSegment(id)),
@@ -374,6 +392,10 @@ impl ClusterImage {
                 partition,
                 ids,
             } => {
+                // A deleted topic's objects are purged as a whole; nothing to track.
+                if !self.topics.contains_key(&topic_id) {
+                    return ApplyReply::Done;
+                }
                 let log = self.remote_log_mut(topic_id, partition);
                 for s in log.segments.values_mut() {
                     if ids.contains(&s.id) {
@@ -387,6 +409,9 @@ impl ClusterImage {
                 partition,
                 ids,
             } => {
+                if !self.topics.contains_key(&topic_id) {
+                    return ApplyReply::Done;
+                }
                 let log = self.remote_log_mut(topic_id, partition);
                 log.segments.retain(|_, s| !ids.contains(&s.id));
                 ApplyReply::Done
@@ -420,6 +445,7 @@ impl ClusterImage {
                 Arc::new(RemotePartitionLog {
                     log_start_offset: -1,
                     segments: BTreeMap::new(),
+                    highest_end: 0,
                 })
             });
         Arc::make_mut(log)

@@ -32,6 +32,8 @@ pub enum PartitionError {
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("remote storage: {0}")]
     Remote(String),
+    #[error("the object store did not answer in time")]
+    RemoteTimeout,
 }
 
 impl From<BatchError> for PartitionError {
@@ -133,15 +135,18 @@ impl Partition {
         isr: Vec<i32>,
         remote: RemoteBounds,
     ) -> Result<Arc<Partition>, LogError> {
-        if remote.end > log.log_end_offset() {
-            // The local copy is behind what was uploaded (a lost or replaced disk):
-            // start over after the last tiered offset; everything below is remote.
+        // The log must never restart below what the object store has seen or what
+        // the log start offset moved past (offsets are never reused).
+        let restart_at = remote.end.max(remote.log_start);
+        if restart_at > log.log_end_offset() {
+            // The local copy is behind (a lost or replaced disk): start over after the
+            // last tiered offset; everything below is served from remote.
             let start = if remote.log_start >= 0 {
                 remote.log_start
             } else {
-                remote.first.unwrap_or(remote.end)
+                remote.first.unwrap_or(restart_at)
             };
-            log.reset_to(remote.end, start)?;
+            log.reset_to(restart_at, start)?;
         } else if remote.log_start > log.log_start_offset() {
             log.advance_log_start(remote.log_start)?;
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCacheProperties, Source,
+    HybridCacheProperties, RecoverMode, Source,
 };
 use uuid::Uuid;
 
@@ -89,7 +89,10 @@ impl ChunkCache {
             .with_name("strata-remote-chunks")
             .memory(memory_bytes)
             .with_weighter(|_k: &ChunkKey, v: &Bytes| 64 + v.len())
-            .storage();
+            .storage()
+            // The disk tier starts empty: chunks cached by an earlier run may have been
+            // cut with another chunk size, and segment ids never repeat anyway.
+            .with_recover_mode(RecoverMode::None);
         // A block holds four chunks plus foyer's per-entry headers and index, so little
         // of the disk tier is lost to block tails.
         let block = (4 * (chunk_bytes + (64 << 10)))

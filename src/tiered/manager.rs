@@ -101,7 +101,7 @@ impl RemoteLogManager {
                 .remote_log(&p.topic_id, p.partition)
                 .map(|l| l.end_offset())
                 .unwrap_or(0);
-            for s in p.sealed.iter().filter(|s| s.base_offset >= end) {
+            for s in p.sealed.iter().filter(|s| s.next_offset > end) {
                 lag_segments += 1;
                 lag_bytes += s.size as i64;
             }
@@ -172,7 +172,9 @@ impl RemoteLogManager {
             }
         }
         if !p.config.remote_storage_enable {
-            return Ok(());
+            // Tiering turned off: nothing more is uploaded, but what is in the store
+            // still follows retention and DeleteRecords.
+            return self.apply_remote_retention(p).await;
         }
         let mut end = self
             .quorum
@@ -182,7 +184,8 @@ impl RemoteLogManager {
             .map(|l| l.end_offset())
             .unwrap_or(0);
         for segment in &p.sealed {
-            if segment.base_offset < end {
+            // Everything not yet wholly in the store, as Kafka copies it.
+            if segment.next_offset <= end {
                 continue;
             }
             self.upload(p, segment).await?;

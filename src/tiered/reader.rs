@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use object_store::ObjectStoreExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info_span, warn, Instrument};
 use uuid::Uuid;
 
@@ -224,7 +224,7 @@ impl RemoteReader {
         let offset_in_chunk = (pos - index * self.chunk_bytes) as usize;
         let header = if offset_in_chunk + HEADER_SIZE <= self.chunk_bytes as usize {
             if scan.chunk.as_ref().map(|c| c.0) != Some(index) {
-                let bytes = self.chunk(log, index as u32, true).await?;
+                let bytes = self.chunk(log, index as u32, None).await?;
                 scan.chunk = Some((index, bytes));
             }
             let chunk = &scan.chunk.as_ref().expect("just loaded").1;
@@ -360,7 +360,7 @@ impl RemoteReader {
         let first = pos / self.chunk_bytes;
         let last = (pos + len.max(1) - 1) / self.chunk_bytes;
         if first == last {
-            let chunk = self.chunk(object, first as u32, true).await?;
+            let chunk = self.chunk(object, first as u32, None).await?;
             let from = (pos - first * self.chunk_bytes) as usize;
             let to = from + len as usize;
             if to > chunk.len() {
@@ -373,7 +373,7 @@ impl RemoteReader {
         }
         let mut out = BytesMut::with_capacity(len as usize);
         for c in first..=last {
-            let chunk = self.chunk(object, c as u32, true).await?;
+            let chunk = self.chunk(object, c as u32, None).await?;
             let chunk_start = c * self.chunk_bytes;
             let from = pos.max(chunk_start) - chunk_start;
             let to = (pos + len).min(chunk_start + chunk.len() as u64) - chunk_start;
@@ -394,13 +394,15 @@ impl RemoteReader {
         Ok(out.freeze())
     }
 
-    /// One chunk, from the cache or the object store; `demand` is false for prefetches.
+    /// One chunk, from the cache or the object store. A prefetch comes with the GET
+    /// slot it already holds; a demand read waits for one.
     async fn chunk(
         &self,
         object: &ObjectRef<'_>,
         chunk: u32,
-        demand: bool,
+        prefetch: Option<OwnedSemaphorePermit>,
     ) -> Result<Bytes, RemoteReadError> {
+        let demand = prefetch.is_none();
         let key = ChunkKey {
             segment: object.segment.id,
             object: object.kind.cache_tag(),
@@ -423,10 +425,14 @@ impl RemoteReader {
         }
         let metrics = self.metrics.clone();
         let shown = path.to_string();
+        let key_copy = key.clone();
         let loaded = self
             .cache
             .get_or_load(key, demand, move || async move {
-                let _permit = gets.acquire_owned().await.map_err(anyhow::Error::from)?;
+                let _permit = match prefetch {
+                    Some(p) => p,
+                    None => gets.acquire_owned().await.map_err(anyhow::Error::from)?,
+                };
                 let got = fetch_range(&*store, &path, start, end).await;
                 match &got {
                     Ok(_) => metrics.remote_get_requests.inc(),
@@ -439,6 +445,18 @@ impl RemoteReader {
             Ok((bytes, source)) => {
                 if source == ChunkSource::ObjectStore {
                     debug!(object = %shown, chunk, bytes = bytes.len(), "remote chunk fetched");
+                }
+                if bytes.len() as u64 != end.saturating_sub(start) {
+                    // A short object: never serve (or keep) a chunk of the wrong size.
+                    self.cache.remove(&key_copy);
+                    return Err(RemoteReadError::Corrupt {
+                        segment: object.segment.id,
+                        reason: format!(
+                            "chunk {chunk} of {shown} has {} bytes, expected {}",
+                            bytes.len(),
+                            end.saturating_sub(start)
+                        ),
+                    });
                 }
                 Ok(bytes)
             }
@@ -467,10 +485,11 @@ impl RemoteReader {
             if self.cache.in_memory(&key) {
                 continue;
             }
-            // Only when a GET slot is free: prefetch never queues ahead of demand reads.
-            if self.gets.available_permits() == 0 {
+            // Only with a free GET slot in hand: prefetch never queues ahead of demand
+            // reads.
+            let Ok(permit) = self.gets.clone().try_acquire_owned() else {
                 return;
-            }
+            };
             let reader = self.clone();
             let segment = log.segment.clone();
             let (topic, topic_id, partition) = (log.topic.to_string(), log.topic_id, log.partition);
@@ -482,7 +501,7 @@ impl RemoteReader {
                     partition,
                 };
                 let object = ObjectRef::log(at, &segment);
-                if let Err(e) = reader.chunk(&object, c as u32, false).await {
+                if let Err(e) = reader.chunk(&object, c as u32, Some(permit)).await {
                     debug!(error = %e, "prefetch failed");
                 }
             });
