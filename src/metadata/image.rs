@@ -498,6 +498,69 @@ mod tests {
     }
 
     #[test]
+    fn remote_segments_follow_their_states_and_the_end_never_moves_back() {
+        let mut image = ClusterImage::default();
+        let topic = Uuid::new_v4();
+        image.apply(MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: topic,
+            partitions: vec![partition()],
+            configs: BTreeMap::new(),
+        });
+        let segment = |base: i64, end: i64| RemoteSegment {
+            id: Uuid::new_v4(),
+            base_offset: base,
+            end_offset: end,
+            max_timestamp: 0,
+            size_bytes: 100,
+            index_bytes: 0,
+            time_index_bytes: 0,
+            leader_epoch: 0,
+            epochs: vec![(0, base)],
+            broker: 1,
+            state: RemoteSegmentState::CopyFinished,
+        };
+        let (a, b) = (segment(0, 9), segment(10, 19));
+        for s in [&a, &b] {
+            let started = MetadataRecord::RemoteSegmentCopyStarted {
+                topic_id: topic,
+                partition: 0,
+                segment: s.clone(),
+            };
+            assert_eq!(image.apply(started), ApplyReply::Done);
+        }
+        let log = image.remote_log(&topic, 0).unwrap().clone();
+        assert_eq!(log.end_offset(), 0, "nothing finished, nothing served");
+        assert!(log.segment_for(5).is_none());
+        for s in [&a, &b] {
+            let finished = MetadataRecord::RemoteSegmentCopyFinished {
+                topic_id: topic,
+                partition: 0,
+                id: s.id,
+            };
+            assert_eq!(image.apply(finished), ApplyReply::Done);
+        }
+        let log = image.remote_log(&topic, 0).unwrap().clone();
+        assert_eq!(log.end_offset(), 20);
+        assert_eq!(log.segment_for(15).map(|s| s.id), Some(b.id));
+        assert!(log.segment_for(20).is_none());
+        // Retention deletes everything: the end stays, so offsets are never reused.
+        image.apply(MetadataRecord::RemoteLogStartOffset {
+            topic_id: topic,
+            partition: 0,
+            offset: 20,
+        });
+        image.apply(MetadataRecord::RemoteSegmentsDeleted {
+            topic_id: topic,
+            partition: 0,
+            ids: vec![a.id, b.id],
+        });
+        let log = image.remote_log(&topic, 0).unwrap();
+        assert_eq!((log.end_offset(), log.log_start_offset), (20, 20));
+        assert!(log.segment_for(12).is_none());
+    }
+
+    #[test]
     fn producer_id_blocks_do_not_overlap() {
         let mut image = ClusterImage::default();
         assert_eq!(
