@@ -797,3 +797,53 @@ async fn tiering_configs_follow_kafka_rules() {
         Some("1000".to_string())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_left_half_done_is_removed() {
+    use strata::metadata::{MetadataRecord, RemoteSegment, RemoteSegmentState};
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(s3_dir.path(), 0).await;
+    let cfg = tiering_config(&s3, "orphans", &[]);
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    tiered_topic(&b.bootstrap, "orphaned", 1, &[]).await;
+    let broker = b.running.as_ref().unwrap().broker.clone();
+    let topic_id = broker.admin.image().topic_by_name("orphaned").unwrap().id;
+    // What a crash between COPY_STARTED and COPY_FINISHED leaves: the record and a
+    // partial object.
+    let id = uuid::Uuid::new_v4();
+    let object = s3
+        .root
+        .join(common::s3::BUCKET)
+        .join("orphans")
+        .join(format!("orphaned-{}", topic_id.simple()))
+        .join("0")
+        .join(format!("00000000000000001000-{}.log", id.simple()));
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, b"partial upload").unwrap();
+    let record = MetadataRecord::RemoteSegmentCopyStarted {
+        topic_id,
+        partition: 0,
+        segment: RemoteSegment {
+            id,
+            base_offset: 1000,
+            end_offset: 1999,
+            max_timestamp: 0,
+            size_bytes: 1 << 20,
+            index_bytes: 0,
+            time_index_bytes: 0,
+            leader_epoch: 0,
+            epochs: vec![],
+            broker: 1,
+            state: RemoteSegmentState::CopyStarted,
+        },
+    };
+    broker.admin.quorum.propose(record).await.unwrap();
+    wait_for("the orphaned upload removed", || {
+        let image = broker.admin.image();
+        let gone = image
+            .remote_log(&topic_id, 0)
+            .is_none_or(|l| l.segments.is_empty());
+        gone && !object.exists()
+    })
+    .await;
+}
