@@ -130,7 +130,21 @@ fn list_config() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Large buffers (remote-read chunks, upload parts, fetch reads) come and go all the
+/// time. glibc raises its mmap threshold after such buffers are freed and then serves
+/// them from its heaps, which fragment: measured with the tiered benchmark, a 1 GiB
+/// catch-up read held 670 MB of RSS with a 256 MiB cache. A fixed 4 MiB threshold keeps
+/// every buffer that large in its own mapping, returned to the OS when freed.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::ConsumerGroups(args)) = &cli.command {
         return consumer_groups(args);
