@@ -847,3 +847,60 @@ async fn an_upload_left_half_done_is_removed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_segments_upload_in_parts_and_read_back() {
+    let s3_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(s3_dir.path(), 0).await;
+    let cfg = tiering_config(&s3, "multipart", &[]);
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    // 20 MiB segments go up in 8 MiB parts (the last one smaller).
+    create_topic(
+        &b.bootstrap,
+        "big",
+        1,
+        &[
+            ("remote.storage.enable", "true"),
+            ("segment.bytes", "20971520"),
+            ("local.retention.bytes", "0"),
+        ],
+    )
+    .await;
+    let p = producer(
+        &b.bootstrap,
+        &[("linger.ms", "20"), ("batch.size", "262144")],
+    );
+    let payload = vec![7u8; 1000];
+    let mut pending = Vec::new();
+    for i in 0..25_000u32 {
+        let key = i.to_be_bytes();
+        pending.push(
+            p.send_result(
+                FutureRecord::to("big")
+                    .key(&key[..])
+                    .payload(&payload[..])
+                    .partition(0),
+            )
+            .unwrap(),
+        );
+    }
+    for f in pending {
+        f.await.unwrap().unwrap();
+    }
+    wait_for("the 20 MiB segment uploaded and trimmed", || {
+        uploaded_segments(&s3, "big") >= 1 && local_segments(&b.log_dir(), "big", 0) == 1
+    })
+    .await;
+    let object = s3
+        .objects()
+        .into_iter()
+        .find(|o| o.to_string_lossy().contains("/big-") && o.to_string_lossy().ends_with(".log"))
+        .unwrap();
+    assert!(std::fs::metadata(&object).unwrap().len() > 16 << 20);
+    let all = consume_all(&b.bootstrap, "big", 1, T);
+    assert_eq!(all.len(), 25_000);
+    for (i, g) in all.iter().enumerate() {
+        assert_eq!(g.offset, i as i64);
+        assert_eq!(g.key.as_deref(), Some(&(i as u32).to_be_bytes()[..]));
+    }
+}

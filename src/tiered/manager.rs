@@ -46,6 +46,24 @@ pub enum TaskError {
     Metadata(String),
 }
 
+/// Aborts a multipart upload that is dropped unfinished: after an error, or when
+/// shutdown cancels the pass mid-upload. Otherwise the store would keep its parts.
+struct AbortOnDrop(Option<WriteMultipart>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = writer.abort().await {
+                        warn!(error = %e, "aborting an unfinished multipart upload failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// Retry state of one partition after a failure.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
@@ -271,29 +289,22 @@ impl RemoteLogManager {
             return Ok(());
         }
         let upload = store.put_multipart(path).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut writer = AbortOnDrop(Some(WriteMultipart::new_with_chunk_size(
+            upload, PART_BYTES,
+        )));
         let mut pos = 0u64;
-        let result = async {
-            while pos < s.size {
-                let len = (s.size - pos).min(PART_BYTES as u64) as usize;
-                let bytes = read_at(s.file.clone(), pos, len).await?;
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                writer.put(bytes);
-                pos += len as u64;
-            }
-            Ok::<(), TaskError>(())
+        while pos < s.size {
+            let len = (s.size - pos).min(PART_BYTES as u64) as usize;
+            // An error drops `writer`, which aborts the upload.
+            let bytes = read_at(s.file.clone(), pos, len).await?;
+            let w = writer.0.as_mut().expect("taken only at the end");
+            w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            w.put(bytes);
+            pos += len as u64;
         }
-        .await;
-        match result {
-            Ok(()) => {
-                writer.finish().await?;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
-            }
-        }
+        let w = writer.0.take().expect("taken only here");
+        w.finish().await?;
+        Ok(())
     }
 
     /// Total retention (`retention.ms`, `retention.bytes`) and the log start offset
