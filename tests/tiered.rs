@@ -22,6 +22,51 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// An S3 server in a temporary directory and a broker tiering to it under `prefix`
+/// (the directory handle keeps the data alive; `cfg` restarts the broker the same way).
+async fn start_tiered(
+    prefix: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, S3Server, Vec<String>, TestBroker) {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path(), 0).await;
+    let cfg = tiering_config(&s3, prefix, extra);
+    let b = TestBroker::start_with(&refs(&cfg)).await;
+    (dir, s3, cfg, b)
+}
+
+/// One raw Fetch v12 of `topic` at (partition, offset) pairs.
+fn raw_fetch(
+    raw: &mut RawClient,
+    topic: &str,
+    at: &[(i32, i64)],
+    partition_max: i32,
+    max_bytes: i32,
+    max_wait_ms: i32,
+) -> FetchResponse {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(
+                at.iter()
+                    .map(|&(p, offset)| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(partition_max)
+                    })
+                    .collect(),
+            )]);
+    let ResponseKind::Fetch(resp) = raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
+        panic!("not a Fetch response")
+    };
+    resp
+}
+
 /// Broker overrides for fast tiering against `s3`.
 fn tiering_config(s3: &S3Server, prefix: &str, extra: &[&str]) -> Vec<String> {
     let mut cfg = s3.broker_config(prefix);
@@ -75,20 +120,14 @@ fn fetch_all_raw(bootstrap: &str, topic: &str, partition: i32) -> Vec<Bytes> {
     let deadline = Instant::now() + T;
     loop {
         assert!(Instant::now() < deadline, "raw fetch did not reach the end");
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(TopicName(s(topic)))
-                .with_partitions(vec![fetch_request::FetchPartition::default()
-                    .with_partition(partition)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(20_000)])]);
-        let ResponseKind::Fetch(resp) = raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
-            panic!("not a Fetch response")
-        };
+        let resp = raw_fetch(
+            &mut raw,
+            topic,
+            &[(partition, offset)],
+            20_000,
+            1 << 20,
+            500,
+        );
         let p = &resp.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "fetch at {offset}");
         let records = p.records.clone().unwrap_or_default();
@@ -178,6 +217,23 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A topic config's value as DescribeConfigs reports it.
+async fn topic_config(
+    client: &rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    topic: &str,
+    key: &str,
+) -> String {
+    let described = client
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &admin_opts())
+        .await
+        .unwrap();
+    let resource = described[0].as_ref().unwrap();
+    resource
+        .get(key)
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default()
+}
+
 /// AlterConfigs (which replaces the topic's whole set, as in Kafka).
 async fn alter_topic(bootstrap: &str, topic: &str, configs: &[(&str, &str)]) {
     let admin = admin(bootstrap);
@@ -207,10 +263,7 @@ fn assert_same_records(mut expected: Vec<Got>, mut got: Vec<Got>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(&s3, "cluster-a", &[]);
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    let (_s3_dir, s3, _cfg, b) = start_tiered("cluster-a", &[]).await;
     create_topic(
         &b.bootstrap,
         "tiered",
@@ -274,27 +327,8 @@ async fn history_is_uploaded_trimmed_locally_and_read_back_byte_exact() {
     assert_same_records(records_before, records_after);
     // One Fetch reads both partitions from the object store at once, and its byte
     // limit holds across them.
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(2000)
-        .with_min_bytes(1)
-        .with_max_bytes(50_000)
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(TopicName(s("tiered")))
-            .with_partitions(
-                (0..2)
-                    .map(|p| {
-                        fetch_request::FetchPartition::default()
-                            .with_partition(p)
-                            .with_fetch_offset(0)
-                            .with_partition_max_bytes(30_000)
-                    })
-                    .collect(),
-            )]);
     let mut raw = RawClient::connect(&b.bootstrap);
-    let ResponseKind::Fetch(resp) = raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
-        panic!("not a Fetch response")
-    };
+    let resp = raw_fetch(&mut raw, "tiered", &[(0, 0), (1, 0)], 30_000, 50_000, 2000);
     let sizes: Vec<usize> = resp.responses[0]
         .partitions
         .iter()
@@ -379,10 +413,7 @@ fn delete_records(raw: &mut RawClient, topic: &str, partition: i32, offset: i64)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_local_disk_loses_nothing_that_was_uploaded() {
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(&s3, "wipe", &[]);
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    let (_s3_dir, _s3, cfg, b) = start_tiered("wipe", &[]).await;
     tiered_topic(&b.bootstrap, "wiped", 1, &[]).await;
     produce(&b.bootstrap, "wiped", 1, 900, now_ms() - 60_000).await;
     let mut raw = RawClient::connect(&b.bootstrap);
@@ -428,10 +459,7 @@ async fn a_lost_local_disk_loses_nothing_that_was_uploaded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_records_retention_and_topic_deletion_remove_remote_objects() {
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(&s3, "deletes", &[]);
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    let (_s3_dir, s3, _cfg, b) = start_tiered("deletes", &[]).await;
     tiered_topic(&b.bootstrap, "shrinking", 1, &[]).await;
     produce(&b.bootstrap, "shrinking", 1, 1200, now_ms() - 60_000).await;
     let mut raw = RawClient::connect(&b.bootstrap);
@@ -523,17 +551,14 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_object_store_outage_never_blocks_produce_and_uploads_resume() {
-    let s3_dir = tempfile::tempdir().unwrap();
-    let mut s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(
-        &s3,
+    let (_s3_dir, mut s3, _, b) = start_tiered(
         "outage",
         &[
             "metrics.listener=127.0.0.1:0",
             "remote.log.manager.task.retry.backoff.max.ms=2000",
         ],
-    );
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    )
+    .await;
     tiered_topic(&b.bootstrap, "steady", 1, &[]).await;
     produce(&b.bootstrap, "steady", 1, 300, now_ms() - 60_000).await;
     wait_for("first uploads", || uploaded_segments(&s3, "steady") >= 1).await;
@@ -597,10 +622,7 @@ async fn an_object_store_outage_never_blocks_produce_and_uploads_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_or_corrupt_object_is_a_clean_error() {
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(&s3, "faults", &[]);
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    let (_s3_dir, s3, _cfg, b) = start_tiered("faults", &[]).await;
     tiered_topic(&b.bootstrap, "broken", 2, &[]).await;
     produce(&b.bootstrap, "broken", 2, 600, now_ms() - 60_000).await;
     wait_for("uploads and trims", || {
@@ -625,20 +647,7 @@ async fn a_missing_or_corrupt_object_is_a_clean_error() {
     let mut raw = RawClient::connect(&b.bootstrap);
     for p in 0..2 {
         let started = Instant::now();
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(2000)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(TopicName(s("broken")))
-                .with_partitions(vec![fetch_request::FetchPartition::default()
-                    .with_partition(p)
-                    .with_fetch_offset(0)
-                    .with_partition_max_bytes(1 << 20)])]);
-        let ResponseKind::Fetch(resp) = raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) else {
-            panic!("not a Fetch response")
-        };
+        let resp = raw_fetch(&mut raw, "broken", &[(p, 0)], 1 << 20, 1 << 20, 2000);
         assert_eq!(
             resp.responses[0].partitions[0].error_code, -1,
             "partition {p}: UNKNOWN_SERVER_ERROR"
@@ -762,20 +771,10 @@ async fn tiering_configs_follow_kafka_rules() {
         ],
     )
     .await;
-    let described = client
-        .describe_configs(&[ResourceSpecifier::Topic("shown")], &admin_opts())
-        .await
-        .unwrap();
-    let resource = described[0].as_ref().unwrap();
-    let value = |k: &str| {
-        resource
-            .get(k)
-            .and_then(|e| e.value.clone())
-            .unwrap_or_default()
-    };
-    assert_eq!(value("remote.storage.enable"), "true");
-    assert_eq!(value("local.retention.ms"), "60000");
-    assert_eq!(value("local.retention.bytes"), "-2");
+    let value = |k: &'static str| topic_config(&client, "shown", k);
+    assert_eq!(value("remote.storage.enable").await, "true");
+    assert_eq!(value("local.retention.ms").await, "60000");
+    assert_eq!(value("local.retention.bytes").await, "-2");
     alter_topic(
         &b.bootstrap,
         "shown",
@@ -785,26 +784,13 @@ async fn tiering_configs_follow_kafka_rules() {
         ],
     )
     .await;
-    let described = client
-        .describe_configs(&[ResourceSpecifier::Topic("shown")], &admin_opts())
-        .await
-        .unwrap();
-    let resource = described[0].as_ref().unwrap();
-    assert_eq!(
-        resource
-            .get("local.retention.ms")
-            .and_then(|e| e.value.clone()),
-        Some("1000".to_string())
-    );
+    assert_eq!(value("local.retention.ms").await, "1000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_left_half_done_is_removed() {
     use strata::metadata::{MetadataRecord, RemoteSegment, RemoteSegmentState};
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(&s3, "orphans", &[]);
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    let (_s3_dir, s3, _cfg, b) = start_tiered("orphans", &[]).await;
     tiered_topic(&b.bootstrap, "orphaned", 1, &[]).await;
     let broker = b.running.as_ref().unwrap().broker.clone();
     let topic_id = broker.admin.image().topic_by_name("orphaned").unwrap().id;
@@ -850,10 +836,7 @@ async fn an_upload_left_half_done_is_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn large_segments_upload_in_parts_and_read_back() {
-    let s3_dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(s3_dir.path(), 0).await;
-    let cfg = tiering_config(&s3, "multipart", &[]);
-    let b = TestBroker::start_with(&refs(&cfg)).await;
+    let (_s3_dir, s3, _cfg, b) = start_tiered("multipart", &[]).await;
     // 20 MiB segments go up in 8 MiB parts (the last one smaller).
     create_topic(
         &b.bootstrap,
