@@ -130,6 +130,37 @@ fn join_error(raw: &mut RawClient, group: &str, session_ms: i32) -> i16 {
     j.error_code
 }
 
+/// An OffsetCommit v8 outside any generation (as admin tools commit); the error code.
+fn simple_commit(
+    raw: &mut RawClient,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> i16 {
+    let ResponseKind::OffsetCommit(r) = raw.call(
+        ApiKey::OffsetCommit,
+        8,
+        RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s(topic)))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(partition)
+                                .with_committed_offset(offset),
+                        ]),
+                ]),
+        ),
+    ) else {
+        panic!("not an OffsetCommit response")
+    };
+    r.topics[0].partitions[0].error_code
+}
+
 /// Polls every consumer until `done` says so (or the deadline passes), committing each
 /// record synchronously; returns what each consumer read.
 fn poll_all<C: ConsumerContext>(
@@ -1127,29 +1158,6 @@ async fn kip_848_regex_subscriptions_follow_new_topics() {
 async fn offsets_of_empty_groups_expire_after_offsets_retention_minutes() {
     let b = TestBroker::start_with(&["offsets.retention.minutes=1"]).await;
     create_topic(&b.bootstrap, "ret", 1, &[]).await;
-    let commit = |raw: &mut RawClient, group: &str| {
-        let ResponseKind::OffsetCommit(oc) = raw.call(
-            ApiKey::OffsetCommit,
-            8,
-            RequestKind::OffsetCommit(
-                OffsetCommitRequest::default()
-                    .with_group_id(GroupId(s(group)))
-                    .with_generation_id_or_member_epoch(-1)
-                    .with_topics(vec![
-                        offset_commit_request::OffsetCommitRequestTopic::default()
-                            .with_name(TopicName(s("ret")))
-                            .with_partitions(vec![
-                                offset_commit_request::OffsetCommitRequestPartition::default()
-                                    .with_partition_index(0)
-                                    .with_committed_offset(3),
-                            ]),
-                    ]),
-            ),
-        ) else {
-            panic!()
-        };
-        assert_eq!(oc.topics[0].partitions[0].error_code, 0);
-    };
     let fetch = |raw: &mut RawClient, group: &str| {
         let ResponseKind::OffsetFetch(of) = raw.call(
             ApiKey::OffsetFetch,
@@ -1169,7 +1177,7 @@ async fn offsets_of_empty_groups_expire_after_offsets_retention_minutes() {
         of.topics[0].partitions[0].committed_offset
     };
     let mut raw = RawClient::connect(&b.bootstrap);
-    commit(&mut raw, "old");
+    assert_eq!(simple_commit(&mut raw, "old", "ret", 0, 3), 0);
     let groups = b.running.as_ref().unwrap().broker.groups.clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1232,29 +1240,7 @@ async fn a_full_group_refuses_another_member_and_oversized_group_ids_are_answere
     // connection.
     let long = "g".repeat(i16::MAX as usize);
     let mut raw = RawClient::connect(&b.bootstrap);
-    let commit = |raw: &mut RawClient, group: &str| {
-        let ResponseKind::OffsetCommit(r) = raw.call(
-            ApiKey::OffsetCommit,
-            8,
-            RequestKind::OffsetCommit(
-                OffsetCommitRequest::default()
-                    .with_group_id(GroupId(s(group)))
-                    .with_generation_id_or_member_epoch(-1)
-                    .with_topics(vec![
-                        offset_commit_request::OffsetCommitRequestTopic::default()
-                            .with_name(TopicName(s("full")))
-                            .with_partitions(vec![
-                                offset_commit_request::OffsetCommitRequestPartition::default()
-                                    .with_partition_index(1)
-                                    .with_committed_offset(2),
-                            ]),
-                    ]),
-            ),
-        ) else {
-            panic!("not an OffsetCommit response")
-        };
-        r.topics[0].partitions[0].error_code
-    };
+    let commit = |raw: &mut RawClient, group: &str| simple_commit(raw, group, "full", 1, 2);
     assert_eq!(commit(&mut raw, &long), 0);
     assert_eq!(commit(&mut raw, ""), 24, "INVALID_GROUP_ID");
     let ResponseKind::OffsetFetch(f) = raw.call(
