@@ -887,3 +887,48 @@ async fn large_segments_upload_in_parts_and_read_back() {
         assert_eq!(g.key.as_deref(), Some(&(i as u32).to_be_bytes()[..]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remote_read_slower_than_max_wait_returns_what_is_ready() {
+    let (_s3_dir, s3, cfg, b) = start_tiered("slow", &[]).await;
+    tiered_topic(&b.bootstrap, "slowly", 1, &[]).await;
+    produce(&b.bootstrap, "slowly", 1, 600, now_ms() - 60_000).await;
+    wait_for("uploads and trims", || {
+        local_segments(&b.log_dir(), "slowly", 0) == 1
+    })
+    .await;
+    // A fresh process: nothing of the history is cached.
+    let b = b.restart(&refs(&cfg)).await;
+    s3.delay_ms
+        .store(1500, std::sync::atomic::Ordering::Relaxed);
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let started = Instant::now();
+    let resp = raw_fetch(&mut raw, "slowly", &[(0, 0)], 1 << 20, 1 << 20, 300);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "a slow store is not an error");
+    assert!(
+        p.records.as_ref().is_none_or(|r| r.is_empty()),
+        "nothing was ready yet"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "answered at the consumer's max wait, not the store's pace: {:?}",
+        started.elapsed()
+    );
+    // The read went on in the background: a retry finds the data.
+    let deadline = Instant::now() + T;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the background read never landed"
+        );
+        let resp = raw_fetch(&mut raw, "slowly", &[(0, 0)], 1 << 20, 1 << 20, 300);
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        if p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+            assert!(next_offset_after(p.records.as_ref().unwrap()) > 0);
+            break;
+        }
+    }
+    s3.delay_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+}

@@ -4,6 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -20,6 +23,8 @@ pub const BUCKET: &str = "strata-test";
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
+    /// Milliseconds every request waits before it is served (a slow store).
+    pub delay_ms: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -27,6 +32,10 @@ pub struct S3Server {
 impl S3Server {
     /// Serves `root` (bucket `BUCKET` is its subdirectory) on `port` (0 = any).
     pub async fn start(root: &Path, port: u16) -> S3Server {
+        Self::start_with_delay(root, port, Arc::new(AtomicU64::new(0))).await
+    }
+
+    async fn start_with_delay(root: &Path, port: u16, delay_ms: Arc<AtomicU64>) -> S3Server {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
         let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
         let service = {
@@ -39,6 +48,7 @@ impl S3Server {
             .expect("bind the S3 server");
         let addr = listener.local_addr().unwrap();
         let (stop, mut stopped) = oneshot::channel::<()>();
+        let delay = delay_ms.clone();
         let task = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
             let mut conns = JoinSet::new();
@@ -47,8 +57,19 @@ impl S3Server {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        let (service, delay) = (service.clone(), delay.clone());
+                        let slowed = hyper::service::service_fn(move |req| {
+                            let (service, delay) = (service.clone(), delay.clone());
+                            async move {
+                                let ms = delay.load(Ordering::Relaxed);
+                                if ms > 0 {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                }
+                                hyper::service::Service::call(&service, req).await
+                            }
+                        });
                         let conn = http
-                            .serve_connection(TokioIo::new(stream), service.clone())
+                            .serve_connection(TokioIo::new(stream), slowed)
                             .into_owned();
                         conns.spawn(async move { let _ = conn.await; });
                     }
@@ -61,6 +82,7 @@ impl S3Server {
         S3Server {
             addr,
             root: root.to_path_buf(),
+            delay_ms,
             stop: Some(stop),
             task: Some(task),
         }
@@ -79,7 +101,9 @@ impl S3Server {
     /// Serves the same data on the same port again.
     pub async fn restart(&mut self) {
         self.stop().await;
-        *self = S3Server::start(&self.root.clone(), self.addr.port()).await;
+        *self =
+            S3Server::start_with_delay(&self.root.clone(), self.addr.port(), self.delay_ms.clone())
+                .await;
     }
 
     /// Broker overrides that point tiered storage at this server under `prefix`.
