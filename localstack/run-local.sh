@@ -9,6 +9,7 @@
 #   localstack/run-local.sh                 # moto on :4566 + strata on :9092
 #   localstack/run-local.sh --s3-only       # just moto + bucket (used by the test suite)
 #   localstack/run-local.sh --port 5555 --bucket mybucket --data ./data-moto
+#   localstack/run-local.sh --override log.segment.bytes=1048576   # any broker key
 #
 # Environment: MOTO_VERSION (default 5.2.5), S3_PORT, S3_BUCKET.
 set -euo pipefail
@@ -18,6 +19,7 @@ PORT="${S3_PORT:-4566}"
 BUCKET="${S3_BUCKET:-strata}"
 DATA="./data-moto"
 S3_ONLY=0
+BROKER_ARGS=()
 MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,7 +27,8 @@ while [ $# -gt 0 ]; do
     --port) PORT="$2"; shift ;;
     --bucket) BUCKET="$2"; shift ;;
     --data) DATA="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --override) BROKER_ARGS+=(--override "$2"); shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -77,4 +80,5 @@ export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
 cargo run --release -- --config config/moto.toml \
   --override "object_store.url=s3://${BUCKET}/strata" \
   --override "object_store.endpoint=${ENDPOINT}" \
-  --override "log.dirs=${DATA}"
+  --override "log.dirs=${DATA}" \
+  "${BROKER_ARGS[@]}"

@@ -785,6 +785,27 @@ async fn tiering_configs_follow_kafka_rules() {
     )
     .await;
     assert_eq!(value("local.retention.ms").await, "1000");
+    drop((client, b));
+    // log.remote.storage.enable tiers every new topic by default, but compacted ones
+    // (__consumer_offsets among them, created at start) are left alone.
+    let b = TestBroker::start_with(&["log.remote.storage.enable=true"]).await;
+    let client = admin(&b.bootstrap);
+    create_topic(&b.bootstrap, "defaulted", 1, &[]).await;
+    create_topic(&b.bootstrap, "keyed", 1, &[("cleanup.policy", "compact")]).await;
+    assert_eq!(
+        topic_config(&client, "defaulted", "remote.storage.enable").await,
+        "true"
+    );
+    let broker = b.running.as_ref().unwrap().broker.clone();
+    let tiers = |topic: &str| {
+        broker
+            .replicas
+            .get(topic, 0)
+            .map(|p| p.config().remote_storage_enable)
+    };
+    assert_eq!(tiers("defaulted"), Some(true));
+    assert_eq!(tiers("keyed"), Some(false), "a compacted topic never tiers");
+    assert_eq!(tiers("__consumer_offsets"), Some(false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

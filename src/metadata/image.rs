@@ -350,10 +350,9 @@ impl ClusterImage {
                 partition,
                 segment,
             } => {
-                if !self.topics.contains_key(&topic_id) {
+                let Some(log) = self.remote_log_mut(topic_id, partition) else {
                     return ApplyReply::Refused(ApplyError::UnknownTopicId(topic_id));
-                }
-                let log = self.remote_log_mut(topic_id, partition);
+                };
                 if log.segments.contains_key(&segment.base_offset) {
                     return ApplyReply::Refused(ApplyError::RemoteSegmentExists(
                         segment.base_offset,
@@ -369,10 +368,9 @@ impl ClusterImage {
                 partition,
                 id,
             } => {
-                if !self.topics.contains_key(&topic_id) {
+                let Some(log) = self.remote_log_mut(topic_id, partition) else {
                     return ApplyReply::Refused(ApplyError::UnknownTopicId(topic_id));
-                }
-                let log = self.remote_log_mut(topic_id, partition);
+                };
                 match log
                     .segments
                     .values_mut()
@@ -393,10 +391,9 @@ impl ClusterImage {
                 ids,
             } => {
                 // A deleted topic's objects are purged as a whole; nothing to track.
-                if !self.topics.contains_key(&topic_id) {
+                let Some(log) = self.remote_log_mut(topic_id, partition) else {
                     return ApplyReply::Done;
-                }
-                let log = self.remote_log_mut(topic_id, partition);
+                };
                 for s in log.segments.values_mut() {
                     if ids.contains(&s.id) {
                         s.state = RemoteSegmentState::DeleteStarted;
@@ -409,10 +406,9 @@ impl ClusterImage {
                 partition,
                 ids,
             } => {
-                if !self.topics.contains_key(&topic_id) {
+                let Some(log) = self.remote_log_mut(topic_id, partition) else {
                     return ApplyReply::Done;
-                }
-                let log = self.remote_log_mut(topic_id, partition);
+                };
                 log.segments.retain(|_, s| !ids.contains(&s.id));
                 ApplyReply::Done
             }
@@ -421,10 +417,9 @@ impl ClusterImage {
                 partition,
                 offset,
             } => {
-                if !self.topics.contains_key(&topic_id) {
+                let Some(log) = self.remote_log_mut(topic_id, partition) else {
                     return ApplyReply::Refused(ApplyError::UnknownTopicId(topic_id));
-                }
-                let log = self.remote_log_mut(topic_id, partition);
+                };
                 log.log_start_offset = log.log_start_offset.max(offset);
                 ApplyReply::Done
             }
@@ -435,7 +430,16 @@ impl ClusterImage {
         }
     }
 
-    fn remote_log_mut(&mut self, topic_id: Uuid, partition: i32) -> &mut RemotePartitionLog {
+    /// A partition's remote log for changing, created on first use; `None` when the
+    /// topic is unknown (deleted), so records never bring a deleted topic back.
+    fn remote_log_mut(
+        &mut self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Option<&mut RemotePartitionLog> {
+        if !self.topics.contains_key(&topic_id) {
+            return None;
+        }
         let log = self
             .remote_logs
             .entry(topic_id)
@@ -448,7 +452,7 @@ impl ClusterImage {
                     highest_end: 0,
                 })
             });
-        Arc::make_mut(log)
+        Some(Arc::make_mut(log))
     }
 
     /// The remote log of a partition, if anything was ever tiered.
