@@ -12,6 +12,8 @@ use foyer::{
 };
 use uuid::Uuid;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::TieredMetrics;
 
 /// One cached chunk: `chunk` counts `chunk_bytes` from the start of the object.
@@ -65,7 +67,9 @@ pub enum ChunkSource {
 #[derive(Clone)]
 pub struct ChunkCache {
     cache: HybridCache<ChunkKey, Bytes>,
-    metrics: Arc<TieredMetrics>,
+    /// Lookup counters by tier, in `ChunkSource` order: resolved once so a lookup
+    /// does not build a label set.
+    lookups: [Counter; 4],
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -108,7 +112,13 @@ impl ChunkCache {
         } else {
             builder.build().await?
         };
-        Ok(ChunkCache { cache, metrics })
+        let lookups = ["memory", "disk", "in_flight", "object_store"].map(|tier| {
+            metrics
+                .cache_lookups
+                .get_or_create(&vec![("tier", tier)])
+                .clone()
+        });
+        Ok(ChunkCache { cache, lookups })
     }
 
     /// The chunk, from memory, disk or `load` (concurrent misses of one key share a
@@ -137,18 +147,15 @@ impl ChunkCache {
             })
             .await?;
         let (source, tier) = match entry.source() {
-            Source::Memory => (ChunkSource::Memory, "memory"),
-            Source::Disk => (ChunkSource::Disk, "disk"),
+            Source::Memory => (ChunkSource::Memory, 0),
+            Source::Disk => (ChunkSource::Disk, 1),
             Source::Outer if ran.load(std::sync::atomic::Ordering::Relaxed) => {
-                (ChunkSource::ObjectStore, "object_store")
+                (ChunkSource::ObjectStore, 3)
             }
-            Source::Outer => (ChunkSource::InFlight, "in_flight"),
+            Source::Outer => (ChunkSource::InFlight, 2),
         };
         if count {
-            self.metrics
-                .cache_lookups
-                .get_or_create(&vec![("tier", tier)])
-                .inc();
+            self.lookups[tier].inc();
         }
         Ok((entry.value().clone(), source))
     }
