@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -135,6 +135,31 @@ async fn start_tiering(
 }
 
 /// Starts a broker and returns once it is serving on every listener.
+/// Pending-connection queue per listener (Kafka leaves it to the OS default; 1024 is
+/// what Linux caps `somaxconn` at by default on older kernels).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds (without listening) to the first address `addr` resolves to that accepts a
+/// bind, as `TcpListener::bind` would.
+async fn bind_socket(addr: &str) -> std::io::Result<TcpSocket> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a) {
+            Ok(()) => return Ok(socket),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
+    }))
+}
+
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let config = Arc::new(config);
     info!(
@@ -149,21 +174,22 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .await
         .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))?;
 
-    // Bind first so port 0 resolves before we advertise anything.
+    // Bind first so port 0 resolves before we advertise anything, but listen only once
+    // the logs are recovered: a client that connects must find a broker ready to serve.
     let mut bound = Vec::new();
     for l in &config.listeners {
-        let listener = TcpListener::bind(l.bind_addr()).await.with_context(|| {
+        let socket = bind_socket(&l.bind_addr()).await.with_context(|| {
             format!(
                 "binding listener {} on {} (key 'listeners')",
                 l.name,
                 l.bind_addr()
             )
         })?;
-        bound.push((l.name.clone(), listener));
+        bound.push((l.name.clone(), socket));
     }
     let addrs: Vec<SocketAddr> = bound
         .iter()
-        .map(|(_, l)| l.local_addr())
+        .map(|(_, s)| s.local_addr())
         .collect::<Result<_, _>>()?;
     // Each listener's advertised address; port 0 means "the port it was bound to".
     let endpoints: Vec<BrokerEndpoint> = config
@@ -404,7 +430,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         });
     }
     let connections = TaskTracker::new();
-    for (name, listener) in bound {
+    for (name, socket) in bound {
+        let listener = socket
+            .listen(LISTEN_BACKLOG)
+            .with_context(|| format!("listening on listener {name}"))?;
         tracker.spawn(accept_loop(
             listener,
             name,
