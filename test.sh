@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust suites (in-process and process brokers with librdkafka
-# through the rdkafka crate) and the Python suite (kafka-python and kcat against a
-# `strata` process). Installs the few system and Python packages it needs when they
-# are missing, so it works on a fresh machine.
+# through the rdkafka crate), the Python suite (kafka-python, confluent-kafka and kcat
+# against a `strata` process) and the kafkajs suite under tests/node. Installs the few
+# system, Python and npm packages it needs, so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,10 +14,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
 # Rust: unit tests, in-process broker tests and process/crash tests.
 cargo test --lib --bins --tests --no-fail-fast
 
 # Python clients against the broker binary built above.
 cargo build --bin strata
-STRATA_TEST_BINARY="${CARGO_TARGET_DIR:-target}/debug/strata" python3 -m pytest -q tests/python
+export STRATA_TEST_BINARY="${CARGO_TARGET_DIR:-target}/debug/strata"
+python3 -m pytest -q tests/python
+
+# kafkajs (node's built-in test runner) against the same binary.
+(cd tests/node && npm test --silent)
