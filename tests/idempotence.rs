@@ -112,8 +112,6 @@ async fn retried_batches_are_written_once_and_gaps_and_stale_epochs_refused() {
         45,
         "OUT_OF_ORDER_SEQUENCE_NUMBER"
     );
-    // A new producer must start at sequence 0.
-    assert_eq!(produce(&mut raw, "idem", batch(pid + 500, 0, 7, 1)).0, 45);
     // A bumped epoch restarts the sequence; the old epoch is then fenced.
     assert_eq!(produce(&mut raw, "idem", batch(pid, 1, 0, 1)), (0, 5));
     assert_eq!(
@@ -167,6 +165,13 @@ async fn retried_batches_are_written_once_and_gaps_and_stale_epochs_refused() {
         "state rebuilt from the log"
     );
     assert_eq!(produce(&mut raw, "idem", batch(pid, 1, 3, 1)).0, 45);
+    // A producer this partition has no state for (its records may all have been
+    // deleted) is accepted at any sequence, as Kafka does, and held to it from then on.
+    let stranger = pid + 500;
+    assert_eq!(produce(&mut raw, "idem", batch(stranger, 0, 7, 1)), (0, 7));
+    assert_eq!(produce(&mut raw, "idem", batch(stranger, 0, 7, 1)), (0, 7));
+    assert_eq!(produce(&mut raw, "idem", batch(stranger, 0, 9, 1)).0, 45);
+    assert_eq!(produce(&mut raw, "idem", batch(stranger, 0, 8, 1)), (0, 8));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

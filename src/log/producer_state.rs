@@ -75,15 +75,11 @@ impl ProducerState {
             return SequenceCheck::Accept;
         }
         let Some(entry) = self.producers.get(&h.producer_id) else {
-            // Unknown producer: Kafka requires the first sequence of a new producer to be 0.
-            return if h.base_sequence == 0 {
-                SequenceCheck::Accept
-            } else {
-                SequenceCheck::OutOfOrder {
-                    expected: 0,
-                    got: h.base_sequence,
-                }
-            };
+            // No state for this producer: Kafka (since KIP-360) accepts any sequence,
+            // because its earlier records may be gone (retention, DeleteRecords, a lost
+            // local disk under tiered storage) and refusing would make the client reset
+            // and re-send, duplicating what idempotence exists to prevent.
+            return SequenceCheck::Accept;
         };
         if h.producer_epoch < entry.epoch {
             return SequenceCheck::Fenced {
@@ -217,10 +213,15 @@ mod tests {
             s.check(&header(7, 0, 2, 1, 3)),
             SequenceCheck::Fenced { .. }
         ));
-        // Unknown producer must start at 0.
+        // A producer with no state here is accepted at any sequence, then held to it.
+        assert_eq!(s.check(&header(8, 0, 3, 1, 3)), SequenceCheck::Accept);
+        s.update(&header(8, 0, 3, 1, 3));
         assert!(matches!(
-            s.check(&header(8, 0, 3, 1, 3)),
-            SequenceCheck::OutOfOrder { .. }
+            s.check(&header(8, 0, 6, 1, 4)),
+            SequenceCheck::OutOfOrder {
+                expected: 4,
+                got: 6
+            }
         ));
     }
 }
