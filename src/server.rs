@@ -302,7 +302,11 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let tiering = if config.remote_storage_system_enable {
-        Some(start_tiering(&config, &replicas, &registry).await?)
+        let tiering = start_tiering(&config, &replicas, &registry).await?;
+        replicas
+            .restore_producer_snapshots(&quorum.view().current())
+            .await;
+        Some(tiering)
     } else {
         None
     };

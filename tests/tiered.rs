@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::idempotent::{batch as idempotent_batch, init_producer_id, produce as produce_raw};
 use common::s3::S3Server;
 use common::*;
 use kafka_protocol::messages::*;
@@ -415,14 +416,35 @@ fn delete_records(raw: &mut RawClient, topic: &str, partition: i32, offset: i64)
 async fn a_lost_local_disk_loses_nothing_that_was_uploaded() {
     let (_s3_dir, _s3, cfg, b) = start_tiered("wipe", &[]).await;
     tiered_topic(&b.bootstrap, "wiped", 1, &[]).await;
-    produce(&b.bootstrap, "wiped", 1, 900, now_ms() - 60_000).await;
+    // An idempotent producer writes first; its state must outlive the disk.
     let mut raw = RawClient::connect(&b.bootstrap);
+    let pid = init_producer_id(&mut raw);
+    assert_eq!(
+        produce_raw(&mut raw, "wiped", idempotent_batch(pid, 0, 0, 3)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce_raw(&mut raw, "wiped", idempotent_batch(pid, 0, 3, 2)),
+        (0, 3)
+    );
+    produce(&b.bootstrap, "wiped", 1, 900, now_ms() - 60_000).await;
     wait_for("sealed segments uploaded and trimmed", || {
         local_segments(&b.log_dir(), "wiped", 0) == 1 && list_offset(&mut raw, "wiped", 0, -4).0 > 0
     })
     .await;
     let tiered_end = list_offset(&mut raw, "wiped", 0, -5).0 + 1;
     assert_eq!(tiered_end, list_offset(&mut raw, "wiped", 0, -4).0);
+    let snapshots = std::fs::read_dir(b.log_dir().join("wiped-0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".snapshot"))
+        })
+        .count();
+    assert_eq!(
+        snapshots, 0,
+        "segment-end producer snapshots go with their segments"
+    );
     let before = consume_all(&b.bootstrap, "wiped", 1, T);
     // Lose the partition directory (the metadata log is kept).
     let log_dir = b.log_dir();
@@ -442,7 +464,24 @@ async fn a_lost_local_disk_loses_nothing_that_was_uploaded() {
         .filter(|g| g.offset < tiered_end)
         .collect();
     assert_same_records(uploaded, after);
-    // Producing continues after the last tiered offset.
+    // The producer state came back with the last tiered segment: a retry of a batch
+    // from before the loss is acknowledged with its original offset, not rewritten,
+    // and the producer's next sequence is written after the last tiered offset.
+    assert_eq!(
+        produce_raw(&mut raw, "wiped", idempotent_batch(pid, 0, 3, 2)),
+        (0, 3),
+        "retry from before the loss is a duplicate"
+    );
+    assert_eq!(
+        produce_raw(&mut raw, "wiped", idempotent_batch(pid, 0, 9, 1)).0,
+        45,
+        "a gap is still refused: the producer is known"
+    );
+    assert_eq!(
+        produce_raw(&mut raw, "wiped", idempotent_batch(pid, 0, 5, 1)),
+        (0, tiered_end)
+    );
+    // Producing continues after that.
     let p = producer(&b.bootstrap, &[]);
     let delivered = p
         .send(
@@ -454,7 +493,7 @@ async fn a_lost_local_disk_loses_nothing_that_was_uploaded() {
         )
         .await
         .unwrap();
-    assert_eq!(delivered.offset, tiered_end);
+    assert_eq!(delivered.offset, tiered_end + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -840,6 +879,7 @@ async fn an_upload_left_half_done_is_removed() {
             time_index_bytes: 0,
             leader_epoch: 0,
             epochs: vec![],
+            producer_snapshot_bytes: 0,
             broker: 1,
             state: RemoteSegmentState::CopyStarted,
         },

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::batch::{self, BatchError, BatchHeader};
 use super::epoch::LeaderEpochCache;
-use super::producer_state::{BatchMeta, ProducerState, SequenceCheck};
+use super::producer_state::{segment_snapshot_path, BatchMeta, ProducerState, SequenceCheck};
 use super::segment::{self, Segment};
 use crate::config::{LogConfig, TimestampType};
 
@@ -89,6 +89,8 @@ pub struct SealedSegment {
     pub time_index_path: PathBuf,
     /// Leader epochs (epoch, start offset) covering the segment.
     pub epochs: Vec<(i32, i64)>,
+    /// The producer state as of the segment's end, when one was kept at its roll.
+    pub producer_snapshot: Option<PathBuf>,
 }
 
 /// Bytes to send for a fetch: whole batches, straight from the file.
@@ -311,6 +313,8 @@ impl Log {
                 pos += h.total_size() as u64;
             }
         }
+        // Segment-end snapshots past the recovered end describe batches that are gone.
+        ProducerState::prune_segment_snapshots(dir, |offset| offset > log_end);
         let stored_start: i64 = std::fs::read_to_string(dir.join(LOG_START_FILE))
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -552,6 +556,13 @@ impl Log {
         self.producers
             .write_snapshot(&dir, base)
             .map_err(io_err(&dir))?;
+        if self.config.remote_storage_enable {
+            // Uploaded with the sealed segment, so a log rebuilt from the object store
+            // still knows its idempotent producers.
+            self.producers
+                .write_segment_snapshot(&dir, base)
+                .map_err(io_err(&dir))?;
+        }
         let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
         self.segments.insert(base, seg);
         info!(dir = %dir.display(), base, "rolled segment");
@@ -793,6 +804,9 @@ impl Log {
                 info!(dir = %self.dir.display(), base, tiered = self.config.remote_storage_enable, "deleted segment");
             }
         }
+        // A segment's snapshot (named by its end) goes with it.
+        let first = self.segments.keys().next().copied().unwrap_or(i64::MAX);
+        ProducerState::prune_segment_snapshots(&self.dir, |offset| offset <= first);
         Ok(())
     }
 
@@ -829,6 +843,8 @@ impl Log {
                     index_path: index,
                     time_index_path: time_index,
                     epochs: self.epochs.entries_within(s.base_offset, s.next_offset),
+                    producer_snapshot: Some(segment_snapshot_path(&self.dir, s.next_offset))
+                        .filter(|p| p.exists()),
                 }
             })
             .collect()
@@ -852,8 +868,28 @@ impl Log {
         self.epochs
             .truncate_from_end(offset)
             .map_err(io_err(&self.dir))?;
+        ProducerState::prune_segment_snapshots(&self.dir, |_| true);
+        self.producers = ProducerState::default();
+        self.producers
+            .write_snapshot(&self.dir, offset)
+            .map_err(io_err(&self.dir))?;
         warn!(dir = %self.dir.display(), offset, log_start, "local log restarted after the last tiered offset");
         Ok(())
+    }
+
+    /// Installs the producer state of a snapshot taken at `offset`, fetched from the
+    /// object store after [`Log::reset_to`]; ignored unless the log is still empty at
+    /// exactly that offset, so it never describes batches the log does not have.
+    pub fn restore_producers(&mut self, state: ProducerState, offset: i64) -> LogResult<bool> {
+        if offset != self.log_end_offset() || self.segments.values().any(|s| !s.is_empty()) {
+            return Ok(false);
+        }
+        self.producers = state;
+        self.producers
+            .write_snapshot(&self.dir, offset)
+            .map_err(io_err(&self.dir))?;
+        info!(dir = %self.dir.display(), offset, producers = self.producers.len(), "producer state restored from the object store");
+        Ok(true)
     }
 
     /// Flushes everything and writes the producer snapshot (clean shutdown).

@@ -172,9 +172,52 @@ impl ProducerState {
     /// Loads the snapshot if present and readable: (state, offset it is valid to).
     pub fn read_snapshot(dir: &Path) -> Option<(ProducerState, i64)> {
         let bytes = std::fs::read(dir.join("producer-state.json")).ok()?;
-        let snap: Snapshot = serde_json::from_slice(&bytes).ok()?;
+        Self::from_snapshot_bytes(&bytes)
+    }
+
+    /// Parses a snapshot's bytes (a local file or one fetched from the object store).
+    pub fn from_snapshot_bytes(bytes: &[u8]) -> Option<(ProducerState, i64)> {
+        let snap: Snapshot = serde_json::from_slice(bytes).ok()?;
         Some((snap.state, snap.offset))
     }
+
+    /// Keeps a copy of the snapshot as of a segment's end, `<offset>.snapshot` as Kafka
+    /// names it, for the tiered uploader to store beside the segment.
+    pub fn write_segment_snapshot(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
+        let snap = Snapshot {
+            offset,
+            state: ProducerState {
+                producers: self.producers.clone(),
+            },
+        };
+        let bytes = serde_json::to_vec(&snap).map_err(std::io::Error::other)?;
+        let path = segment_snapshot_path(dir, offset);
+        let tmp = path.with_extension("snapshot.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// Deletes the `<offset>.snapshot` files for which `drop(offset)` holds.
+    pub fn prune_segment_snapshots(dir: &Path, drop: impl Fn(i64) -> bool) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let offset = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".snapshot"))
+                .and_then(|n| n.parse::<i64>().ok());
+            if offset.is_some_and(&drop) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// `<dir>/<20-digit offset>.snapshot`: the producer state as of that offset.
+pub fn segment_snapshot_path(dir: &Path, offset: i64) -> std::path::PathBuf {
+    dir.join(format!("{offset:020}.snapshot"))
 }
 
 #[cfg(test)]

@@ -96,6 +96,9 @@ pub struct RemoteSegment {
     pub leader_epoch: i32,
     /// (leader epoch, start offset) entries covering the segment.
     pub epochs: Vec<(i32, i64)>,
+    /// Size of the producer-state snapshot object; 0 when none was uploaded.
+    #[serde(default)]
+    pub producer_snapshot_bytes: u64,
     pub broker: i32,
     pub state: RemoteSegmentState,
 }
@@ -521,6 +524,7 @@ mod tests {
             time_index_bytes: 0,
             leader_epoch: 0,
             epochs: vec![(0, base)],
+            producer_snapshot_bytes: 0,
             broker: 1,
             state: RemoteSegmentState::CopyFinished,
         };

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::config::LogConfig;
 use crate::log::batch::{self, BatchError};
+use crate::log::producer_state::ProducerState;
 use crate::log::{AppendInfo, Log, LogError, OffsetPosition, ReadPlan};
 
 /// Why a partition operation failed; mapped to Kafka codes in `error.rs`.
@@ -117,6 +118,9 @@ pub struct Partition {
     pub index: i32,
     state: Mutex<State>,
     hw_tx: watch::Sender<i64>,
+    /// Set when the local log was behind the object store and restarted at this
+    /// offset: its producer state is then fetched with the last tiered segment.
+    pub restarted_from_remote_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -138,6 +142,7 @@ impl Partition {
         // The log must never restart below what the object store has seen or what
         // the log start offset moved past (offsets are never reused).
         let restart_at = remote.end.max(remote.log_start);
+        let mut restarted_from_remote_at = None;
         if restart_at > log.log_end_offset() {
             // The local copy is behind (a lost or replaced disk): start over after the
             // last tiered offset; everything below is served from remote.
@@ -147,6 +152,7 @@ impl Partition {
                 remote.first.unwrap_or(restart_at)
             };
             log.reset_to(restart_at, start)?;
+            restarted_from_remote_at = Some(restart_at);
         } else if remote.log_start > log.log_start_offset() {
             log.advance_log_start(remote.log_start)?;
         }
@@ -165,7 +171,14 @@ impl Partition {
                 remote,
             }),
             hw_tx,
+            restarted_from_remote_at,
         }))
+    }
+
+    /// Installs producer state fetched from the object store for a log restarted at
+    /// `offset`; false (nothing changed) if the log has moved on since.
+    pub fn restore_producers(&self, state: ProducerState, offset: i64) -> Result<bool, LogError> {
+        self.state.lock().log.restore_producers(state, offset)
     }
 
     pub fn leader_epoch(&self) -> i32 {

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use super::partition::{Partition, RemoteBounds};
 use crate::config::{BrokerConfig, LogConfig};
+use crate::log::producer_state::ProducerState;
 use crate::log::{LogError, LogManager};
 use crate::metadata::ClusterImage;
 use crate::tiered::reader::{PartitionRef, RemoteRead};
@@ -77,6 +78,55 @@ impl ReplicaManager {
                 offsets.log_start_offset..offsets.local_log_start_offset,
             )
             .await
+    }
+
+    /// For every log restarted after the object store's end (a lost local disk),
+    /// fetches the producer-state snapshot uploaded with the last tiered segment, so
+    /// an idempotent producer's retry of a batch from before the loss is still
+    /// acknowledged as a duplicate. Without a snapshot the state stays empty, and
+    /// producers are accepted at any sequence as Kafka accepts unknown ones.
+    pub async fn restore_producer_snapshots(&self, image: &ClusterImage) {
+        let Some(reader) = self.remote_reader.get() else {
+            return;
+        };
+        let restarted: Vec<(Arc<Partition>, i64)> = self
+            .partitions
+            .read()
+            .values()
+            .flat_map(|parts| parts.values())
+            .filter_map(|p| Some((p.clone(), p.restarted_from_remote_at?)))
+            .collect();
+        for (p, offset) in restarted {
+            let last = image.remote_log(&p.topic_id, p.index).and_then(|l| {
+                l.finished()
+                    .find(|s| s.end_offset + 1 == offset && s.producer_snapshot_bytes > 0)
+                    .cloned()
+            });
+            let Some(segment) = last else {
+                continue;
+            };
+            let part = PartitionRef {
+                topic: &p.topic,
+                topic_id: p.topic_id,
+                partition: p.index,
+            };
+            let restored = match reader.producer_snapshot(part, &segment).await {
+                Ok(bytes) => match ProducerState::from_snapshot_bytes(&bytes) {
+                    Some((state, at)) if at == offset => p.restore_producers(state, offset),
+                    _ => {
+                        warn!(topic = %p.topic, partition = p.index, offset, "unreadable producer snapshot in the object store; producer state starts empty");
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.index, offset, error = %e, "could not fetch the producer snapshot; producer state starts empty");
+                    continue;
+                }
+            };
+            if let Err(e) = restored {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "could not install the producer snapshot");
+            }
+        }
     }
 
     /// Reads from the object store what `Partition::plan_read` said is only there.

@@ -217,6 +217,11 @@ impl RemoteLogManager {
         let index = read_file(&s.index_path).await?;
         let time_index = read_file(&s.time_index_path).await?;
         let epochs = epochs_text(&s.epochs);
+        let producer_snapshot = match &s.producer_snapshot {
+            // Pruned since it was listed (the segment went too): upload without it.
+            Some(path) => read_file(path).await.ok(),
+            None => None,
+        };
         let record = RemoteSegment {
             id,
             base_offset: s.base_offset,
@@ -227,6 +232,7 @@ impl RemoteLogManager {
             time_index_bytes: time_index.len() as u64,
             leader_epoch: p.leader_epoch,
             epochs: s.epochs.clone(),
+            producer_snapshot_bytes: producer_snapshot.as_ref().map_or(0, |b| b.len() as u64),
             broker: self.settings.node_id,
             state: RemoteSegmentState::CopyStarted,
         };
@@ -256,6 +262,14 @@ impl RemoteLogManager {
                     PutPayload::from(Bytes::from(epochs)),
                 )
                 .await?;
+            if let Some(snapshot) = producer_snapshot {
+                store
+                    .put(
+                        &path(ObjectKind::ProducerSnapshot),
+                        PutPayload::from(snapshot),
+                    )
+                    .await?;
+            }
             Ok::<(), TaskError>(())
         }
         .await;

@@ -511,6 +511,36 @@ impl RemoteReader {
     pub fn cache(&self) -> &ChunkCache {
         &self.cache
     }
+
+    /// The producer-state snapshot uploaded with `segment` (read once, when a lost
+    /// local log restarts after it; not cached).
+    pub async fn producer_snapshot(
+        &self,
+        part: PartitionRef<'_>,
+        segment: &RemoteSegment,
+    ) -> Result<Bytes, RemoteReadError> {
+        let path = self.store.segment_object(
+            part.topic,
+            &part.topic_id,
+            part.partition,
+            segment.base_offset,
+            &segment.id,
+            ObjectKind::ProducerSnapshot,
+        );
+        let _permit = self
+            .gets
+            .acquire()
+            .await
+            .map_err(|e| RemoteReadError::Object {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        let got = async { self.store.store.get(&path).await?.bytes().await }.await;
+        got.map_err(|e| RemoteReadError::Object {
+            path: path.to_string(),
+            reason: error_chain(&e),
+        })
+    }
 }
 
 async fn fetch_range(

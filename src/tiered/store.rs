@@ -55,14 +55,17 @@ pub enum ObjectKind {
     OffsetIndex,
     TimeIndex,
     Epochs,
+    /// The idempotent-producer state as of the segment's end.
+    ProducerSnapshot,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 5] = [
         ObjectKind::Log,
         ObjectKind::OffsetIndex,
         ObjectKind::TimeIndex,
         ObjectKind::Epochs,
+        ObjectKind::ProducerSnapshot,
     ];
 
     fn suffix(self) -> &'static str {
@@ -71,6 +74,7 @@ impl ObjectKind {
             ObjectKind::OffsetIndex => "index",
             ObjectKind::TimeIndex => "timeindex",
             ObjectKind::Epochs => "epochs",
+            ObjectKind::ProducerSnapshot => "snapshot",
         }
     }
 
