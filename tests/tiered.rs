@@ -16,6 +16,8 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AlterConfig, ResourceSpecifier};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use strata::tiered::store::ObjectKind;
+use strata::tiered::RemoteStore;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -880,6 +882,7 @@ async fn an_upload_left_half_done_is_removed() {
             leader_epoch: 0,
             epochs: vec![],
             producer_snapshot_bytes: 0,
+            multipart_upload_id: None,
             broker: 1,
             state: RemoteSegmentState::CopyStarted,
         },
@@ -893,6 +896,68 @@ async fn an_upload_left_half_done_is_removed() {
         gone && !object.exists()
     })
     .await;
+
+    // A multipart upload a crash cut short, with a part already in the bucket: its
+    // COPY_STARTED record names the upload, and the cleanup aborts it.
+    let store = RemoteStore::from_config(&broker.config).unwrap();
+    let multipart = store.multipart.clone().expect("S3 has multipart calls");
+    let id = uuid::Uuid::new_v4();
+    let log = store.segment_object("orphaned", &topic_id, 0, 2000, &id, ObjectKind::Log);
+    let upload_id = multipart.0.create_multipart(&log).await.unwrap();
+    multipart
+        .0
+        .put_part(&log, &upload_id, 0, vec![1u8; 5 << 20].into())
+        .await
+        .unwrap();
+    let parts_held = || {
+        std::fs::read_dir(&s3.root)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref().is_ok_and(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!(".upload_id-{upload_id}"))
+                })
+            })
+            .count()
+    };
+    assert_eq!(parts_held(), 1, "the server holds the uploaded part");
+    let record = MetadataRecord::RemoteSegmentCopyStarted {
+        topic_id,
+        partition: 0,
+        segment: RemoteSegment {
+            id,
+            base_offset: 2000,
+            end_offset: 2999,
+            max_timestamp: 0,
+            size_bytes: 20 << 20,
+            index_bytes: 0,
+            time_index_bytes: 0,
+            leader_epoch: 0,
+            epochs: vec![],
+            producer_snapshot_bytes: 0,
+            multipart_upload_id: Some(upload_id.clone()),
+            broker: 1,
+            state: RemoteSegmentState::CopyStarted,
+        },
+    };
+    broker.admin.quorum.propose(record).await.unwrap();
+    wait_for("the cut-short multipart upload aborted", || {
+        let image = broker.admin.image();
+        let gone = image
+            .remote_log(&topic_id, 0)
+            .is_none_or(|l| l.segments.is_empty());
+        gone && parts_held() == 0
+    })
+    .await;
+    assert!(
+        multipart
+            .0
+            .complete_multipart(&log, &upload_id, vec![])
+            .await
+            .is_err(),
+        "the upload no longer exists"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -99,6 +99,10 @@ pub struct RemoteSegment {
     /// Size of the producer-state snapshot object; 0 when none was uploaded.
     #[serde(default)]
     pub producer_snapshot_bytes: u64,
+    /// The multipart upload of the `.log` object while it is in progress (cleared at
+    /// COPY_FINISHED), so cleanup after a crash can abort it and free its parts.
+    #[serde(default)]
+    pub multipart_upload_id: Option<String>,
     pub broker: i32,
     pub state: RemoteSegmentState,
 }
@@ -381,6 +385,8 @@ impl ClusterImage {
                 {
                     Some(s) => {
                         s.state = RemoteSegmentState::CopyFinished;
+                        // Completed: there is no upload left to abort.
+                        s.multipart_upload_id = None;
                         let end = s.end_offset + 1;
                         log.highest_end = log.highest_end.max(end);
                         ApplyReply::Done
@@ -525,6 +531,7 @@ mod tests {
             leader_epoch: 0,
             epochs: vec![(0, base)],
             producer_snapshot_bytes: 0,
+            multipart_upload_id: None,
             broker: 1,
             state: RemoteSegmentState::CopyFinished,
         };

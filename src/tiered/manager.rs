@@ -15,14 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::multipart::PartId;
+use object_store::{MultipartId, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use rand::Rng;
 use tokio::time::Instant;
 use tracing::{info, info_span, warn, Instrument};
 use uuid::Uuid;
 
-use super::store::{ObjectKind, RemoteStore};
+use super::store::{Multipart, ObjectKind, RemoteStore};
 use super::{TieredMetrics, TieredPartition, TieredPartitions};
 use crate::log::now_ms;
 use crate::log::SealedSegment;
@@ -222,6 +223,19 @@ impl RemoteLogManager {
             Some(path) => read_file(path).await.ok(),
             None => None,
         };
+        let path = |kind| {
+            self.store
+                .segment_object(&p.topic, &p.topic_id, p.partition, s.base_offset, &id, kind)
+        };
+        // A large segment on a store with low-level multipart calls: start the upload
+        // first, so that COPY_STARTED names it and a crash leaves nothing untracked.
+        let multipart = match &self.store.multipart {
+            Some(mp) if s.size as usize > PART_BYTES => {
+                let upload_id = mp.0.create_multipart(&path(ObjectKind::Log)).await?;
+                Some((mp.clone(), upload_id))
+            }
+            _ => None,
+        };
         let record = RemoteSegment {
             id,
             base_offset: s.base_offset,
@@ -233,22 +247,34 @@ impl RemoteLogManager {
             leader_epoch: p.leader_epoch,
             epochs: s.epochs.clone(),
             producer_snapshot_bytes: producer_snapshot.as_ref().map_or(0, |b| b.len() as u64),
+            multipart_upload_id: multipart.as_ref().map(|(_, upload_id)| upload_id.clone()),
             broker: self.settings.node_id,
             state: RemoteSegmentState::CopyStarted,
         };
-        self.propose(MetadataRecord::RemoteSegmentCopyStarted {
-            topic_id: p.topic_id,
-            partition: p.partition,
-            segment: record,
-        })
-        .await?;
+        let proposed = self
+            .propose(MetadataRecord::RemoteSegmentCopyStarted {
+                topic_id: p.topic_id,
+                partition: p.partition,
+                segment: record,
+            })
+            .await;
+        if let Err(e) = proposed {
+            if let Some((mp, upload_id)) = &multipart {
+                let _ =
+                    mp.0.abort_multipart(&path(ObjectKind::Log), upload_id)
+                        .await;
+            }
+            return Err(e);
+        }
         let started = std::time::Instant::now();
-        let path = |kind| {
-            self.store
-                .segment_object(&p.topic, &p.topic_id, p.partition, s.base_offset, &id, kind)
-        };
         let copied = async {
-            self.put_log(&path(ObjectKind::Log), s).await?;
+            match &multipart {
+                Some((mp, upload_id)) => {
+                    self.put_log_parts(mp, &path(ObjectKind::Log), upload_id, s)
+                        .await?
+                }
+                None => self.put_log(&path(ObjectKind::Log), s).await?,
+            }
             let store = &self.store.store;
             store
                 .put(&path(ObjectKind::OffsetIndex), PutPayload::from(index))
@@ -319,6 +345,44 @@ impl RemoteLogManager {
         let w = writer.0.take().expect("taken only here");
         w.finish().await?;
         Ok(())
+    }
+
+    /// The segment file as the parts of an upload started (and recorded) already,
+    /// `PARTS_IN_FLIGHT` at a time; aborted on error. An upload cut short by a crash
+    /// is aborted by the cleanup of its COPY_STARTED record.
+    async fn put_log_parts(
+        &self,
+        mp: &Multipart,
+        path: &object_store::path::Path,
+        upload_id: &MultipartId,
+        s: &SealedSegment,
+    ) -> Result<(), TaskError> {
+        let parts = (s.size as usize).div_ceil(PART_BYTES);
+        let uploaded = async {
+            let ids: Vec<PartId> = stream::iter(0..parts)
+                .map(|i| {
+                    let file = s.file.clone();
+                    async move {
+                        let pos = (i * PART_BYTES) as u64;
+                        let len = (s.size - pos).min(PART_BYTES as u64) as usize;
+                        let bytes = read_at(file, pos, len).await?;
+                        let part =
+                            mp.0.put_part(path, upload_id, i, PutPayload::from(bytes))
+                                .await?;
+                        Ok::<PartId, TaskError>(part)
+                    }
+                })
+                .buffered(PARTS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            mp.0.complete_multipart(path, upload_id, ids).await?;
+            Ok::<(), TaskError>(())
+        }
+        .await;
+        if uploaded.is_err() {
+            let _ = mp.0.abort_multipart(path, upload_id).await;
+        }
+        uploaded
     }
 
     /// Total retention (`retention.ms`, `retention.bytes`) and the log start offset
@@ -417,6 +481,21 @@ impl RemoteLogManager {
         })
         .await?;
         for s in segments {
+            if let (Some(upload_id), Some(mp)) = (&s.multipart_upload_id, &self.store.multipart) {
+                // An upload a crash cut short: abort it so its parts are freed. (One
+                // already completed or aborted answers NoSuchUpload: nothing to do.)
+                let log = self.store.segment_object(
+                    &p.topic,
+                    &p.topic_id,
+                    p.partition,
+                    s.base_offset,
+                    &s.id,
+                    ObjectKind::Log,
+                );
+                if let Err(e) = mp.0.abort_multipart(&log, upload_id).await {
+                    info!(segment = %s.id, error = %e, "multipart upload not aborted (already gone?)");
+                }
+            }
             for kind in ObjectKind::ALL {
                 let path = self.store.segment_object(
                     &p.topic,

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use uuid::Uuid;
@@ -43,9 +44,23 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct RemoteStore {
     pub store: Arc<dyn ObjectStore>,
+    /// The same store's low-level multipart calls, where it has them (S3, memory):
+    /// the uploader records each upload id, so a restart can abort an upload a crash
+    /// cut short instead of leaving its parts in the bucket.
+    pub multipart: Option<Multipart>,
     pub prefix: Path,
     /// The URL it was built from, for logs and errors.
     pub url: String,
+}
+
+/// A store's [`MultipartStore`] side.
+#[derive(Clone)]
+pub struct Multipart(pub Arc<dyn MultipartStore>);
+
+impl std::fmt::Debug for Multipart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Multipart")
+    }
 }
 
 /// The objects a tiered segment is stored as.
@@ -112,43 +127,52 @@ impl RemoteStore {
             url: url.clone(),
             source,
         };
-        let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
-            "s3" | "s3a" => {
-                let bucket = parsed.host_str().unwrap_or("").to_string();
-                if bucket.is_empty() {
-                    return Err(StoreError::BadUrl {
-                        url,
-                        reason: "no bucket (expected s3://bucket/prefix)".into(),
-                    });
+        let (store, multipart, prefix): (Arc<dyn ObjectStore>, Option<Multipart>, String) =
+            match parsed.scheme() {
+                "s3" | "s3a" => {
+                    let bucket = parsed.host_str().unwrap_or("").to_string();
+                    if bucket.is_empty() {
+                        return Err(StoreError::BadUrl {
+                            url,
+                            reason: "no bucket (expected s3://bucket/prefix)".into(),
+                        });
+                    }
+                    let s3 = Arc::new(s3_builder(config, &bucket).build().map_err(build_err)?);
+                    (
+                        s3.clone(),
+                        Some(Multipart(s3)),
+                        parsed.path().trim_matches('/').to_string(),
+                    )
                 }
-                (
-                    Arc::new(s3_builder(config, &bucket).build().map_err(build_err)?),
-                    parsed.path().trim_matches('/').to_string(),
-                )
-            }
-            "file" => {
-                let path = parsed.path().to_string();
-                std::fs::create_dir_all(&path).map_err(|source| StoreError::LocalDir {
-                    path: path.clone(),
-                    source,
-                })?;
-                (
-                    Arc::new(
-                        LocalFileSystem::new_with_prefix(FsPath::new(&path)).map_err(build_err)?,
-                    ),
-                    String::new(),
-                )
-            }
-            "memory" => (Arc::new(InMemory::new()), String::new()),
-            other => {
-                return Err(StoreError::BadUrl {
-                    url: url.clone(),
-                    reason: format!("unsupported scheme '{other}' (use s3, file or memory)"),
-                })
-            }
-        };
+                "file" => {
+                    let path = parsed.path().to_string();
+                    std::fs::create_dir_all(&path).map_err(|source| StoreError::LocalDir {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    (
+                        Arc::new(
+                            LocalFileSystem::new_with_prefix(FsPath::new(&path))
+                                .map_err(build_err)?,
+                        ),
+                        None,
+                        String::new(),
+                    )
+                }
+                "memory" => {
+                    let memory = Arc::new(InMemory::new());
+                    (memory.clone(), Some(Multipart(memory)), String::new())
+                }
+                other => {
+                    return Err(StoreError::BadUrl {
+                        url: url.clone(),
+                        reason: format!("unsupported scheme '{other}' (use s3, file or memory)"),
+                    })
+                }
+            };
         Ok(RemoteStore {
             store,
+            multipart,
             prefix: Path::from(prefix),
             url,
         })
@@ -325,6 +349,7 @@ mod tests {
     fn segment_objects_follow_the_documented_layout() {
         let store = RemoteStore {
             store: Arc::new(InMemory::new()),
+            multipart: None,
             prefix: Path::from("cluster-1"),
             url: "memory://".into(),
         };
