@@ -849,9 +849,38 @@ async fn tiering_configs_follow_kafka_rules() {
     assert_eq!(tiers("__consumer_offsets"), Some(false));
 }
 
+/// The COPY_STARTED record a crash mid-upload leaves: a 1000-offset segment at
+/// `base`, with the multipart upload it had started, if any.
+fn copy_started(
+    topic_id: uuid::Uuid,
+    id: uuid::Uuid,
+    base: i64,
+    multipart_upload_id: Option<String>,
+) -> strata::metadata::MetadataRecord {
+    use strata::metadata::{MetadataRecord, RemoteSegment, RemoteSegmentState};
+    MetadataRecord::RemoteSegmentCopyStarted {
+        topic_id,
+        partition: 0,
+        segment: RemoteSegment {
+            id,
+            base_offset: base,
+            end_offset: base + 999,
+            max_timestamp: 0,
+            size_bytes: 20 << 20,
+            index_bytes: 0,
+            time_index_bytes: 0,
+            leader_epoch: 0,
+            epochs: vec![],
+            producer_snapshot_bytes: 0,
+            multipart_upload_id,
+            broker: 1,
+            state: RemoteSegmentState::CopyStarted,
+        },
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_left_half_done_is_removed() {
-    use strata::metadata::{MetadataRecord, RemoteSegment, RemoteSegmentState};
     let (_s3_dir, s3, _cfg, b) = start_tiered("orphans", &[]).await;
     tiered_topic(&b.bootstrap, "orphaned", 1, &[]).await;
     let broker = b.running.as_ref().unwrap().broker.clone();
@@ -868,26 +897,12 @@ async fn an_upload_left_half_done_is_removed() {
         .join(format!("00000000000000001000-{}.log", id.simple()));
     std::fs::create_dir_all(object.parent().unwrap()).unwrap();
     std::fs::write(&object, b"partial upload").unwrap();
-    let record = MetadataRecord::RemoteSegmentCopyStarted {
-        topic_id,
-        partition: 0,
-        segment: RemoteSegment {
-            id,
-            base_offset: 1000,
-            end_offset: 1999,
-            max_timestamp: 0,
-            size_bytes: 1 << 20,
-            index_bytes: 0,
-            time_index_bytes: 0,
-            leader_epoch: 0,
-            epochs: vec![],
-            producer_snapshot_bytes: 0,
-            multipart_upload_id: None,
-            broker: 1,
-            state: RemoteSegmentState::CopyStarted,
-        },
-    };
-    broker.admin.quorum.propose(record).await.unwrap();
+    broker
+        .admin
+        .quorum
+        .propose(copy_started(topic_id, id, 1000, None))
+        .await
+        .unwrap();
     wait_for("the orphaned upload removed", || {
         let image = broker.admin.image();
         let gone = image
@@ -922,26 +937,12 @@ async fn an_upload_left_half_done_is_removed() {
             .count()
     };
     assert_eq!(parts_held(), 1, "the server holds the uploaded part");
-    let record = MetadataRecord::RemoteSegmentCopyStarted {
-        topic_id,
-        partition: 0,
-        segment: RemoteSegment {
-            id,
-            base_offset: 2000,
-            end_offset: 2999,
-            max_timestamp: 0,
-            size_bytes: 20 << 20,
-            index_bytes: 0,
-            time_index_bytes: 0,
-            leader_epoch: 0,
-            epochs: vec![],
-            producer_snapshot_bytes: 0,
-            multipart_upload_id: Some(upload_id.clone()),
-            broker: 1,
-            state: RemoteSegmentState::CopyStarted,
-        },
-    };
-    broker.admin.quorum.propose(record).await.unwrap();
+    broker
+        .admin
+        .quorum
+        .propose(copy_started(topic_id, id, 2000, Some(upload_id.clone())))
+        .await
+        .unwrap();
     wait_for("the cut-short multipart upload aborted", || {
         let image = broker.admin.image();
         let gone = image

@@ -157,16 +157,25 @@ impl ProducerState {
 
     /// Writes a snapshot valid for the log up to `offset` (atomically).
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
-        let snap = Snapshot {
+        self.write_snapshot_file(&dir.join("producer-state.json"), offset)
+    }
+
+    fn write_snapshot_file(&self, path: &Path, offset: i64) -> std::io::Result<()> {
+        // Serialized by reference: the same JSON as `Snapshot`, without a clone.
+        #[derive(Serialize)]
+        struct SnapshotRef<'a> {
+            offset: i64,
+            state: &'a ProducerState,
+        }
+        let bytes = serde_json::to_vec(&SnapshotRef {
             offset,
-            state: ProducerState {
-                producers: self.producers.clone(),
-            },
-        };
-        let bytes = serde_json::to_vec(&snap).map_err(std::io::Error::other)?;
-        let tmp = dir.join("producer-state.json.tmp");
+            state: self,
+        })
+        .map_err(std::io::Error::other)?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
         std::fs::write(&tmp, bytes)?;
-        std::fs::rename(tmp, dir.join("producer-state.json"))
+        std::fs::rename(tmp, path)
     }
 
     /// Loads the snapshot if present and readable: (state, offset it is valid to).
@@ -184,17 +193,7 @@ impl ProducerState {
     /// Keeps a copy of the snapshot as of a segment's end, `<offset>.snapshot` as Kafka
     /// names it, for the tiered uploader to store beside the segment.
     pub fn write_segment_snapshot(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
-        let snap = Snapshot {
-            offset,
-            state: ProducerState {
-                producers: self.producers.clone(),
-            },
-        };
-        let bytes = serde_json::to_vec(&snap).map_err(std::io::Error::other)?;
-        let path = segment_snapshot_path(dir, offset);
-        let tmp = path.with_extension("snapshot.tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(tmp, path)
+        self.write_snapshot_file(&segment_snapshot_path(dir, offset), offset)
     }
 
     /// Deletes the `<offset>.snapshot` files for which `drop(offset)` holds.
