@@ -1275,3 +1275,131 @@ async fn a_full_group_refuses_another_member_and_oversized_group_ids_are_answere
     assert_eq!(commit(&mut raw, "after"), 0, "the broker still serves");
     drop((c1, c2, c3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_commit_and_fetch_v10_name_topics_by_id() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "by-id", 2, &[]).await;
+    let broker = b.running.as_ref().unwrap().broker.clone();
+    let id = broker.admin.image().topic_by_name("by-id").unwrap().id;
+    let stranger = uuid::Uuid::new_v4();
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let commit_topic = |topic_id, partitions: &[(i32, i64)]| {
+        offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(p, o)| {
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o)
+                            .with_committed_metadata(Some(s(&format!("at-{o}"))))
+                    })
+                    .collect(),
+            )
+    };
+    let ResponseKind::OffsetCommit(oc) = raw.call(
+        ApiKey::OffsetCommit,
+        10,
+        RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("by-id-group")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    commit_topic(id, &[(0, 5), (1, 6)]),
+                    commit_topic(stranger, &[(0, 1)]),
+                ]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(oc.topics[0].topic_id, id, "answered by id");
+    let codes: Vec<Vec<i16>> = oc
+        .topics
+        .iter()
+        .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+        .collect();
+    assert_eq!(codes, vec![vec![0, 0], vec![100]], "UNKNOWN_TOPIC_ID");
+
+    let fetch = |raw: &mut RawClient, version, topics| {
+        let ResponseKind::OffsetFetch(of) = raw.call(
+            ApiKey::OffsetFetch,
+            version,
+            RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("by-id-group")))
+                    .with_topics(topics),
+            ])),
+        ) else {
+            panic!()
+        };
+        of.groups.into_iter().next().unwrap()
+    };
+    // v10 by id, with an unknown id beside it.
+    let g = fetch(
+        &mut raw,
+        10,
+        Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_topic_id(id)
+                .with_partition_indexes(vec![0, 1]),
+            offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_topic_id(stranger)
+                .with_partition_indexes(vec![0]),
+        ]),
+    );
+    let got: Vec<(uuid::Uuid, i32, i64, String, i16)> = g
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.topic_id,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    p.error_code,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (id, 0, 5, "at-5".to_string(), 0),
+            (id, 1, 6, "at-6".to_string(), 0),
+            (stranger, 0, -1, String::new(), 100),
+        ]
+    );
+    // v10 for every topic names them by id; v9 sees the same commits by name.
+    let g = fetch(&mut raw, 10, None);
+    assert_eq!(g.topics.len(), 1);
+    assert_eq!(g.topics[0].topic_id, id);
+    let g = fetch(
+        &mut raw,
+        9,
+        Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_name(TopicName(s("by-id")))
+                .with_partition_indexes(vec![0, 1]),
+        ]),
+    );
+    let offsets: Vec<i64> = g.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect();
+    assert_eq!(offsets, vec![5, 6]);
+    // And librdkafka (v9 and below) reads them too.
+    let (c, _) = group_consumer(&b.bootstrap, "by-id-group", &[]);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("by-id", 0);
+    tpl.add_partition("by-id", 1);
+    let committed = c.committed_offsets(tpl, T).unwrap();
+    let offsets: Vec<Offset> = committed.elements().iter().map(|e| e.offset()).collect();
+    assert_eq!(offsets, vec![Offset::Offset(5), Offset::Offset(6)]);
+}

@@ -225,6 +225,7 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                 .with_topics(vec![
                     offset_commit_request::OffsetCommitRequestTopic::default()
                         .with_name(t())
+                        .with_topic_id(topic_id)
                         .with_partitions(vec![
                             offset_commit_request::OffsetCommitRequestPartition::default()
                                 .with_partition_index(0)

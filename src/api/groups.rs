@@ -177,8 +177,26 @@ pub async fn handle_offset_commit(
     r: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
+    // v10 names topics by id (KIP-848); an id this cluster does not know gets
+    // UNKNOWN_TOPIC_ID on each of its partitions and commits nothing.
+    let image = broker.admin.image();
+    let names: Vec<Option<String>> = r
+        .topics
+        .iter()
+        .map(|t| {
+            if version >= 10 {
+                image
+                    .topics
+                    .get(&t.topic_id)
+                    .map(|topic| topic.name.clone())
+            } else {
+                Some(t.name.0.as_str().to_string())
+            }
+        })
+        .collect();
     let mut offsets = Vec::new();
-    for t in &r.topics {
+    for (t, name) in r.topics.iter().zip(&names) {
+        let Some(name) = name else { continue };
         for p in &t.partitions {
             let epoch = if version >= 6 {
                 p.committed_leader_epoch
@@ -186,7 +204,7 @@ pub async fn handle_offset_commit(
                 -1
             };
             offsets.push((
-                t.name.0.as_str().to_string(),
+                name.clone(),
                 p.partition_index,
                 p.committed_offset,
                 epoch,
@@ -199,6 +217,7 @@ pub async fn handle_offset_commit(
     } else {
         None
     };
+    let committed = offsets.len();
     let codes = match broker
         .groups
         .commit_offsets(
@@ -211,25 +230,33 @@ pub async fn handle_offset_commit(
         .await
     {
         Ok(codes) => codes,
-        Err(e) => vec![e; r.topics.iter().map(|t| t.partitions.len()).sum()],
+        Err(e) => vec![e; committed],
     };
     let mut codes = codes.into_iter();
     let topics = r
         .topics
         .iter()
-        .map(|t| {
-            OffsetCommitResponseTopic::default()
-                .with_name(t.name.clone())
-                .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(codes.next().unwrap_or(code::UNKNOWN_SERVER_ERROR))
-                        })
-                        .collect(),
-                )
+        .zip(&names)
+        .map(|(t, name)| {
+            let topic = if version >= 10 {
+                OffsetCommitResponseTopic::default().with_topic_id(t.topic_id)
+            } else {
+                OffsetCommitResponseTopic::default().with_name(t.name.clone())
+            };
+            topic.with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        let error = match name {
+                            Some(_) => codes.next().unwrap_or(code::UNKNOWN_SERVER_ERROR),
+                            None => code::UNKNOWN_TOPIC_ID,
+                        };
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(error)
+                    })
+                    .collect(),
+            )
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
@@ -263,42 +290,80 @@ pub fn handle_offset_fetch(
     version: i16,
 ) -> OffsetFetchResponse {
     if version >= 8 {
+        let image = broker.admin.image();
         let groups = r
             .groups
             .iter()
             .map(|g| {
+                // v10 names topics by id (KIP-848): ids this cluster does not know are
+                // answered per partition with UNKNOWN_TOPIC_ID.
+                let mut unknown_ids = Vec::new();
                 let topics = g.topics.as_ref().map(|ts| {
                     ts.iter()
-                        .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone()))
+                        .filter_map(|t| {
+                            let name = if version >= 10 {
+                                match image.topics.get(&t.topic_id) {
+                                    Some(topic) => topic.name.clone(),
+                                    None => {
+                                        unknown_ids.push(t);
+                                        return None;
+                                    }
+                                }
+                            } else {
+                                t.name.0.as_str().to_string()
+                            };
+                            Some((name, t.partition_indexes.clone()))
+                        })
                         .collect()
                 });
                 let rows = broker.groups.fetch_offsets(g.group_id.0.as_str(), topics);
+                let partitions = |parts: Vec<(i32, Option<CommittedOffset>)>| {
+                    parts
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, metadata) = committed_fields(&o);
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(str_bytes(&metadata)))
+                        })
+                        .collect()
+                };
+                let mut topics: Vec<OffsetFetchResponseTopics> = by_topic(rows)
+                    .into_iter()
+                    .filter_map(|(t, parts)| {
+                        let topic = if version >= 10 {
+                            // Offsets of a topic deleted since have no id to name them by.
+                            let id = image.topic_by_name(&t)?.id;
+                            OffsetFetchResponseTopics::default().with_topic_id(id)
+                        } else {
+                            OffsetFetchResponseTopics::default().with_name(TopicName(str_bytes(&t)))
+                        };
+                        Some(topic.with_partitions(partitions(parts)))
+                    })
+                    .collect();
+                topics.extend(unknown_ids.into_iter().map(|t| {
+                    OffsetFetchResponseTopics::default()
+                        .with_topic_id(t.topic_id)
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(-1)
+                                        .with_committed_leader_epoch(-1)
+                                        .with_metadata(Some(str_bytes("")))
+                                        .with_error_code(code::UNKNOWN_TOPIC_ID)
+                                })
+                                .collect(),
+                        )
+                }));
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_error_code(code::NONE)
-                    .with_topics(
-                        by_topic(rows)
-                            .into_iter()
-                            .map(|(t, parts)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(str_bytes(&t)))
-                                    .with_partitions(
-                                        parts
-                                            .into_iter()
-                                            .map(|(p, o)| {
-                                                let (offset, epoch, metadata) =
-                                                    committed_fields(&o);
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(Some(str_bytes(&metadata)))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    )
+                    .with_topics(topics)
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
