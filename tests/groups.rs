@@ -765,6 +765,48 @@ async fn kip_848_group_of_three_librdkafka_consumers() {
         .members
         .iter()
         .all(|m| m.member_epoch == g.assignment_epoch));
+    // OffsetFetch v9 checks a member's id and epoch as Kafka does; without a member
+    // (an admin client) it is always answered.
+    let member = &g.members[0];
+    let fetch_as = |raw: &mut RawClient, id: Option<&str>, epoch: i32| {
+        let ResponseKind::OffsetFetch(of) = raw.call(
+            ApiKey::OffsetFetch,
+            9,
+            RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("moderns")))
+                    .with_member_id(id.map(s))
+                    .with_member_epoch(epoch)
+                    .with_topics(None),
+            ])),
+        ) else {
+            panic!()
+        };
+        of.groups[0].error_code
+    };
+    assert_eq!(
+        fetch_as(
+            &mut raw,
+            Some(member.member_id.as_str()),
+            member.member_epoch
+        ),
+        0
+    );
+    assert_eq!(
+        fetch_as(
+            &mut raw,
+            Some(member.member_id.as_str()),
+            member.member_epoch - 1
+        ),
+        113,
+        "STALE_MEMBER_EPOCH"
+    );
+    assert_eq!(
+        fetch_as(&mut raw, Some("no-such-member"), 1),
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    assert_eq!(fetch_as(&mut raw, None, -1), 0, "admin fetch");
     let ResponseKind::ListGroups(l) = raw.call(
         ApiKey::ListGroups,
         5,

@@ -295,6 +295,19 @@ pub fn handle_offset_fetch(
             .groups
             .iter()
             .map(|g| {
+                if version >= 9 {
+                    let member = g.member_id.as_ref().map(|m| m.as_str());
+                    let check = broker.groups.check_offset_fetch(
+                        g.group_id.0.as_str(),
+                        member,
+                        g.member_epoch,
+                    );
+                    if check != code::NONE {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_error_code(check);
+                    }
+                }
                 // v10 names topics by id (KIP-848): ids this cluster does not know are
                 // answered per partition with UNKNOWN_TOPIC_ID.
                 let mut unknown_ids = Vec::new();

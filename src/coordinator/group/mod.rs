@@ -464,6 +464,30 @@ impl GroupCoordinator {
     }
 
     /// OffsetFetch for one group. `topics` None means every committed partition.
+    /// OffsetFetch v9+ from a member of a KIP-848 group: Kafka checks the member and its
+    /// epoch (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH). Requests without a member (admin
+    /// clients, classic members) are always answered.
+    pub fn check_offset_fetch(&self, group_id: &str, member_id: Option<&str>, epoch: i32) -> i16 {
+        let Some(member_id) = member_id else {
+            return code::NONE;
+        };
+        if epoch < 0 && member_id.is_empty() {
+            return code::NONE;
+        }
+        let Some(group) = self.group(group_id) else {
+            return code::NONE;
+        };
+        let g = group.lock();
+        match &g.modern {
+            Some(modern) => match modern.members.get(member_id) {
+                None => code::UNKNOWN_MEMBER_ID,
+                Some(m) if m.member_epoch != epoch => code::STALE_MEMBER_EPOCH,
+                Some(_) => code::NONE,
+            },
+            None => code::NONE,
+        }
+    }
+
     pub fn fetch_offsets(
         &self,
         group_id: &str,
