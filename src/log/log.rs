@@ -553,14 +553,15 @@ impl Log {
             return Ok(());
         }
         let handles = self.active_mut().seal().map_err(io_err(&dir))?;
-        self.producers
-            .write_snapshot(&dir, base)
-            .map_err(io_err(&dir))?;
         if self.config.remote_storage_enable {
-            // Uploaded with the sealed segment, so a log rebuilt from the object store
-            // still knows its idempotent producers.
+            // The segment-end copy is uploaded with the sealed segment, so a log rebuilt
+            // from the object store still knows its idempotent producers.
             self.producers
-                .write_segment_snapshot(&dir, base)
+                .write_snapshot_with_segment_copy(&dir, base)
+                .map_err(io_err(&dir))?;
+        } else {
+            self.producers
+                .write_snapshot(&dir, base)
                 .map_err(io_err(&dir))?;
         }
         let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;

@@ -157,10 +157,27 @@ impl ProducerState {
 
     /// Writes a snapshot valid for the log up to `offset` (atomically).
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
-        self.write_snapshot_file(&dir.join("producer-state.json"), offset)
+        self.write_snapshot_files(&[dir.join("producer-state.json")], offset)
     }
 
-    fn write_snapshot_file(&self, path: &Path, offset: i64) -> std::io::Result<()> {
+    /// Writes the snapshot and keeps a copy as of the segment's end, `<offset>.snapshot`
+    /// as Kafka names it, for the tiered uploader to store beside the segment. The
+    /// state is serialized once for both.
+    pub fn write_snapshot_with_segment_copy(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
+        self.write_snapshot_files(
+            &[
+                dir.join("producer-state.json"),
+                segment_snapshot_path(dir, offset),
+            ],
+            offset,
+        )
+    }
+
+    fn write_snapshot_files(
+        &self,
+        paths: &[std::path::PathBuf],
+        offset: i64,
+    ) -> std::io::Result<()> {
         // Serialized by reference: the same JSON as `Snapshot`, without a clone.
         #[derive(Serialize)]
         struct SnapshotRef<'a> {
@@ -172,10 +189,13 @@ impl ProducerState {
             state: self,
         })
         .map_err(std::io::Error::other)?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(tmp, path)
+        for path in paths {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(tmp, path)?;
+        }
+        Ok(())
     }
 
     /// Loads the snapshot if present and readable: (state, offset it is valid to).
@@ -188,12 +208,6 @@ impl ProducerState {
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Option<(ProducerState, i64)> {
         let snap: Snapshot = serde_json::from_slice(bytes).ok()?;
         Some((snap.state, snap.offset))
-    }
-
-    /// Keeps a copy of the snapshot as of a segment's end, `<offset>.snapshot` as Kafka
-    /// names it, for the tiered uploader to store beside the segment.
-    pub fn write_segment_snapshot(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
-        self.write_snapshot_file(&segment_snapshot_path(dir, offset), offset)
     }
 
     /// Deletes the `<offset>.snapshot` files for which `drop(offset)` holds.

@@ -72,6 +72,11 @@ async function committed(admin, groupId, topic) {
   return t.partitions.sort((a, b) => a.partition - b.partition).map((p) => Number(p.offset));
 }
 
+/** Waits until every partition's committed offset is `offset` (kafkajs commits after each batch). */
+async function commitsReach(admin, groupId, topic, offset) {
+  await waitUntil(async () => (await committed(admin, groupId, topic)).every((o) => o === offset), `commits at ${offset}`);
+}
+
 const sorted = (xs) => xs.slice().sort();
 
 test('two kafkajs members split six partitions, then one leaves and the other takes all', async () => {
@@ -90,7 +95,7 @@ test('two kafkajs members split six partitions, then one leaves and the other ta
 
     const admin = kafka.admin();
     await admin.connect();
-    await waitUntil(async () => (await committed(admin, groupId, topic)).every((o) => o === 20), 'commits at 20');
+    await commitsReach(admin, groupId, topic, 20);
 
     // One member leaves (LeaveGroup): the other takes every partition, and reads
     // exactly what is produced after the committed offsets.
@@ -117,7 +122,7 @@ test('kafkajs commits survive a broker restart and the group resumes exactly the
     await waitUntil(() => seen.length >= first.length, 'the first records');
     let admin = kafka.admin();
     await admin.connect();
-    await waitUntil(async () => (await committed(admin, groupId, topic)).every((o) => o === 10), 'commits at 10');
+    await commitsReach(admin, groupId, topic, 10);
     await admin.disconnect();
     await m.consumer.disconnect();
 
@@ -149,7 +154,7 @@ test('kafkajs admin describes members, shows lag and deletes only empty groups',
     await waitUntil(() => seen.length >= values.length, 'every record');
     const admin = kafka.admin();
     await admin.connect();
-    await waitUntil(async () => (await committed(admin, groupId, topic)).every((o) => o === 10), 'commits at 10');
+    await commitsReach(admin, groupId, topic, 10);
 
     const { groups } = await admin.describeGroups([groupId]);
     assert.equal(groups.length, 1);

@@ -77,6 +77,17 @@ def poll_each(consumers, seen, timeout=0.05):
             seen.append(m.value().decode())
 
 
+def read_exactly(consumer, expected, what):
+    """Polls `consumer` until it has read as many records as `expected`, then a moment
+    more (anything extra, such as records below a committed offset, would arrive then),
+    and checks it read exactly those."""
+    seen = []
+    wait_until(lambda: poll_each([consumer], seen) or len(seen) >= len(expected), message=what)
+    for _ in range(10):
+        poll_each([consumer], seen)
+    assert sorted(seen) == sorted(expected), what
+
+
 def close_within(consumer, others, seen):
     """Closes `consumer` on a thread while the `others` keep polling (as their own
     application threads would); returns how long the close took."""
@@ -154,12 +165,9 @@ def test_kip848_commits_survive_a_broker_restart(kbroker):
     create(kbroker, topic, 3)
     first = produce(kbroker, topic, 3, 10, "first")
     c = kip848_consumer(kbroker, group)
-    seen = []
     try:
         c.subscribe([topic])
-        wait_until(lambda: poll_each([c], seen) or len(seen) >= len(first),
-                   message="the first records")
-        assert sorted(seen) == sorted(first)
+        read_exactly(c, first, "every first record once")
         c.commit(asynchronous=False)
         committed = c.committed([TopicPartition(topic, p) for p in range(3)],
                                 timeout=POLL_TIMEOUT_S)
@@ -171,14 +179,8 @@ def test_kip848_commits_survive_a_broker_restart(kbroker):
     kbroker.start()
     second = produce(kbroker, topic, 3, 5, "second")
     c = kip848_consumer(kbroker, group)
-    seen = []
     try:
         c.subscribe([topic])
-        wait_until(lambda: poll_each([c], seen) or len(seen) >= len(second),
-                   message="the records after the committed offsets")
-        # A moment more: anything before the committed offsets would arrive too.
-        for _ in range(10):
-            poll_each([c], seen)
-        assert sorted(seen) == sorted(second), "resumed exactly at the committed offsets"
+        read_exactly(c, second, "resumed exactly at the committed offsets")
     finally:
         c.close()
