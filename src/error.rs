@@ -58,7 +58,6 @@ pub mod code {
     pub const STALE_MEMBER_EPOCH: i16 = 113;
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
-    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 }
 

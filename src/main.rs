@@ -21,11 +21,19 @@ CONFIGURATION
        [object_store] url = \"...\" is the key object_store.url
     3. STRATA_* environment variables: log.dirs is STRATA_LOG_DIRS
     4. --override key=value (repeatable), as kafka-server-start --override
-  An unknown key or a bad value stops start-up with a message naming it.
+  An unknown key in the file or in --override, or a bad value from any source, stops
+  start-up with a message naming it.
   `strata --list-config` prints every broker and topic key with its default.
 
+ENVIRONMENT
+  A STRATA_* variable that names no key (STRATA_HOME, STRATA_VERSION, ...) is logged as
+  a warning, with the closest key when it looks like a typo, and otherwise ignored.
+
 LOGGING
-  RUST_LOG sets the log filter (default: info), e.g. RUST_LOG=strata=debug.";
+  Logs go to stderr. RUST_LOG sets the filter (default: warn,strata=info: Strata's own
+  INFO lines, warnings and errors from libraries), e.g. RUST_LOG=strata=debug or
+  RUST_LOG=info for every library's INFO lines. Colour only when stdout and stderr are
+  terminals and NO_COLOR is unset.";
 
 /// Strata: a Kafka-compatible broker.
 #[derive(Parser, Debug)]
@@ -143,6 +151,38 @@ fn tune_allocator() {
     }
 }
 
+/// The filter without RUST_LOG: Strata's own INFO lines (what an operator acts on:
+/// configuration, listeners, recovery, ready, stopping, stopped) and only warnings and
+/// errors from libraries, whose INFO lines are their internals (openraft's workers).
+const DEFAULT_LOG_FILTER: &str = "warn,strata=info";
+
+/// Colour only for a person at a terminal: never into files, pipes or journals (where
+/// escape codes are stored as garbage), and never when NO_COLOR is set (no-color.org).
+/// Both streams must be terminals: `strata > broker.log 2>&1` and `strata | tee` alike
+/// stay plain.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
+}
+
+fn init_logging() {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!(
+                "strata: RUST_LOG={spec:?} is not a valid filter ({e}); using {DEFAULT_LOG_FILTER}"
+            );
+            EnvFilter::new(DEFAULT_LOG_FILTER)
+        }),
+        _ => EnvFilter::new(DEFAULT_LOG_FILTER),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(log_colour())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> anyhow::Result<()> {
     tune_allocator();
     let cli = Cli::parse();
@@ -154,12 +194,7 @@ fn main() -> anyhow::Result<()> {
         let _ = list_config();
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let config = match BrokerConfig::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
         Ok(c) => c,
         Err(e) => {

@@ -82,6 +82,15 @@ fn new_cluster_id() -> String {
     out
 }
 
+/// Topic names by id, to tell which topics a metadata change deleted.
+fn topic_names_by_id(image: &crate::metadata::ClusterImage) -> BTreeMap<uuid::Uuid, String> {
+    image
+        .topics
+        .values()
+        .map(|t| (t.id, t.name.clone()))
+        .collect()
+}
+
 fn num(config: &BrokerConfig, key: &str) -> i64 {
     config.get(key).trim().parse().unwrap_or(0)
 }
@@ -242,13 +251,25 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         quorum.propose(MetadataRecord::RegisterBroker(me)).await?;
     }
 
+    let clean_start = logs.clean_start();
     let replicas = Arc::new(ReplicaManager::new(config.clone(), logs));
     let image = quorum.view().current();
+    info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
+    let recovery_started = std::time::Instant::now();
     replicas
         .reconcile(&image)
         .context("opening partition logs")?;
     replicas.remove_orphans(&image);
-    info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
+    info!(
+        partitions = replicas.all().len(),
+        after = if clean_start {
+            "clean shutdown"
+        } else {
+            "unclean shutdown"
+        },
+        elapsed_ms = recovery_started.elapsed().as_millis() as u64,
+        "partition logs recovered"
+    );
 
     let admin = Admin {
         config: config.clone(),
@@ -289,6 +310,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     groups
         .load()
         .context("loading consumer groups from __consumer_offsets")?;
+    groups.forget_missing_topics().await;
 
     // Metrics endpoint: bound now so a bad address stops start-up.
     let registry = crate::metrics::new_registry();
@@ -321,19 +343,31 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    // Keep replicas in step with committed metadata.
+    // Keep replicas in step with committed metadata, and drop committed offsets of
+    // topics that were deleted.
     {
         let mut view = quorum.view();
         let replicas = replicas.clone();
+        let groups = groups.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let mut known = topic_names_by_id(&view.current());
             loop {
                 tokio::select! {
                     changed = view.changed() => {
                         if changed.is_err() { break; }
-                        if let Err(e) = replicas.reconcile(&view.current()) {
+                        let image = view.current();
+                        if let Err(e) = replicas.reconcile(&image) {
                             error!(error = %e, "applying a metadata change to local replicas failed");
                         }
+                        let now = topic_names_by_id(&image);
+                        let gone: std::collections::BTreeSet<String> = known
+                            .iter()
+                            .filter(|(id, _)| !now.contains_key(*id))
+                            .map(|(_, name)| name.clone())
+                            .collect();
+                        known = now;
+                        groups.forget_topics(&gone).await;
                     }
                     _ = shutdown.cancelled() => break,
                 }
@@ -454,7 +488,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         let replicas = replicas.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            info!("shutting down");
+            info!("stopping");
             tracker.wait().await;
             connections.close();
             if tokio::time::timeout(Duration::from_secs(10), connections.wait())
@@ -474,7 +508,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             info!("stopped");
         })
     };
-    info!(addrs = ?addrs, "broker started");
+    info!(addrs = ?addrs, node_id = config.node_id, "broker ready");
     Ok(RunningBroker {
         addrs,
         metrics_addr,

@@ -1445,3 +1445,83 @@ async fn offset_commit_and_fetch_v10_name_topics_by_id() {
     let offsets: Vec<Offset> = committed.elements().iter().map(|e| e.offset()).collect();
     assert_eq!(offsets, vec![Offset::Offset(5), Offset::Offset(6)]);
 }
+
+/// Committed offsets for `partitions` of `topic` as `group` sees them through
+/// librdkafka's OffsetFetch (None = no committed offset).
+fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let c = consumer(bootstrap, &[("group.id", group)]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, T).expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).unwrap().offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Kafka removes a deleted topic's committed offsets from every group; a topic
+/// re-created under the same name starts with none, also after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_topics_committed_offsets_are_removed_from_every_group() {
+    let b = TestBroker::start_with(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "doomed", 2, &[]).await;
+    create_topic(&b.bootstrap, "kept", 1, &[]).await;
+    for group in ["deleter-a", "deleter-b"] {
+        let c = consumer(&b.bootstrap, &[("group.id", group)]);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("doomed", 0, Offset::Offset(3))
+            .unwrap();
+        tpl.add_partition_offset("doomed", 1, Offset::Offset(4))
+            .unwrap();
+        tpl.add_partition_offset("kept", 0, Offset::Offset(5))
+            .unwrap();
+        c.commit(&tpl, CommitMode::Sync).unwrap();
+        assert_eq!(
+            committed(&b.bootstrap, group, "doomed", 2),
+            vec![Some(3), Some(4)]
+        );
+    }
+    let deleted = admin(&b.bootstrap)
+        .delete_topics(&["doomed"], &admin_opts())
+        .await
+        .unwrap();
+    assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+    for group in ["deleter-a", "deleter-b"] {
+        assert_eq!(
+            committed(&b.bootstrap, group, "doomed", 2),
+            vec![None, None]
+        );
+        assert_eq!(committed(&b.bootstrap, group, "kept", 1), vec![Some(5)]);
+    }
+    // An OffsetFetch for every topic of the group no longer names the deleted one.
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::OffsetFetch(all) = raw.call(
+        ApiKey::OffsetFetch,
+        7,
+        RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("deleter-a")))
+                .with_topics(None),
+        ),
+    ) else {
+        panic!("not an OffsetFetch response")
+    };
+    let names: Vec<&str> = all.topics.iter().map(|t| t.name.0.as_str()).collect();
+    assert_eq!(names, vec!["kept"]);
+
+    // The removal is durable, and a topic re-created under the name starts clean.
+    let b = b.restart(FAST_GROUPS).await;
+    create_topic(&b.bootstrap, "doomed", 2, &[]).await;
+    for group in ["deleter-a", "deleter-b"] {
+        assert_eq!(
+            committed(&b.bootstrap, group, "doomed", 2),
+            vec![None, None]
+        );
+        assert_eq!(committed(&b.bootstrap, group, "kept", 1), vec![Some(5)]);
+    }
+    b.stop().await;
+}

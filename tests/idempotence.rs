@@ -134,3 +134,47 @@ async fn librdkafka_idempotent_producer_delivers_exactly_once() {
     values.dedup();
     assert_eq!(values.len(), 2000);
 }
+
+/// Transactions are not implemented yet: a transactional producer must be told the
+/// coordinator is not available (retriable, as Kafka answers while it cannot place its
+/// transaction coordinator), never that it lacks an ACL that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_producer_is_not_told_it_lacks_authorization() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, Producer};
+    let b = TestBroker::start().await;
+    let bootstrap = b.bootstrap.clone();
+    let error = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = client_config(&bootstrap)
+            .set("transactional.id", "strata-txn-test")
+            .create()
+            .expect("producer");
+        producer
+            .init_transactions(Duration::from_secs(5))
+            .expect_err("transactions are not supported yet")
+    })
+    .await
+    .unwrap();
+    let code = match &error {
+        KafkaError::Transaction(e) => e.code(),
+        other => other.rdkafka_error_code().expect("an rdkafka error code"),
+    };
+    assert_ne!(
+        code,
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+        "{error}"
+    );
+    assert_ne!(
+        code,
+        RDKafkaErrorCode::ClusterAuthorizationFailed,
+        "{error}"
+    );
+    // Idempotent producers on the same broker are unaffected.
+    let p = producer(&b.bootstrap, &[("enable.idempotence", "true")]);
+    create_topic(&b.bootstrap, "after-txn", 1, &[]).await;
+    let delivered = p
+        .send(FutureRecord::<(), _>::to("after-txn").payload("x"), T)
+        .await
+        .expect("idempotent produce");
+    assert_eq!((delivered.partition, delivered.offset), (0, 0));
+}

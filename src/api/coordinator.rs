@@ -1,6 +1,9 @@
 //! FindCoordinator (v0–v6, batched keys from v4). A single broker coordinates every
-//! group and transactional id; the group coordinator issue moves group placement to
-//! the leader of the group's `__consumer_offsets` partition.
+//! group; the group coordinator issue moves group placement to the leader of the
+//! group's `__consumer_offsets` partition. Transactional ids have no coordinator until
+//! transactions exist: they are answered COORDINATOR_NOT_AVAILABLE, as Kafka answers
+//! while its transaction coordinator cannot be placed, so a transactional client
+//! retries and then times out instead of hunting for ACLs that do not exist.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -12,6 +15,10 @@ use crate::error::code;
 const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
 
+/// What a transactional client is told while transactions are not implemented.
+pub const TRANSACTIONS_UNSUPPORTED: &str =
+    "transactions are not supported by this Strata version yet (idempotent producers are)";
+
 fn locate(
     broker: &Broker,
     key_type: i8,
@@ -21,6 +28,12 @@ fn locate(
         return Err((
             code::INVALID_REQUEST,
             format!("coordinator key type {key_type} is not supported"),
+        ));
+    }
+    if key_type == KEY_TRANSACTION {
+        return Err((
+            code::COORDINATOR_NOT_AVAILABLE,
+            TRANSACTIONS_UNSUPPORTED.into(),
         ));
     }
     let image = broker.admin.image();

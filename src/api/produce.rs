@@ -39,14 +39,6 @@ pub async fn handle_produce(
                 ));
                 continue;
             };
-            if request.transactional_id.is_some() {
-                partitions.push(partition_error(
-                    index,
-                    code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    Some("transactions are not supported yet".into()),
-                ));
-                continue;
-            }
             if name.starts_with("__consumer_offsets") || name.starts_with("__transaction_state") {
                 partitions.push(partition_error(
                     index,

@@ -1,4 +1,6 @@
-//! InitProducerId for idempotent (non-transactional) producers.
+//! InitProducerId for idempotent (non-transactional) producers. A transactional id gets
+//! COORDINATOR_NOT_AVAILABLE (see `coordinator`): retriable, never an authorization
+//! failure, since no ACL is involved.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -20,8 +22,9 @@ pub async fn handle_init_producer_id(
         return response.with_error_code(code::INVALID_REQUEST);
     }
     if request.transactional_id.is_some() {
-        // Transactions arrive with the transaction coordinator; refuse clearly until then.
-        return response.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        // Transactions arrive with the transaction coordinator; until then this broker
+        // is not one (and FindCoordinator says so for transactional ids).
+        return response.with_error_code(code::COORDINATOR_NOT_AVAILABLE);
     }
     match broker.producer_ids.next(&broker.admin.quorum).await {
         Ok(id) => response

@@ -191,7 +191,13 @@ pub async fn handle_delete_topics(
             .with_name(Some(TopicName(str_bytes(&topic.name))))
             .with_topic_id(topic.id);
         match broker.admin.delete_topic(&topic).await {
-            Ok(()) => responses.push(result.with_error_code(code::NONE)),
+            Ok(()) => {
+                // Before answering, so a client that asks right after sees none (the
+                // metadata watch in `server` does the same for deletions from elsewhere).
+                let gone = std::collections::BTreeSet::from([topic.name.clone()]);
+                broker.groups.forget_topics(&gone).await;
+                responses.push(result.with_error_code(code::NONE))
+            }
             Err(e) => responses.push(
                 result
                     .with_error_code(e.code)

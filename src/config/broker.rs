@@ -223,14 +223,14 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "log.roll.jitter.ms",
         "",
         long(0, I64_MAX),
-        false,
+        true,
         "topic default of segment.jitter.ms",
     ),
     key(
         "log.roll.jitter.hours",
         "0",
         int(0, I32_MAX),
-        false,
+        true,
         "topic default of segment.jitter.ms, in hours",
     ),
     key(
@@ -820,29 +820,70 @@ pub fn env_name(key: &str) -> String {
     )
 }
 
-/// Picks the `STRATA_*` variables out of an environment; unknown ones are errors.
+/// A `STRATA_*` environment variable that names no key. The environment is shared with
+/// everything else the user runs (`STRATA_HOME`, `STRATA_VERSION` in images and units),
+/// so such a variable is reported and skipped, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownEnvVar {
+    pub name: String,
+    /// The closest key's variable, when one is close enough to be a likely typo.
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for UnknownEnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "environment variable {} names no config key; ignored",
+            self.name
+        )?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean {s}?)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The known key variable closest to `name`, if within a typo's distance.
+fn closest_env_name(name: &str) -> Option<String> {
+    let suffix = name.trim_start_matches("STRATA_");
+    let (best, distance) = BROKER_KEYS
+        .iter()
+        .map(|k| env_name(k.name))
+        .map(|candidate| {
+            let d = strsim::levenshtein(suffix, candidate.trim_start_matches("STRATA_"));
+            (candidate, d)
+        })
+        .min_by_key(|(_, d)| *d)?;
+    // One edit in four characters, at most three: STRATA_LOG_DIR_S is a typo of
+    // STRATA_LOG_DIRS, STRATA_HOME is nothing of ours.
+    (distance > 0 && distance <= (suffix.len() / 4).clamp(1, 3)).then_some(best)
+}
+
+/// Picks the `STRATA_*` variables out of an environment: the settings they make, and
+/// the ones that name no key (for the caller to warn about).
 pub fn settings_from_env(
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<RawSetting>, ConfigError> {
+) -> (Vec<RawSetting>, Vec<UnknownEnvVar>) {
     let mut out = Vec::new();
+    let mut unknown = Vec::new();
     for (name, value) in vars {
         if !name.starts_with("STRATA_") {
             continue;
         }
-        let key = BROKER_KEYS
-            .iter()
-            .find(|k| env_name(k.name) == name)
-            .ok_or_else(|| ConfigError::UnknownKey {
-                key: name.clone(),
-                origin: "environment".into(),
-            })?;
-        out.push(RawSetting {
-            key: key.name.to_string(),
-            value,
-            origin: format!("environment variable {name}"),
-        });
+        match BROKER_KEYS.iter().find(|k| env_name(k.name) == name) {
+            Some(key) => out.push(RawSetting {
+                key: key.name.to_string(),
+                value,
+                origin: format!("environment variable {name}"),
+            }),
+            None => unknown.push(UnknownEnvVar {
+                suggestion: closest_env_name(&name),
+                name,
+            }),
+        }
     }
-    Ok(out)
+    (out, unknown)
 }
 
 /// Parses `key=value` from `--override`.
@@ -1049,7 +1090,11 @@ impl BrokerConfig {
             })?;
             settings.extend(flatten_toml(&text, &path.display().to_string())?);
         }
-        settings.extend(settings_from_env(env)?);
+        let (from_env, unknown_env) = settings_from_env(env);
+        for var in &unknown_env {
+            tracing::warn!("{var}");
+        }
+        settings.extend(from_env);
         for o in overrides {
             settings.push(setting_from_override(o)?);
         }
@@ -1212,10 +1257,35 @@ mod tests {
         assert!(err.contains("log.retention.mss"), "{err}");
         let err = over(&["num.partitions=zero"]).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
-        let err = settings_from_env(vec![("STRATA_NOPE".into(), "1".into())])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("STRATA_NOPE"), "{err}");
+    }
+
+    #[test]
+    fn unrelated_environment_variables_are_reported_not_fatal() {
+        let (settings, unknown) = settings_from_env(vec![
+            ("STRATA_HOME".into(), "/opt/strata".into()),
+            ("STRATA_LOG_DIR_S".into(), "/x".into()),
+            ("STRATA_NUM_PARTITIONS".into(), "3".into()),
+            ("PATH".into(), "/bin".into()),
+        ]);
+        assert_eq!(settings.len(), 1);
+        assert_eq!(settings[0].key, "num.partitions");
+        assert_eq!(unknown.len(), 2);
+        assert_eq!(unknown[0].name, "STRATA_HOME");
+        assert_eq!(unknown[0].suggestion, None);
+        assert_eq!(unknown[1].suggestion.as_deref(), Some("STRATA_LOG_DIRS"));
+        assert!(unknown[1]
+            .to_string()
+            .contains("did you mean STRATA_LOG_DIRS?"));
+        // A known key with a bad value still stops start-up.
+        let err = BrokerConfig::load(
+            None,
+            vec![("STRATA_NUM_PARTITIONS".into(), "zero".into())],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("num.partitions"), "{err}");
+        assert!(BrokerConfig::load(None, vec![("STRATA_BIN".into(), "x".into())], &[]).is_ok());
     }
 
     #[test]

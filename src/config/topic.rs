@@ -284,8 +284,8 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "0",
         long(0, I64_MAX),
         &["log.roll.jitter.ms", "log.roll.jitter.hours"],
-        false,
-        "random jitter subtracted from segment.ms",
+        true,
+        "largest random jitter subtracted from segment.ms, drawn per segment",
     ),
     topic(
         "segment.ms",
@@ -355,6 +355,7 @@ pub enum TimestampType {
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub segment_ms: i64,
+    pub segment_jitter_ms: i64,
     pub segment_index_bytes: u64,
     pub index_interval_bytes: u64,
     pub retention_ms: i64,
@@ -404,6 +405,7 @@ impl LogConfig {
         LogConfig {
             segment_bytes: num("segment.bytes").max(14) as u64,
             segment_ms: num("segment.ms").max(1),
+            segment_jitter_ms: num("segment.jitter.ms").max(0),
             segment_index_bytes: num("segment.index.bytes").max(8) as u64,
             index_interval_bytes: num("index.interval.bytes").max(0) as u64,
             retention_ms: num("retention.ms"),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::batch::{self, BatchError, BatchHeader};
 use super::epoch::LeaderEpochCache;
@@ -145,6 +145,19 @@ pub struct Log {
     unflushed_messages: i64,
     last_flush_ms: i64,
     recovery: Arc<RecoveryPoint>,
+    /// The active segment's random share of `segment.jitter.ms`, drawn when it became
+    /// active (Kafka's `LogConfig.randomSegmentJitter`), so many partitions created
+    /// together do not all roll at once.
+    roll_jitter_ms: i64,
+}
+
+/// A random jitter in `[0, min(jitter, segment.ms))`, as Kafka draws per segment.
+fn random_roll_jitter(config: &LogConfig) -> i64 {
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    rand::Rng::gen_range(&mut rand::thread_rng(), 0..bound)
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
@@ -332,6 +345,7 @@ impl Log {
         } else {
             stored_start.max(first_base)
         };
+        let roll_jitter_ms = random_roll_jitter(&config);
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -341,6 +355,7 @@ impl Log {
             epochs: LeaderEpochCache::open(dir).map_err(io_err(dir))?,
             unflushed_messages: 0,
             last_flush_ms: now,
+            roll_jitter_ms,
             recovery: Arc::new(RecoveryPoint {
                 offset: parking_lot::Mutex::new(recovery_point),
             }),
@@ -463,12 +478,26 @@ impl Log {
         }
         let total_records: i64 = batches.iter().map(|(_, h)| h.record_count as i64).sum();
         let base_offset = self.log_end_offset();
-        self.maybe_roll(records.len() as u64, base_offset + total_records, now)?;
         let log_append_time = if self.config.timestamp_type == TimestampType::LogAppendTime {
             now
         } else {
             -1
         };
+        let incoming_max_timestamp = if log_append_time >= 0 {
+            now
+        } else {
+            batches
+                .iter()
+                .map(|(_, h)| h.max_timestamp)
+                .max()
+                .unwrap_or(-1)
+        };
+        self.maybe_roll(
+            records.len() as u64,
+            base_offset + total_records,
+            incoming_max_timestamp,
+            now,
+        )?;
         // Only each batch's 61-byte header is copied and patched; the record bytes go
         // to the file straight from the request buffer.
         let mut headers: Vec<[u8; batch::HEADER_SIZE]> = Vec::with_capacity(batches.len());
@@ -526,14 +555,25 @@ impl Log {
         })
     }
 
-    fn maybe_roll(&mut self, incoming: u64, next_offset_after: i64, now: i64) -> LogResult<()> {
-        let cfg = self.config.clone();
+    /// Rolls before an append when Kafka would (`LogSegment.shouldRoll`): the batch
+    /// does not fit `segment.bytes`, the segment's time (record time, see
+    /// `Segment::time_waited_for_roll`) exceeds `segment.ms` minus this segment's
+    /// jitter, the index is full, or offsets would overflow the relative index.
+    fn maybe_roll(
+        &mut self,
+        incoming: u64,
+        next_offset_after: i64,
+        incoming_max_timestamp: i64,
+        now: i64,
+    ) -> LogResult<()> {
+        let cfg = &self.config;
         let active = self.active();
         if active.is_empty() {
             return Ok(());
         }
         let too_big = active.size() + incoming > cfg.segment_bytes;
-        let too_old = now - active.roll_base_ms >= cfg.segment_ms;
+        let too_old = active.time_waited_for_roll(now, incoming_max_timestamp)
+            > cfg.segment_ms - self.roll_jitter_ms;
         let index_full = active.index_full(cfg.segment_index_bytes);
         let offset_overflow = next_offset_after - active.base_offset > u32::MAX as i64;
         if too_big || too_old || index_full || offset_overflow {
@@ -566,7 +606,8 @@ impl Log {
         }
         let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
         self.segments.insert(base, seg);
-        info!(dir = %dir.display(), base, "rolled segment");
+        self.roll_jitter_ms = random_roll_jitter(&self.config);
+        debug!(dir = %dir.display(), base, "rolled segment");
         flusher().send(FlushJob {
             files: handles,
             dir,
@@ -915,6 +956,28 @@ impl Log {
 mod tests {
     use super::*;
     use crate::log::batch::tests::make_batch;
+
+    #[test]
+    fn roll_jitter_is_drawn_below_both_the_jitter_and_segment_ms() {
+        let config = |ms: i64, jitter: i64| LogConfig {
+            segment_ms: ms,
+            segment_jitter_ms: jitter,
+            ..LogConfig::default()
+        };
+        assert_eq!(random_roll_jitter(&config(1000, 0)), 0);
+        let draws: Vec<i64> = (0..200)
+            .map(|_| random_roll_jitter(&config(1000, 50)))
+            .collect();
+        assert!(draws.iter().all(|j| (0..50).contains(j)), "{draws:?}");
+        assert!(
+            draws.iter().any(|j| *j > 0),
+            "jitter is random, not always 0"
+        );
+        let draws: Vec<i64> = (0..200)
+            .map(|_| random_roll_jitter(&config(100, i64::MAX)))
+            .collect();
+        assert!(draws.iter().all(|j| (0..100).contains(j)), "{draws:?}");
+    }
 
     fn append(log: &mut Log, count: i32) -> AppendInfo {
         let b = make_batch(count, now_ms(), None);

@@ -72,8 +72,12 @@ pub struct Segment {
     pub next_offset: i64,
     /// Largest batch max-timestamp in this segment, -1 when empty.
     pub max_timestamp: i64,
-    /// Timestamp that `segment.ms` counts from: the first batch's, else creation time.
-    pub roll_base_ms: i64,
+    /// Max timestamp of the first batch, -1 while there is none (Kafka's
+    /// `rollingBasedTimestamp`): `segment.ms` compares record time with it.
+    pub first_batch_timestamp: i64,
+    /// Wall-clock time the segment was created or opened; `segment.ms` counts from it
+    /// only while the segment holds no timestamp.
+    pub created_ms: i64,
     pub sealed: bool,
 }
 
@@ -106,7 +110,8 @@ impl Segment {
             bytes_since_index_entry: 0,
             next_offset: base_offset,
             max_timestamp: -1,
-            roll_base_ms: now_ms,
+            first_batch_timestamp: -1,
+            created_ms: now_ms,
             sealed: false,
         })
     }
@@ -153,7 +158,8 @@ impl Segment {
             bytes_since_index_entry: 0,
             next_offset: base_offset,
             max_timestamp: -1,
-            roll_base_ms: now_ms,
+            first_batch_timestamp: -1,
+            created_ms: now_ms,
             sealed: false,
         };
         // Both indexes present and sane after a clean shutdown: trust them and only
@@ -188,9 +194,7 @@ impl Segment {
             self.max_timestamp = ts;
         }
         if let Some(h) = header_at(&self.file, 0)? {
-            if h.max_timestamp > 0 {
-                self.roll_base_ms = h.max_timestamp;
-            }
+            self.first_batch_timestamp = h.max_timestamp.max(-1);
         }
         if pos < self.size {
             // Trailing bytes that do not form a whole batch: drop them.
@@ -228,9 +232,7 @@ impl Segment {
                 }
             }
             if first {
-                if h.max_timestamp > 0 {
-                    self.roll_base_ms = h.max_timestamp;
-                }
+                self.first_batch_timestamp = h.max_timestamp.max(-1);
                 first = false;
             }
             self.index_batch(&h, pos, total, index_interval)?;
@@ -298,9 +300,7 @@ impl Segment {
         let start = self.size;
         if self.size == 0 {
             if let Some((_, h)) = batches.first() {
-                if h.max_timestamp > 0 {
-                    self.roll_base_ms = h.max_timestamp;
-                }
+                self.first_batch_timestamp = h.max_timestamp.max(-1);
             }
         }
         for (pos, h) in batches {
@@ -314,6 +314,18 @@ impl Segment {
         }
         self.size += len;
         Ok(())
+    }
+
+    /// How long this segment has been open for `segment.ms`, as Kafka's
+    /// `LogSegment.timeWaitedForRoll` (KAFKA-4099): record time since the first batch,
+    /// so a replay of month-old records rolls by the data's own time span, not once per
+    /// batch; wall-clock time since creation only while the segment holds no timestamp.
+    pub fn time_waited_for_roll(&self, now_ms: i64, incoming_max_timestamp: i64) -> i64 {
+        if self.first_batch_timestamp >= 0 {
+            incoming_max_timestamp - self.first_batch_timestamp
+        } else {
+            now_ms - self.created_ms
+        }
     }
 
     /// Whether the offset index has room for another entry under `segment.index.bytes`.

@@ -90,8 +90,9 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def _env(self):
-        # STRATA_* variables are broker config keys and an unknown one stops the
-        # broker: keep none of them (STRATA_TEST_BINARY above all).
+        # The test's own settings come from --override only: an unrelated STRATA_*
+        # variable would merely be warned about, but a key from the caller's
+        # environment must not change what a test runs against.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
         env.setdefault("RUST_LOG", "info")
         return env

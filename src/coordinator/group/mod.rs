@@ -12,7 +12,7 @@ pub mod consumer;
 pub mod state;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -682,6 +682,74 @@ impl GroupCoordinator {
             }
         }
         Ok(results)
+    }
+
+    /// Removes every group's committed offsets for the `gone` topics, durably (a
+    /// tombstone per offset), as Kafka does when a topic is deleted: OffsetFetch and
+    /// lag tools stop reporting them, and a topic re-created under the same name starts
+    /// with none. Returns how many offsets were removed.
+    pub async fn forget_topics(&self, gone: &BTreeSet<String>) -> usize {
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut removed = 0;
+        for (id, group) in self.all_groups() {
+            let doomed: Vec<(String, i32)> = group
+                .lock()
+                .offsets
+                .keys()
+                .filter(|(topic, _)| gone.contains(topic))
+                .cloned()
+                .collect();
+            if doomed.is_empty() {
+                continue;
+            }
+            let entries: Vec<(StoreKey, StoreValue)> = doomed
+                .iter()
+                .map(|(topic, partition)| {
+                    (
+                        StoreKey::Offset {
+                            group: id.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        },
+                        StoreValue::Tombstone,
+                    )
+                })
+                .collect();
+            match self.append(&id, &entries).await {
+                Ok(()) => {
+                    let mut g = group.lock();
+                    for k in &doomed {
+                        g.offsets.remove(k);
+                    }
+                    removed += doomed.len();
+                    info!(group = %id, partitions = doomed.len(), "removed committed offsets of deleted topics");
+                }
+                // Left in memory so the next metadata change or start-up retries.
+                Err(code) => warn!(group = %id, code, "could not remove offsets of deleted topics"),
+            }
+        }
+        removed
+    }
+
+    /// `forget_topics` for every committed topic the metadata no longer has: run after
+    /// loading, so a crash between a topic's deletion and its tombstones leaves nothing.
+    pub async fn forget_missing_topics(&self) -> usize {
+        let image = self.metadata.current();
+        let gone: BTreeSet<String> = self
+            .all_groups()
+            .iter()
+            .flat_map(|(_, g)| {
+                g.lock()
+                    .offsets
+                    .keys()
+                    .map(|(t, _)| t.clone())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| image.topic_by_name(t).is_none())
+            .collect();
+        self.forget_topics(&gone).await
     }
 
     /// Timer work for every group: session expiry, join deadlines.
