@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use strata::cli::consumer_groups::{self, Chunk, ConsumerGroupsArgs};
 use strata::config::broker::{env_name, BROKER_KEYS};
+use strata::config::spec::{no_effect_reason, KeySpec};
 use strata::config::topic::TOPIC_KEYS;
 use strata::config::BrokerConfig;
 use tracing_subscriber::EnvFilter;
@@ -95,16 +96,21 @@ fn consumer_groups(args: &ConsumerGroupsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `--list-config` label of a key that does not act: never (with why), or not yet.
+fn effect_note(key: &KeySpec, not_yet: &str) -> String {
+    match no_effect_reason(key.name) {
+        Some(reason) => format!(" [no effect in Strata: {reason}]"),
+        None if !key.enforced => not_yet.to_string(),
+        None => String::new(),
+    }
+}
+
 fn list_config() -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "# Broker keys (environment variable in brackets)")?;
     for k in BROKER_KEYS {
-        let note = if k.enforced {
-            ""
-        } else {
-            " [accepted, not acted on yet]"
-        };
+        let note = effect_note(k, " [accepted, not acted on yet]");
         writeln!(
             out,
             "{} = {:?}  [{}]\n    {}{}",
@@ -120,11 +126,7 @@ fn list_config() -> std::io::Result<()> {
         "\n# Topic keys (CreateTopics / AlterConfigs; broker synonyms in brackets)"
     )?;
     for t in TOPIC_KEYS {
-        let note = if t.spec.enforced {
-            ""
-        } else {
-            " [stored and shown, not acted on yet]"
-        };
+        let note = effect_note(&t.spec, " [stored and shown, not acted on yet]");
         writeln!(
             out,
             "{} = {:?}  [{}]\n    {}{}",

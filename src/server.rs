@@ -169,6 +169,26 @@ async fn bind_socket(addr: &str) -> std::io::Result<TcpSocket> {
     }))
 }
 
+/// `socket.send.buffer.bytes` / `socket.receive.buffer.bytes` (SO_SNDBUF / SO_RCVBUF;
+/// -1 keeps the OS default), set on the listening socket before `listen()`: Linux gives
+/// every accepted connection the listener's buffer sizes, and a receive buffer set
+/// before the handshake also sizes the TCP window scale, as Kafka does.
+fn set_socket_buffers(socket: &TcpSocket, config: &BrokerConfig) -> anyhow::Result<()> {
+    let send = num(config, "socket.send.buffer.bytes");
+    if send >= 0 {
+        socket
+            .set_send_buffer_size(send.min(u32::MAX as i64) as u32)
+            .context("setting socket.send.buffer.bytes")?;
+    }
+    let receive = num(config, "socket.receive.buffer.bytes");
+    if receive >= 0 {
+        socket
+            .set_recv_buffer_size(receive.min(u32::MAX as i64) as u32)
+            .context("setting socket.receive.buffer.bytes")?;
+    }
+    Ok(())
+}
+
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let config = Arc::new(config);
     info!(
@@ -194,6 +214,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                 l.bind_addr()
             )
         })?;
+        set_socket_buffers(&socket, &config)?;
         bound.push((l.name.clone(), socket));
     }
     let addrs: Vec<SocketAddr> = bound
@@ -416,6 +437,27 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                     _ = tick.tick() => {
                         let r = replicas.clone();
                         let _ = tokio::task::spawn_blocking(move || r.apply_retention()).await;
+                    }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+    // Flush scheduler (`log.flush.scheduler.interval.ms`; Kafka's default, Long.MAX,
+    // leaves flushing to the OS and to appends).
+    let flush_every = num(&config, "log.flush.scheduler.interval.ms");
+    if flush_every > 0 && flush_every < i64::MAX {
+        let replicas = replicas.clone();
+        let shutdown = shutdown.clone();
+        let interval = Duration::from_millis(flush_every as u64);
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let r = replicas.clone();
+                        let _ = tokio::task::spawn_blocking(move || r.flush_due_logs()).await;
                     }
                     _ = shutdown.cancelled() => break,
                 }

@@ -1525,3 +1525,124 @@ async fn a_deleted_topics_committed_offsets_are_removed_from_every_group() {
     }
     b.stop().await;
 }
+
+/// KIP-848 `group.remote.assignor=range` from librdkafka gets Kafka's range assignment
+/// (per topic, contiguous ranges), and `group.consumer.assignors` limits what members
+/// may ask for and sets the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip_848_consumers_asking_for_range_get_range_assignments() {
+    let b = TestBroker::start_with(&["group.consumer.heartbeat.interval.ms=300"]).await;
+    create_topic(&b.bootstrap, "ranged-a", 4, &[]).await;
+    create_topic(&b.bootstrap, "ranged-b", 4, &[]).await;
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            kip848_consumer(
+                &b.bootstrap,
+                "rangers",
+                &[("group.remote.assignor", "range")],
+            )
+        })
+        .collect();
+    for (c, _) in &consumers {
+        c.subscribe(&["ranged-a", "ranged-b"]).unwrap();
+    }
+    let deadline = Instant::now() + T;
+    let owned = loop {
+        for (c, _) in &consumers {
+            let _ = c.poll(Duration::from_millis(50));
+        }
+        let owned: Vec<Vec<(String, i32)>> = consumers
+            .iter()
+            .map(|(c, _)| {
+                let mut v: Vec<(String, i32)> = c
+                    .assignment()
+                    .unwrap()
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                v.sort();
+                v
+            })
+            .collect();
+        if owned.iter().all(|o| o.len() == 4) {
+            break owned;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled assignment: {owned:?}"
+        );
+    };
+    let mut shapes: Vec<Vec<(String, i32)>> = owned.clone();
+    shapes.sort();
+    let range = |parts: [i32; 2]| -> Vec<(String, i32)> {
+        ["ranged-a", "ranged-b"]
+            .iter()
+            .flat_map(|t| parts.iter().map(move |p| (t.to_string(), *p)))
+            .collect()
+    };
+    assert_eq!(
+        shapes,
+        vec![range([0, 1]), range([2, 3])],
+        "range: each member a contiguous range of every topic"
+    );
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("rangers"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(d.groups[0].assignor_name.as_str(), "range");
+    drop(consumers);
+    b.stop().await;
+
+    // A broker that offers only range: a member asking for uniform is refused with
+    // UNSUPPORTED_ASSIGNOR, and a group whose members name none uses range.
+    let b = TestBroker::start_with(&["group.consumer.assignors=range"]).await;
+    create_topic(&b.bootstrap, "ranged-c", 2, &[]).await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let join = |raw: &mut RawClient, group: &str, assignor: Option<&str>| {
+        let ResponseKind::ConsumerGroupHeartbeat(r) = raw.call(
+            ApiKey::ConsumerGroupHeartbeat,
+            1,
+            RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_member_id(s(&uuid::Uuid::new_v4().to_string()))
+                    .with_member_epoch(0)
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names(Some(vec![TopicName(s("ranged-c"))]))
+                    .with_topic_partitions(Some(vec![]))
+                    .with_server_assignor(assignor.map(s)),
+            ),
+        ) else {
+            panic!()
+        };
+        r.error_code
+    };
+    assert_eq!(
+        join(&mut raw, "only-range", Some("uniform")),
+        112,
+        "UNSUPPORTED_ASSIGNOR"
+    );
+    assert_eq!(join(&mut raw, "only-range", None), 0);
+    let ResponseKind::ConsumerGroupDescribe(d) = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("only-range"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        d.groups[0].assignor_name.as_str(),
+        "range",
+        "the first configured assignor is the default"
+    );
+    b.stop().await;
+}

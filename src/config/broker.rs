@@ -39,7 +39,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "broker.id",
         "",
         int(-1, I32_MAX),
-        false,
+        true,
         "legacy alias of node.id; must equal it when set",
     ),
     key(
@@ -167,14 +167,14 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "socket.send.buffer.bytes",
         "102400",
         int(-1, I32_MAX),
-        false,
+        true,
         "SO_SNDBUF (-1 = OS default)",
     ),
     key(
         "socket.receive.buffer.bytes",
         "102400",
         int(-1, I32_MAX),
-        false,
+        true,
         "SO_RCVBUF (-1 = OS default)",
     ),
     key(
@@ -182,21 +182,21 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "3",
         int(1, I32_MAX),
         false,
-        "accepted; tokio schedules connections",
+        "no effect in Strata (see --list-config)",
     ),
     key(
         "num.io.threads",
         "8",
         int(1, I32_MAX),
         false,
-        "accepted; tokio schedules requests",
+        "no effect in Strata (see --list-config)",
     ),
     key(
         "num.recovery.threads.per.data.dir",
         "1",
         int(1, I32_MAX),
-        false,
-        "accepted; recovery runs per partition",
+        true,
+        "threads per log dir that open and recover partition logs at start (in parallel)",
     ),
     key(
         "log.segment.bytes",
@@ -286,8 +286,8 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "log.flush.scheduler.interval.ms",
         "9223372036854775807",
         long(0, I64_MAX),
-        false,
-        "accepted; flush.ms is checked on append",
+        true,
+        "how often logs are checked for flush.ms, so data older than flush.ms is fsynced without further appends",
     ),
     key(
         "log.index.interval.bytes",
@@ -386,28 +386,28 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "log.preallocate",
         "false",
         Kind::Bool,
-        false,
+        true,
         "topic default of preallocate",
     ),
     key(
         "log.segment.delete.delay.ms",
         "60000",
         long(0, I64_MAX),
-        false,
+        true,
         "topic default of file.delete.delay.ms",
     ),
     key(
         "log.local.retention.ms",
         "-2",
         long(-2, I64_MAX),
-        false,
+        true,
         "topic default of local.retention.ms",
     ),
     key(
         "log.local.retention.bytes",
         "-2",
         long(-2, I64_MAX),
-        false,
+        true,
         "topic default of local.retention.bytes",
     ),
     key(
@@ -624,10 +624,15 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "group.consumer.assignors",
         "uniform,range",
         Kind::List {
-            allowed: &["uniform", "range"],
+            allowed: &[
+                "uniform",
+                "range",
+                "org.apache.kafka.coordinator.group.assignor.UniformAssignor",
+                "org.apache.kafka.coordinator.group.assignor.RangeAssignor",
+            ],
         },
-        false,
-        "server-side assignors of KIP-848 groups (uniform is the default)",
+        true,
+        "server-side assignors of KIP-848 groups a member may ask for (group.remote.assignor); the first is the default",
     ),
     key(
         "object_store.url",
@@ -682,7 +687,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "metrics.listener",
         "",
         Kind::Str,
-        false,
+        true,
         "host:port of the Prometheus /metrics endpoint (empty = off)",
     ),
 ];
@@ -1098,7 +1103,13 @@ impl BrokerConfig {
         for o in overrides {
             settings.push(setting_from_override(o)?);
         }
-        Self::from_settings(settings)
+        let config = Self::from_settings(settings)?;
+        for key in &config.explicit {
+            if let Some(reason) = super::spec::no_effect_reason(key) {
+                tracing::warn!("{key} is set but has no effect in Strata: {reason}");
+            }
+        }
+        Ok(config)
     }
 
     pub fn get(&self, key: &str) -> &str {
@@ -1257,6 +1268,28 @@ mod tests {
         assert!(err.contains("log.retention.mss"), "{err}");
         let err = over(&["num.partitions=zero"]).unwrap_err().to_string();
         assert!(err.contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn labels_agree_between_topic_keys_and_their_broker_defaults() {
+        for t in TOPIC_KEYS {
+            for synonym in t.broker_synonyms {
+                let Some(b) = broker_key(synonym) else {
+                    continue;
+                };
+                assert_eq!(
+                    b.enforced, t.spec.enforced,
+                    "{} and its broker default {synonym} disagree on whether they act",
+                    t.spec.name
+                );
+            }
+        }
+        for (key, _) in super::super::spec::NO_EFFECT {
+            let spec = broker_key(key)
+                .or_else(|| super::super::topic::topic_key(key).map(|t| &t.spec))
+                .unwrap_or_else(|| panic!("{key} is not a key"));
+            assert!(!spec.enforced, "{key} cannot both act and have no effect");
+        }
     }
 
     #[test]

@@ -117,6 +117,44 @@ impl fmt::Display for KeySpec {
     }
 }
 
+/// Keys accepted so that existing Kafka configs load unchanged, that can never act in
+/// Strata, with the reason `--list-config` prints and a start-up warning repeats when
+/// one is set.
+pub const NO_EFFECT: &[(&str, &str)] = &[
+    (
+        "num.network.threads",
+        "connections run on the tokio runtime, which sizes itself to the machine's cores; there are no network threads to size",
+    ),
+    (
+        "num.io.threads",
+        "requests run on the same tokio runtime as their connections; there is no request-handler pool to size",
+    ),
+    (
+        "log.message.downconversion.enable",
+        "removed in Kafka 4.0 (KIP-724): Strata serves only v2 record batches (Fetch v4 and later) and never down-converts",
+    ),
+    (
+        "message.downconversion.enable",
+        "removed in Kafka 4.0 (KIP-724): Strata serves only v2 record batches (Fetch v4 and later) and never down-converts",
+    ),
+    (
+        "log.message.timestamp.difference.max.ms",
+        "removed in Kafka 4.0 (KIP-937): use log.message.timestamp.before.max.ms and log.message.timestamp.after.max.ms",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "removed in Kafka 4.0 (KIP-937): use message.timestamp.before.max.ms and message.timestamp.after.max.ms",
+    ),
+];
+
+/// Why `key` can never act in Strata, if it is one of those.
+pub fn no_effect_reason(key: &str) -> Option<&'static str> {
+    NO_EFFECT
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, reason)| *reason)
+}
+
 pub const I32_MAX: i64 = i32::MAX as i64;
 pub const I64_MAX: i64 = i64::MAX;
 

@@ -72,7 +72,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "60000",
         long(0, I64_MAX),
         &["log.segment.delete.delay.ms"],
-        false,
+        true,
         "delay before a deleted segment's files are removed",
     ),
     topic(
@@ -216,7 +216,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "false",
         Kind::Bool,
         &["log.preallocate"],
-        false,
+        true,
         "preallocate segment files",
     ),
     topic(
@@ -357,6 +357,11 @@ pub struct LogConfig {
     pub segment_ms: i64,
     pub segment_jitter_ms: i64,
     pub segment_index_bytes: u64,
+    /// `preallocate`: reserve `segment.bytes` of disk for each new segment.
+    pub preallocate: bool,
+    /// `file.delete.delay.ms`: a deleted segment's files are renamed `.deleted` and
+    /// removed this much later.
+    pub file_delete_delay_ms: i64,
     pub index_interval_bytes: u64,
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -406,6 +411,8 @@ impl LogConfig {
             segment_bytes: num("segment.bytes").max(14) as u64,
             segment_ms: num("segment.ms").max(1),
             segment_jitter_ms: num("segment.jitter.ms").max(0),
+            preallocate: raw("preallocate").eq_ignore_ascii_case("true"),
+            file_delete_delay_ms: num("file.delete.delay.ms").max(0),
             segment_index_bytes: num("segment.index.bytes").max(8) as u64,
             index_interval_bytes: num("index.interval.bytes").max(0) as u64,
             retention_ms: num("retention.ms"),

@@ -207,6 +207,83 @@ fn flusher() -> &'static Flusher {
     })
 }
 
+/// Files of deleted segments, renamed `.deleted`, to remove once their delay is over.
+struct DeleteJob {
+    due: std::time::Instant,
+    files: Vec<PathBuf>,
+}
+
+/// One background thread removes the renamed files of deleted segments when their
+/// `file.delete.delay.ms` is over (Kafka's delayed segment deletion), so a read that
+/// planned a range of the segment before it was deleted ends cleanly. Files still
+/// waiting when the process stops are removed by the next `Log::open`.
+struct Deleter {
+    tx: parking_lot::Mutex<std::sync::mpsc::Sender<DeleteJob>>,
+}
+
+fn remove_files(files: &[PathBuf]) {
+    for f in files {
+        if let Err(e) = std::fs::remove_file(f) {
+            if e.kind() != io::ErrorKind::NotFound {
+                warn!(path = %f.display(), error = %e, "could not remove a deleted segment file");
+            }
+        }
+    }
+}
+
+fn deleter() -> &'static Deleter {
+    static DELETER: std::sync::OnceLock<Deleter> = std::sync::OnceLock::new();
+    DELETER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<DeleteJob>();
+        let spawned = std::thread::Builder::new()
+            .name("segment-delete".into())
+            .spawn(move || {
+                let mut pending: Vec<DeleteJob> = Vec::new();
+                loop {
+                    let now = std::time::Instant::now();
+                    pending.retain(|job| {
+                        let due = job.due <= now;
+                        if due {
+                            remove_files(&job.files);
+                        }
+                        !due
+                    });
+                    let wait = pending
+                        .iter()
+                        .map(|j| j.due.saturating_duration_since(now))
+                        .min()
+                        .unwrap_or(std::time::Duration::from_secs(3600));
+                    match rx.recv_timeout(wait) {
+                        Ok(job) => pending.push(job),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "could not start the segment delete thread");
+        }
+        Deleter {
+            tx: parking_lot::Mutex::new(tx),
+        }
+    })
+}
+
+/// Removes `files` after `delay_ms` (at once when 0).
+fn delete_later(files: Vec<PathBuf>, delay_ms: i64) {
+    if delay_ms <= 0 {
+        remove_files(&files);
+        return;
+    }
+    let job = DeleteJob {
+        due: std::time::Instant::now() + std::time::Duration::from_millis(delay_ms as u64),
+        files,
+    };
+    if let Err(e) = deleter().tx.lock().send(job) {
+        remove_files(&e.0.files);
+    }
+}
+
 /// The offset below which every segment is known to be on stable storage; persisted
 /// so that recovery after a crash scans only what may be torn.
 #[derive(Debug, Default)]
@@ -247,6 +324,17 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, clean: bool) -> LogResult<Log> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let now = now_ms();
+        // Segments deleted before a stop whose delay had not run out.
+        let leftovers: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.to_str()
+                    .is_some_and(|n| n.ends_with(segment::DELETED_SUFFIX))
+            })
+            .collect();
+        remove_files(&leftovers);
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
             .filter_map(|e| e.ok())
@@ -334,7 +422,11 @@ impl Log {
             .unwrap_or(0);
         if segments.is_empty() {
             let base = stored_start.max(0);
-            segments.insert(base, Segment::create(dir, base, now).map_err(io_err(dir))?);
+            let mut seg = Segment::create(dir, base, now).map_err(io_err(dir))?;
+            if config.preallocate {
+                seg.preallocate(config.segment_bytes);
+            }
+            segments.insert(base, seg);
         }
         let first_base = *segments.keys().next().unwrap_or(&0);
         let mut epochs = LeaderEpochCache::open(dir).map_err(io_err(dir))?;
@@ -604,7 +696,10 @@ impl Log {
                 .write_snapshot(&dir, base)
                 .map_err(io_err(&dir))?;
         }
-        let seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
+        let mut seg = Segment::create(&dir, base, now).map_err(io_err(&dir))?;
+        if self.config.preallocate {
+            seg.preallocate(self.config.segment_bytes);
+        }
         self.segments.insert(base, seg);
         self.roll_jitter_ms = random_roll_jitter(&self.config);
         debug!(dir = %dir.display(), base, "rolled segment");
@@ -615,6 +710,22 @@ impl Log {
             up_to: base,
         });
         Ok(())
+    }
+
+    /// Flushes when unflushed records have waited `flush.ms` (Kafka's flush scheduler,
+    /// run every `log.flush.scheduler.interval.ms`): the append path checks the same
+    /// rule, but only when records arrive. Returns whether it flushed.
+    pub fn flush_if_due(&mut self, now: i64) -> LogResult<bool> {
+        if self.unflushed_messages == 0 || now - self.last_flush_ms < self.config.flush_ms {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Records appended since the last fsync of the active segment.
+    pub fn unflushed_messages(&self) -> i64 {
+        self.unflushed_messages
     }
 
     pub fn flush(&mut self) -> LogResult<()> {
@@ -842,7 +953,8 @@ impl Log {
                 continue;
             }
             if let Some(seg) = self.segments.remove(base) {
-                seg.delete_files().map_err(io_err(&self.dir))?;
+                let renamed = seg.rename_for_deletion().map_err(io_err(&self.dir))?;
+                delete_later(renamed, self.config.file_delete_delay_ms);
                 info!(dir = %self.dir.display(), base, tiered = self.config.remote_storage_enable, "deleted segment");
             }
         }
@@ -977,6 +1089,26 @@ mod tests {
             .map(|_| random_roll_jitter(&config(100, i64::MAX)))
             .collect();
         assert!(draws.iter().all(|j| (0..100).contains(j)), "{draws:?}");
+    }
+
+    #[test]
+    fn the_flush_scheduler_flushes_only_what_waited_flush_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_ms: 60_000,
+            ..LogConfig::default()
+        };
+        let mut log = Log::open(dir.path(), config, true).unwrap();
+        assert!(
+            !log.flush_if_due(now_ms() + 120_000).unwrap(),
+            "nothing to flush"
+        );
+        append(&mut log, 2);
+        assert_eq!(log.unflushed_messages(), 2);
+        assert!(!log.flush_if_due(now_ms()).unwrap(), "not due yet");
+        assert_eq!(log.unflushed_messages(), 2);
+        assert!(log.flush_if_due(now_ms() + 60_000).unwrap());
+        assert_eq!(log.unflushed_messages(), 0);
     }
 
     fn append(log: &mut Log, count: i32) -> AppendInfo {

@@ -350,6 +350,11 @@ impl Partition {
         self.state.lock().log.size_bytes()
     }
 
+    /// Flushes the log if its unflushed records waited `flush.ms`.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<bool, PartitionError> {
+        Ok(self.state.lock().log.flush_if_due(now_ms)?)
+    }
+
     /// Flushes and snapshots producer state (clean shutdown).
     pub fn close(&self) -> Result<(), PartitionError> {
         Ok(self.state.lock().log.close()?)

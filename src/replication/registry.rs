@@ -217,13 +217,13 @@ impl ReplicaManager {
                 info!(topic = %key.0, partition = key.1, "deleted partition");
             }
         }
+        let mut to_open = Vec::new();
         for topic in image.topics.values() {
             let log_config = self.log_config_for(image, &topic.configs);
             for (index, p) in topic.partitions.iter().enumerate() {
                 if !p.replicas.contains(&self.node_id) {
                     continue;
                 }
-                let key = (topic.name.clone(), index as i32);
                 let remote = remote_bounds(image, topic.id, index as i32);
                 if let Some(existing) = self.get(&topic.name, index as i32) {
                     if existing.config() != log_config {
@@ -236,32 +236,83 @@ impl ReplicaManager {
                     }
                     continue;
                 }
-                let dir = self.logs.partition_dir(&topic.name, index as i32);
-                if dir.exists()
-                    && LogManager::recorded_topic_id(&dir).is_some_and(|id| id != topic.id)
-                {
-                    // Data of an older topic with the same name.
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                let log =
-                    self.logs
-                        .open_log(&topic.name, index as i32, topic.id, log_config.clone())?;
-                let partition = Partition::new(
-                    topic.name.clone(),
-                    topic.id,
-                    index as i32,
-                    log,
-                    p.leader_epoch,
-                    p.isr.clone(),
+                to_open.push(OpenJob {
+                    topic: topic.name.clone(),
+                    topic_id: topic.id,
+                    index: index as i32,
+                    config: log_config.clone(),
+                    leader_epoch: p.leader_epoch,
+                    isr: p.isr.clone(),
                     remote,
-                )?;
-                self.partitions
-                    .write()
-                    .entry(key.0)
-                    .or_default()
-                    .insert(key.1, partition);
+                });
             }
         }
+        self.open_partitions(to_open)
+    }
+
+    /// Opens (and after a crash, recovers) partition logs on
+    /// `num.recovery.threads.per.data.dir` threads per log dir, as Kafka's LogManager
+    /// does at start; the first failure is returned once every thread has stopped.
+    fn open_partitions(&self, jobs: Vec<OpenJob>) -> Result<(), LogError> {
+        let per_dir: usize = self
+            .config
+            .get("num.recovery.threads.per.data.dir")
+            .parse()
+            .unwrap_or(1);
+        let threads = (per_dir.max(1) * self.logs.dirs().len().max(1)).min(jobs.len());
+        if threads <= 1 {
+            return jobs
+                .into_iter()
+                .try_for_each(|job| self.open_partition(job));
+        }
+        let queue = parking_lot::Mutex::new(jobs.into_iter());
+        let failure: parking_lot::Mutex<Option<LogError>> = parking_lot::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    if failure.lock().is_some() {
+                        return;
+                    }
+                    let Some(job) = queue.lock().next() else {
+                        return;
+                    };
+                    if let Err(e) = self.open_partition(job) {
+                        failure.lock().get_or_insert(e);
+                        return;
+                    }
+                });
+            }
+        });
+        match failure.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn open_partition(&self, job: OpenJob) -> Result<(), LogError> {
+        let dir = self.logs.partition_dir(&job.topic, job.index);
+        if dir.exists() && LogManager::recorded_topic_id(&dir).is_some_and(|id| id != job.topic_id)
+        {
+            // Data of an older topic with the same name.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let log = self
+            .logs
+            .open_log(&job.topic, job.index, job.topic_id, job.config)?;
+        let partition = Partition::new(
+            job.topic.clone(),
+            job.topic_id,
+            job.index,
+            log,
+            job.leader_epoch,
+            job.isr,
+            job.remote,
+        )?;
+        self.partitions
+            .write()
+            .entry(job.topic)
+            .or_default()
+            .insert(job.index, partition);
         Ok(())
     }
 
@@ -296,6 +347,17 @@ impl ReplicaManager {
         }
     }
 
+    /// One pass of the flush scheduler: fsyncs every log whose unflushed records
+    /// waited `flush.ms`.
+    pub fn flush_due_logs(&self) {
+        let now = now_ms();
+        for p in self.all() {
+            if let Err(e) = p.flush_if_due(now) {
+                error!(topic = %p.topic, partition = p.index, error = %e, "scheduled flush failed");
+            }
+        }
+    }
+
     /// Closes every log and records a clean shutdown.
     pub fn shutdown(&self) {
         let mut ok = true;
@@ -309,6 +371,17 @@ impl ReplicaManager {
             self.logs.mark_clean_shutdown();
         }
     }
+}
+
+/// A partition log to open, with what its `Partition` starts from.
+struct OpenJob {
+    topic: String,
+    topic_id: uuid::Uuid,
+    index: i32,
+    config: LogConfig,
+    leader_epoch: i32,
+    isr: Vec<i32>,
+    remote: RemoteBounds,
 }
 
 /// What the image says the object store holds of a partition.

@@ -18,7 +18,48 @@ use crate::error::code;
 /// added when answering).
 pub type Tp = (String, i32);
 
+/// The server-side assignors Strata implements, by Kafka's names.
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// Kafka's full class names of the built-in assignors, which `group.consumer.assignors`
+/// may name instead of the short names.
+const ASSIGNOR_CLASSES: &[(&str, &str)] = &[
+    (
+        "org.apache.kafka.coordinator.group.assignor.UniformAssignor",
+        "uniform",
+    ),
+    (
+        "org.apache.kafka.coordinator.group.assignor.RangeAssignor",
+        "range",
+    ),
+];
+
+/// The short name of an assignor given by name or Kafka class name, if Strata has it.
+pub fn assignor_name(configured: &str) -> Option<&'static str> {
+    let configured = configured.trim();
+    ASSIGNORS
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(configured))
+        .copied()
+        .or_else(|| {
+            ASSIGNOR_CLASSES
+                .iter()
+                .find(|(class, _)| *class == configured)
+                .map(|(_, name)| *name)
+        })
+}
+
+/// What a heartbeat is checked against, from the broker config.
+#[derive(Debug, Clone)]
+pub struct MemberLimits {
+    /// `group.consumer.session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `group.max.size`.
+    pub max_size: usize,
+    /// `group.consumer.assignors`: the assignors a member may ask for; the first is the
+    /// group's assignor when no member names one.
+    pub assignors: Vec<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ConsumerMember {
@@ -409,10 +450,10 @@ impl ConsumerGroupState {
         &mut self,
         req: HeartbeatRequest,
         topics: &BTreeMap<String, usize>,
-        session_timeout: Duration,
-        max_size: usize,
+        limits: &MemberLimits,
         now: Instant,
     ) -> HeartbeatOutcome {
+        let (session_timeout, max_size) = (limits.session_timeout, limits.max_size);
         if let Some(r) = req.subscribed_regex.as_deref().filter(|r| !r.is_empty()) {
             if let Err(e) = regex::Regex::new(r) {
                 return HeartbeatOutcome::error(
@@ -423,10 +464,13 @@ impl ConsumerGroupState {
             }
         }
         if let Some(a) = &req.server_assignor {
-            if !ASSIGNORS.contains(&a.as_str()) {
+            if !limits.assignors.iter().any(|known| known == a) {
                 return HeartbeatOutcome::error(
                     code::UNSUPPORTED_ASSIGNOR,
-                    &format!("assignor '{a}' is not supported (uniform, range)"),
+                    &format!(
+                        "assignor '{a}' is not supported (group.consumer.assignors: {})",
+                        limits.assignors.join(", ")
+                    ),
                     &req.member_id,
                 );
             }
@@ -568,7 +612,11 @@ impl ConsumerGroupState {
             }
         }
         if self.assignor.is_empty() {
-            self.assignor = "uniform".into();
+            self.assignor = limits
+                .assignors
+                .first()
+                .cloned()
+                .unwrap_or_else(|| ASSIGNORS[0].into());
         }
         let subscriptions = self.effective_subscriptions(topics);
         let fingerprint: BTreeMap<String, usize> = topics
@@ -728,27 +776,23 @@ mod tests {
         }
     }
 
+    fn limits() -> MemberLimits {
+        MemberLimits {
+            session_timeout: Duration::from_secs(45),
+            max_size: 10,
+            assignors: vec!["uniform".into(), "range".into()],
+        }
+    }
+
     #[test]
     fn second_member_gets_partitions_only_after_the_first_revokes() {
         let topics: BTreeMap<String, usize> = [("t".to_string(), 4)].into_iter().collect();
         let mut g = ConsumerGroupState::default();
         let now = Instant::now();
-        let a = g.heartbeat(
-            hb("a", 0, Some(vec![])),
-            &topics,
-            Duration::from_secs(45),
-            10,
-            now,
-        );
+        let a = g.heartbeat(hb("a", 0, Some(vec![])), &topics, &limits(), now);
         assert_eq!(a.assignment.as_ref().unwrap().len(), 4);
         let a_epoch = a.member_epoch;
-        let b = g.heartbeat(
-            hb("b", 0, Some(vec![])),
-            &topics,
-            Duration::from_secs(45),
-            10,
-            now,
-        );
+        let b = g.heartbeat(hb("b", 0, Some(vec![])), &topics, &limits(), now);
         assert!(
             b.assignment.as_ref().unwrap().is_empty(),
             "a still owns everything"
@@ -760,8 +804,7 @@ mod tests {
                 Some((0..4).map(|p| ("t".into(), p)).collect()),
             ),
             &topics,
-            Duration::from_secs(45),
-            10,
+            &limits(),
             now,
         );
         let keep = a2.assignment.unwrap();
@@ -773,16 +816,14 @@ mod tests {
         let a3 = g.heartbeat(
             hb("a", a_epoch, Some(keep.iter().cloned().collect())),
             &topics,
-            Duration::from_secs(45),
-            10,
+            &limits(),
             now,
         );
         assert!(a3.member_epoch > a_epoch);
         let b2 = g.heartbeat(
             hb("b", b.member_epoch, Some(vec![])),
             &topics,
-            Duration::from_secs(45),
-            10,
+            &limits(),
             now,
         );
         assert_eq!(b2.assignment.unwrap().len(), 2, "freed partitions go to b");

@@ -52,6 +52,8 @@ pub struct GroupCoordinator {
     metadata: MetadataView,
     consumer_session_timeout: Duration,
     consumer_heartbeat_interval: Duration,
+    /// KIP-848 heartbeat limits: session timeout, group size, allowed assignors.
+    member_limits: consumer::MemberLimits,
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     /// Serialises membership snapshots so the last write is always the latest state.
     persist_lock: tokio::sync::Mutex<()>,
@@ -93,6 +95,18 @@ impl GroupCoordinator {
             consumer_heartbeat_interval: Duration::from_millis(
                 num(config, "group.consumer.heartbeat.interval.ms").max(1) as u64,
             ),
+            member_limits: consumer::MemberLimits {
+                session_timeout: Duration::from_millis(
+                    num(config, "group.consumer.session.timeout.ms").max(1) as u64,
+                ),
+                max_size: num(config, "group.max.size").max(1) as usize,
+                assignors: config
+                    .get("group.consumer.assignors")
+                    .split(',')
+                    .filter_map(consumer::assignor_name)
+                    .map(String::from)
+                    .collect(),
+            },
             groups: Mutex::new(HashMap::new()),
             persist_lock: tokio::sync::Mutex::new(()),
         }
@@ -864,11 +878,10 @@ impl GroupCoordinator {
             }
             g.modern = Some(consumer::ConsumerGroupState::default());
         }
-        let (max_size, session) = (self.settings.max_size, self.consumer_session_timeout);
         match g.modern.as_mut() {
             Some(m) => {
                 let before = m.persisted_shape();
-                let outcome = m.heartbeat(req, &topics, session, max_size, Instant::now());
+                let outcome = m.heartbeat(req, &topics, &self.member_limits, Instant::now());
                 let changed = m.persisted_shape() != before;
                 (outcome, changed)
             }
