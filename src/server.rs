@@ -195,6 +195,18 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         "effective configuration (* = set explicitly):\n{}",
         config.describe()
     );
+    let open_files = match crate::log::files::raise_open_files_limit() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            warn!(error = %e, "could not read or raise the open-files limit");
+            None
+        }
+    };
+    let pool_capacity = match num(&config, "strata.log.open.files.max") {
+        n if n > 0 => n as usize,
+        _ => crate::log::files::default_pool_capacity(open_files.map_or(1024, |l| l.soft)),
+    };
+    crate::log::files::pool().set_capacity(pool_capacity);
     let logs = LogManager::open(&config.log_dirs).context("opening log.dirs")?;
     let metadata_dir = config
         .metadata_log_dir
@@ -281,8 +293,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         .reconcile(&image)
         .context("opening partition logs")?;
     replicas.remove_orphans(&image);
+    let partitions = replicas.all().len();
     info!(
-        partitions = replicas.all().len(),
+        partitions,
         after = if clean_start {
             "clean shutdown"
         } else {
@@ -291,6 +304,27 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         elapsed_ms = recovery_started.elapsed().as_millis() as u64,
         "partition logs recovered"
     );
+    if let Some(limit) = open_files {
+        // What the broker needs: the segment-file pool plus a reserve for connections
+        // and everything else, whatever the number of partitions.
+        let needs = pool_capacity as u64 + crate::log::files::RESERVED_DESCRIPTORS;
+        info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            raised_from = limit.was,
+            segment_file_pool = pool_capacity,
+            needs,
+            partitions,
+            "open files limit"
+        );
+        if limit.soft < needs {
+            warn!(
+                soft = limit.soft,
+                needs,
+                "the open-files limit is below what strata.log.open.files.max needs; raise LimitNOFILE (systemd) or ulimit -n, or lower strata.log.open.files.max"
+            );
+        }
+    }
 
     let admin = Admin {
         config: config.clone(),

@@ -307,13 +307,35 @@ impl Admin {
         if validate_only {
             return Ok(created);
         }
-        self.propose(MetadataRecord::CreateTopic {
-            name: name.to_string(),
-            id: created.id,
-            partitions,
-            configs,
-        })
-        .await?;
+        let proposed = self
+            .propose(MetadataRecord::CreateTopic {
+                name: name.to_string(),
+                id: created.id,
+                partitions,
+                configs,
+            })
+            .await;
+        if let Err(e) = proposed {
+            if self.image().topic_by_id(&created.id).is_some() {
+                // All or nothing: the record is committed but not every local partition
+                // log could be made (out of descriptors or disk). Take the topic back
+                // out so producers never wait on partitions that have no log.
+                if let Err(undo) = self
+                    .propose(MetadataRecord::DeleteTopic { id: created.id })
+                    .await
+                {
+                    warn!(topic = name, error = %undo.message, "could not roll back a half-created topic");
+                }
+                return Err(AdminError::new(
+                    e.code,
+                    format!(
+                        "topic '{name}' was not created: its partition logs could not all be made here ({})",
+                        e.message
+                    ),
+                ));
+            }
+            return Err(e);
+        }
         info!(topic = name, id = %created.id, partitions = created.num_partitions, "created topic");
         Ok(created)
     }

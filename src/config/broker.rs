@@ -684,6 +684,13 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "S3 secret access key (default: the AWS credential chain)",
     ),
     key(
+        "strata.log.open.files.max",
+        "0",
+        int(0, I32_MAX),
+        true,
+        "most segment files held open at once, broker-wide (0 = half of the open-files limit left after a reserve); idle files close first",
+    ),
+    key(
         "metrics.listener",
         "",
         Kind::Str,

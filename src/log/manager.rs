@@ -109,6 +109,9 @@ impl LogManager {
         if let Some(existing) = self.dirs.iter().map(|d| d.join(&name)).find(|p| p.exists()) {
             return existing;
         }
+        if self.dirs.len() == 1 {
+            return self.dirs[0].join(name);
+        }
         let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
         let dir = self
             .dirs

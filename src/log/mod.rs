@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod epoch;
+pub mod files;
 pub mod index;
 #[allow(clippy::module_inception)]
 pub mod log;

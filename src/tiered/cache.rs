@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    BlockEngineConfig, DeviceBuilder, FileDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCacheProperties, RecoverMode, Source,
 };
 use uuid::Uuid;
@@ -78,6 +78,9 @@ impl std::fmt::Debug for ChunkCache {
     }
 }
 
+/// The disk tier's single file inside the cache dir.
+const CACHE_FILE: &str = "chunks.foyer";
+
 impl ChunkCache {
     /// Builds the cache with `memory_bytes` of memory and, if `disk_bytes` is non-zero,
     /// a disk tier of that size in `dir`. `chunk_bytes` sizes the disk blocks so a
@@ -103,7 +106,10 @@ impl ChunkCache {
             .next_multiple_of(4096)
             .max(16 << 20);
         let cache = if disk_bytes >= block * 4 {
-            let device = FsDeviceBuilder::new(dir)
+            // One file for the whole disk tier: foyer's directory device keeps a file
+            // (and a descriptor) per block, 128 of them for the default 4 GiB.
+            std::fs::create_dir_all(dir).map_err(foyer::Error::io_error)?;
+            let device = FileDeviceBuilder::new(dir.join(CACHE_FILE))
                 .with_capacity(disk_bytes)
                 .build()?;
             let engine = BlockEngineConfig::<ChunkKey, Bytes, HybridCacheProperties>::new(device)
