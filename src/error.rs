@@ -2,6 +2,7 @@
 
 use crate::coordinator::ProducerIdError;
 use crate::log::batch::BatchError;
+use crate::log::compression::CompressionError;
 use crate::log::LogError;
 use crate::metadata::{ApplyError, MetadataError};
 use crate::replication::PartitionError;
@@ -70,6 +71,17 @@ pub fn batch_error_code(e: &BatchError) -> i16 {
     }
 }
 
+pub fn compression_error_code(e: &CompressionError) -> i16 {
+    match e {
+        CompressionError::Decompress { .. } | CompressionError::MalformedRecords(_) => {
+            code::CORRUPT_MESSAGE
+        }
+        CompressionError::DecompressedTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        CompressionError::Compress { .. } => code::UNKNOWN_SERVER_ERROR,
+        CompressionError::Batch(b) => batch_error_code(b),
+    }
+}
+
 pub fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::Io { .. } => code::KAFKA_STORAGE_ERROR,
@@ -91,6 +103,8 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::UnknownLeaderEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,
         PartitionError::Remote(_) => code::UNKNOWN_SERVER_ERROR,
         PartitionError::RemoteTimeout => code::REQUEST_TIMED_OUT,
+        PartitionError::Compression(c) => compression_error_code(c),
+        PartitionError::TaskFailed(_) => code::UNKNOWN_SERVER_ERROR,
     }
 }
 

@@ -336,6 +336,8 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     if admin.image().topic_by_name(OFFSETS_TOPIC).is_none() {
         let configs = [
             ("cleanup.policy", "compact".to_string()),
+            // As Kafka: the coordinator's batches are kept as it writes them.
+            ("compression.type", "producer".to_string()),
             (
                 "segment.bytes",
                 config.get("offsets.topic.segment.bytes").to_string(),

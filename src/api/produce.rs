@@ -63,7 +63,7 @@ pub async fn handle_produce(
                 ));
                 continue;
             };
-            match partition.append(&records, acks) {
+            match partition.append_produce(records, acks).await {
                 Ok(info) => {
                     debug!(topic = %name, partition = index, base_offset = info.base_offset, duplicate = info.duplicate, "appended");
                     partitions.push(

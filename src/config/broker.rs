@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::spec::{
-    int, long, KeySpec, Kind, CLEANUP_POLICIES, COMPRESSION_TYPES, I32_MAX, I64_MAX,
-    TIMESTAMP_TYPES,
+    int, long, KeySpec, Kind, CLEANUP_POLICIES, COMPRESSION_TYPES, GZIP_LEVEL, I32_MAX, I64_MAX,
+    LZ4_LEVEL, TIMESTAMP_TYPES, ZSTD_LEVEL,
 };
 use super::topic::{TopicKey, TOPIC_KEYS};
 use super::ConfigError;
@@ -505,8 +505,29 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "compression.type",
         "producer",
         Kind::Enum(COMPRESSION_TYPES),
-        false,
+        true,
         "topic default of compression.type",
+    ),
+    key(
+        "compression.gzip.level",
+        "-1",
+        GZIP_LEVEL,
+        true,
+        "topic default of compression.gzip.level",
+    ),
+    key(
+        "compression.lz4.level",
+        "9",
+        LZ4_LEVEL,
+        true,
+        "topic default of compression.lz4.level",
+    ),
+    key(
+        "compression.zstd.level",
+        "3",
+        ZSTD_LEVEL,
+        true,
+        "topic default of compression.zstd.level",
     ),
     key(
         "min.insync.replicas",

@@ -6,7 +6,7 @@ pub mod spec;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigSource, Listener};
-pub use topic::{LogConfig, TimestampType};
+pub use topic::{LogConfig, TimestampType, TopicCompression};
 
 /// Why the configuration could not be loaded. Every variant names the key or file.
 #[derive(Debug, thiserror::Error)]

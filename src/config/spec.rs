@@ -14,6 +14,12 @@ pub enum Kind {
         min: i64,
         max: i64,
     },
+    /// An int in `[min, max]` or exactly `or` (Kafka's gzip level: 1..9 or -1).
+    IntOr {
+        min: i64,
+        max: i64,
+        or: i64,
+    },
     Long {
         min: i64,
         max: i64,
@@ -38,7 +44,7 @@ impl Kind {
         match self {
             Kind::Bool => 1,
             Kind::Str | Kind::Enum(_) => 2,
-            Kind::Int { .. } => 3,
+            Kind::Int { .. } | Kind::IntOr { .. } => 3,
             Kind::Long { .. } => 5,
             Kind::Double { .. } => 6,
             Kind::List { .. } => 7,
@@ -60,6 +66,15 @@ impl Kind {
                     .map_err(|_| format!("expected an integer, got '{value}'"))?;
                 if parsed < min || parsed > max {
                     return Err(format!("{parsed} is outside [{min}, {max}]"));
+                }
+                Ok(())
+            }
+            Kind::IntOr { min, max, or } => {
+                let parsed: i64 = value
+                    .parse()
+                    .map_err(|_| format!("expected an integer, got '{value}'"))?;
+                if parsed != or && (parsed < min || parsed > max) {
+                    return Err(format!("{parsed} is outside [{min}, {max}] and not {or}"));
                 }
                 Ok(())
             }
@@ -164,6 +179,17 @@ pub const fn int(min: i64, max: i64) -> Kind {
 pub const fn long(min: i64, max: i64) -> Kind {
     Kind::Long { min, max }
 }
+
+/// Kafka's compression level ranges (KIP-390, `CompressionType` in the Java client).
+/// gzip: 1..9 or -1 (the codec's default, 6).
+pub const GZIP_LEVEL: Kind = Kind::IntOr {
+    min: 1,
+    max: 9,
+    or: -1,
+};
+pub const LZ4_LEVEL: Kind = int(1, 17);
+/// zstd: `ZSTD_minCLevel()` ..= `ZSTD_MAX_CLEVEL`.
+pub const ZSTD_LEVEL: Kind = int(-131072, 22);
 
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 pub const COMPRESSION_TYPES: &[&str] =

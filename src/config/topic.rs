@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::spec::{
-    int, long, KeySpec, Kind, CLEANUP_POLICIES, COMPRESSION_TYPES, I32_MAX, I64_MAX,
-    TIMESTAMP_TYPES,
+    int, long, KeySpec, Kind, CLEANUP_POLICIES, COMPRESSION_TYPES, GZIP_LEVEL, I32_MAX, I64_MAX,
+    LZ4_LEVEL, TIMESTAMP_TYPES, ZSTD_LEVEL,
 };
 
 /// A topic key and the broker keys Kafka reports as its synonyms, most specific first.
@@ -56,8 +56,33 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "producer",
         Kind::Enum(COMPRESSION_TYPES),
         &["compression.type"],
-        false,
-        "final compression of the topic's batches (producer = keep as sent)",
+        true,
+        "final codec of the topic's batches: producer keeps each batch as sent, \
+         otherwise batches with another codec are recompressed on append",
+    ),
+    topic(
+        "compression.gzip.level",
+        "-1",
+        GZIP_LEVEL,
+        &["compression.gzip.level"],
+        true,
+        "gzip level when compression.type=gzip (1-9, -1 = the codec default, 6)",
+    ),
+    topic(
+        "compression.lz4.level",
+        "9",
+        LZ4_LEVEL,
+        &["compression.lz4.level"],
+        true,
+        "lz4 level when compression.type=lz4 (1-17)",
+    ),
+    topic(
+        "compression.zstd.level",
+        "3",
+        ZSTD_LEVEL,
+        &["compression.zstd.level"],
+        true,
+        "zstd level when compression.type=zstd (-131072 to 22)",
     ),
     topic(
         "delete.retention.ms",
@@ -350,6 +375,63 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// A topic's `compression.type` with the level of its codec resolved (KIP-390).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicCompression {
+    /// Keep every batch as the producer compressed it.
+    Producer,
+    Uncompressed,
+    /// Level 1..=9 (Kafka's -1 is resolved to the codec default, 6).
+    Gzip {
+        level: u32,
+    },
+    Snappy,
+    /// Level 1..=17.
+    Lz4 {
+        level: u32,
+    },
+    /// Level -131072..=22.
+    Zstd {
+        level: i32,
+    },
+}
+
+impl TopicCompression {
+    /// The gzip level Kafka's -1 ("codec default") stands for.
+    pub const GZIP_DEFAULT_LEVEL: u32 = 6;
+
+    /// From the effective values of `compression.type` and the three level keys; bad
+    /// values (already refused by validation) fall back to Kafka's defaults.
+    pub fn resolve(kind: &str, gzip: i64, lz4: i64, zstd: i64) -> TopicCompression {
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "uncompressed" => TopicCompression::Uncompressed,
+            "gzip" => TopicCompression::Gzip {
+                level: if (1..=9).contains(&gzip) {
+                    gzip as u32
+                } else {
+                    Self::GZIP_DEFAULT_LEVEL
+                },
+            },
+            "snappy" => TopicCompression::Snappy,
+            "lz4" => TopicCompression::Lz4 {
+                level: if (1..=17).contains(&lz4) {
+                    lz4 as u32
+                } else {
+                    9
+                },
+            },
+            "zstd" => TopicCompression::Zstd {
+                level: if (-131072..=22).contains(&zstd) {
+                    zstd as i32
+                } else {
+                    3
+                },
+            },
+            _ => TopicCompression::Producer,
+        }
+    }
+}
+
 /// The typed configs a partition's log acts on, resolved from the effective topic map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -381,6 +463,8 @@ pub struct LogConfig {
     pub local_retention_ms: i64,
     /// `local.retention.bytes` with -2 resolved to `retention.bytes`.
     pub local_retention_bytes: i64,
+    /// `compression.type` and its level: the codec batches are stored with.
+    pub compression: TopicCompression,
 }
 
 impl Default for LogConfig {
@@ -445,6 +529,12 @@ impl LogConfig {
                 -2 => num("retention.bytes"),
                 v => v,
             },
+            compression: TopicCompression::resolve(
+                &raw("compression.type"),
+                num("compression.gzip.level"),
+                num("compression.lz4.level"),
+                num("compression.zstd.level"),
+            ),
         }
     }
 }
@@ -461,6 +551,50 @@ mod tests {
         assert!(validate_topic_config("cleanup.policy", Some("compact,delete")).is_ok());
         assert!(validate_topic_config("cleanup.policy", Some("shred")).is_err());
         assert!(validate_topic_config("message.timestamp.type", Some("LogAppendTime")).is_ok());
+    }
+
+    #[test]
+    fn compression_keys_are_checked_and_resolved() {
+        assert!(validate_topic_config("compression.type", Some("zstd")).is_ok());
+        assert!(validate_topic_config("compression.type", Some("brotli")).is_err());
+        for (key, ok, bad) in [
+            (
+                "compression.gzip.level",
+                &["-1", "1", "9"][..],
+                &["0", "10", "-2"][..],
+            ),
+            ("compression.lz4.level", &["1", "17"][..], &["0", "18"][..]),
+            (
+                "compression.zstd.level",
+                &["-131072", "0", "22"][..],
+                &["23", "-131073"][..],
+            ),
+        ] {
+            for v in ok {
+                assert!(validate_topic_config(key, Some(v)).is_ok(), "{key}={v}");
+            }
+            for v in bad {
+                assert!(validate_topic_config(key, Some(v)).is_err(), "{key}={v}");
+            }
+        }
+        assert_eq!(LogConfig::default().compression, TopicCompression::Producer);
+        let mut m = BTreeMap::new();
+        m.insert("compression.type".to_string(), "gzip".to_string());
+        assert_eq!(
+            LogConfig::from_effective(&m).compression,
+            TopicCompression::Gzip { level: 6 }
+        );
+        m.insert("compression.type".to_string(), "ZSTD".to_string());
+        m.insert("compression.zstd.level".to_string(), "-5".to_string());
+        assert_eq!(
+            LogConfig::from_effective(&m).compression,
+            TopicCompression::Zstd { level: -5 }
+        );
+        m.insert("compression.type".to_string(), "lz4".to_string());
+        assert_eq!(
+            LogConfig::from_effective(&m).compression,
+            TopicCompression::Lz4 { level: 9 }
+        );
     }
 
     #[test]

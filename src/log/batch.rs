@@ -264,6 +264,23 @@ pub fn patch_log_append_time_header(header: &mut [u8; HEADER_SIZE], rest: &[u8],
     header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets the codec bits of the attributes (the CRC must be recomputed after).
+pub fn set_compression(batch: &mut [u8], codec: i16) {
+    let attrs = (i16_at(batch, ATTRIBUTES_OFFSET) & !COMPRESSION_MASK) | (codec & COMPRESSION_MASK);
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+}
+
+/// Sets the batch length (bytes after the length field).
+pub fn set_batch_length(batch: &mut [u8], length: i32) {
+    batch[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+}
+
+/// Recomputes and stores the CRC of a whole batch.
+pub fn update_crc(batch: &mut [u8]) {
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Walks whole batches in `buf` (as read from a segment) and returns the length of
 /// the longest prefix made of complete batches, and how many there are.
 pub fn complete_prefix(buf: &[u8]) -> (usize, usize) {

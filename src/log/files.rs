@@ -45,7 +45,7 @@ pub fn raise_open_files_limit() -> io::Result<OpenFilesLimit> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let was = lim.rlim_cur as u64;
+    let was = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: lim.rlim_max,
@@ -57,8 +57,8 @@ pub fn raise_open_files_limit() -> io::Result<OpenFilesLimit> {
         }
     }
     Ok(OpenFilesLimit {
-        soft: lim.rlim_cur as u64,
-        hard: lim.rlim_max as u64,
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
         was,
     })
 }

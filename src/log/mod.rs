@@ -3,6 +3,7 @@
 //! Imports only `config`; knows nothing about replication, tiering or the network.
 
 pub mod batch;
+pub mod compression;
 pub mod epoch;
 pub mod files;
 pub mod index;

@@ -13,8 +13,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::config::LogConfig;
-use crate::log::batch::{self, BatchError};
+use crate::config::{LogConfig, TopicCompression};
+use crate::log::batch::{self, BatchError, BatchHeader};
+use crate::log::compression::{self, CompressionError};
 use crate::log::producer_state::ProducerState;
 use crate::log::{AppendInfo, Log, LogError, OffsetPosition, ReadPlan};
 
@@ -35,6 +36,10 @@ pub enum PartitionError {
     Remote(String),
     #[error("the object store did not answer in time")]
     RemoteTimeout,
+    #[error("recompressing to the topic's compression.type: {0}")]
+    Compression(#[from] CompressionError),
+    #[error("the recompression task failed: {0}")]
+    TaskFailed(String),
 }
 
 impl From<BatchError> for PartitionError {
@@ -123,6 +128,23 @@ pub struct Partition {
     pub restarted_from_remote_at: Option<i64>,
 }
 
+/// A payload and its validated batches (offset in the payload, header).
+type Validated = (Vec<u8>, Vec<(usize, BatchHeader)>);
+
+/// Recompresses a validated payload to `target` and validates the result again:
+/// `max.message.bytes` applies to each batch as stored, as in Kafka.
+fn recompress(
+    records: &[u8],
+    batches: &[(usize, BatchHeader)],
+    target: TopicCompression,
+    limit: usize,
+) -> Result<Validated, PartitionError> {
+    let max_decompressed = compression::decompressed_limit(target, limit);
+    let out = compression::recompress(records, batches, target, max_decompressed)?;
+    let batches = batch::split_and_validate(&out, limit)?;
+    Ok((out, batches))
+}
+
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Partition({}-{})", self.topic, self.index)
@@ -204,11 +226,54 @@ impl Partition {
         self.state.lock().log.config().max_message_bytes
     }
 
-    /// Validates and appends a produce payload. The bytes are patched in place and
-    /// written as they are; the high watermark advances once the ISR has them.
+    /// The per-batch size limit and the codec batches are stored with.
+    fn append_settings(&self) -> (usize, TopicCompression) {
+        let state = self.state.lock();
+        let config = state.log.config();
+        (config.max_message_bytes, config.compression)
+    }
+
+    /// Validates and appends a payload on the calling thread, recompressing it there
+    /// when the topic's `compression.type` asks for it (internal writers).
     pub fn append(&self, records: &[u8], acks: Acks) -> Result<AppendInfo, PartitionError> {
-        let limit = self.max_message_bytes();
+        let (limit, target) = self.append_settings();
         let batches = batch::split_and_validate(records, limit)?;
+        if compression::needs_recompression(&batches, target) {
+            let (records, batches) = recompress(records, &batches, target, limit)?;
+            return self.append_validated(&records, &batches, acks);
+        }
+        self.append_validated(records, &batches, acks)
+    }
+
+    /// Validates and appends a produce payload. Batches already in the topic's codec
+    /// (or any codec under `producer`) are written as they are, straight from the
+    /// request; otherwise the payload is recompressed on a blocking thread, outside
+    /// the partition lock, so other requests keep being served meanwhile.
+    pub async fn append_produce(
+        &self,
+        records: Bytes,
+        acks: Acks,
+    ) -> Result<AppendInfo, PartitionError> {
+        let (limit, target) = self.append_settings();
+        let batches = batch::split_and_validate(&records, limit)?;
+        if !compression::needs_recompression(&batches, target) {
+            return self.append_validated(&records, &batches, acks);
+        }
+        let (records, batches) =
+            tokio::task::spawn_blocking(move || recompress(&records, &batches, target, limit))
+                .await
+                .map_err(|e| PartitionError::TaskFailed(e.to_string()))??;
+        self.append_validated(&records, &batches, acks)
+    }
+
+    /// Appends validated batches: the bytes are patched in place and written as they
+    /// are; the high watermark advances once the ISR has them.
+    fn append_validated(
+        &self,
+        records: &[u8],
+        batches: &[(usize, BatchHeader)],
+        acks: Acks,
+    ) -> Result<AppendInfo, PartitionError> {
         let mut state = self.state.lock();
         let min_isr = state.log.config().min_insync_replicas;
         if acks == Acks::All && (state.isr.len() as i32) < min_isr {
@@ -218,7 +283,7 @@ impl Partition {
             });
         }
         let epoch = state.leader_epoch;
-        let info = state.log.append_as_leader(records, &batches, epoch)?;
+        let info = state.log.append_as_leader(records, batches, epoch)?;
         if !info.duplicate {
             // Single-replica ISR: everything written is replicated.
             state.high_watermark = state.log.log_end();

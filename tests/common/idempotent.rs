@@ -17,6 +17,17 @@ use super::RawClient;
 /// One batch of `count` records from producer `pid`, sequences from `first_seq`;
 /// values are `seq-<n>`.
 pub fn batch(pid: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
+    batch_compressed(pid, epoch, first_seq, count, Compression::None)
+}
+
+/// [`batch`] compressed with `compression`.
+pub fn batch_compressed(
+    pid: i64,
+    epoch: i16,
+    first_seq: i32,
+    count: i32,
+    compression: Compression,
+) -> Bytes {
     // Stamped now, so that time retention treats them like any fresh record.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -45,7 +56,7 @@ pub fn batch(pid: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
         records.iter(),
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .unwrap();
