@@ -150,7 +150,12 @@ impl FilePool {
             Ok(f) => f,
             Err(e) if is_out_of_descriptors(&e) => {
                 self.shed();
-                open_segment_file(path)?
+                open_segment_file(path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("too many open files (RLIMIT_NOFILE reached even after closing idle segment files): {e}"),
+                    )
+                })?
             }
             Err(e) => return Err(e),
         };
@@ -179,11 +184,18 @@ impl FilePool {
         Ok(file)
     }
 
-    /// Closes every idle file (out of descriptors: make room for what is needed now).
-    fn shed(&self) {
-        for shard in &self.shards {
-            shard.lock().open.clear();
-        }
+    /// Closes every file the pool holds (out of descriptors: make room for what is
+    /// needed now; operations holding a file keep it). Returns how many it let go.
+    pub fn shed(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut s = shard.lock();
+                let n = s.open.len();
+                s.open.clear();
+                n
+            })
+            .sum()
     }
 
     fn forget(&self, id: u64) {

@@ -1,10 +1,13 @@
 //! Sparse offset and time indexes of one segment.
 //!
-//! Entries are kept in memory (a few MB per GB of log at the default interval) and
-//! appended to their files as they are added, so a sealed segment's index files are
-//! complete and can be uploaded as they are. File formats follow Kafka's: the offset
-//! index holds (relative offset u32, position u32) pairs, the time index holds
-//! (timestamp i64, relative offset u32) entries, all big-endian.
+//! Entries are kept in memory (a few MB per GB of log at the default interval), so
+//! lookups need no file and no descriptor. New entries reach the file when the segment
+//! is sealed, flushed or closed (`persist`), which opens it only for that write: an idle
+//! partition holds no index descriptor. A sealed segment's index files are complete and
+//! can be uploaded as they are; an active segment's may lag after a crash, which is why
+//! recovery rebuilds the indexes of every segment it scans. File formats follow
+//! Kafka's: the offset index holds (relative offset u32, position u32) pairs, the time
+//! index holds (timestamp i64, relative offset u32) entries, all big-endian.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -17,24 +20,51 @@ pub const TIME_ENTRY: usize = 12;
 #[derive(Debug)]
 pub struct OffsetIndex {
     path: PathBuf,
-    file: File,
     entries: Vec<(u32, u32)>,
+    /// Entries already in the file.
+    written: usize,
+    /// Whether the file exists (a new index writes it on the first `persist`).
+    on_disk: bool,
 }
 
 /// Time index: max timestamp so far → relative offset of the batch that reached it.
 #[derive(Debug)]
 pub struct TimeIndex {
     path: PathBuf,
-    file: File,
     entries: Vec<(i64, u32)>,
+    /// Entries already in the file.
+    written: usize,
+    /// Whether the file exists (a new index writes it on the first `persist`).
+    on_disk: bool,
 }
 
-fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
+/// Drops any stale index file at `path`; the new one is written by the first
+/// `persist` (an index file costs an inode, and a fresh partition needs none yet).
+fn remove_stale(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Appends `bytes` to the file at `path` (created if missing), optionally fsyncing it,
+/// with a descriptor held only for the write.
+fn append_to(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let mut file = OpenOptions::new().append(true).create(true).open(path)?;
+    file.write_all(bytes)?;
+    if sync {
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Cuts the file at `path` to `len` bytes.
+fn truncate_file(path: &Path, len: u64) -> io::Result<()> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f.set_len(len),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_all(path: &Path) -> io::Result<Vec<u8>> {
@@ -68,29 +98,44 @@ impl OffsetIndex {
             }
             entries.push((rel, pos));
         }
+        let written = entries.len();
         Ok(Some(OffsetIndex {
-            file: open_rw(path)?,
             path: path.to_path_buf(),
             entries,
+            written,
+            on_disk: true,
         }))
     }
 
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> io::Result<OffsetIndex> {
-        let _ = std::fs::remove_file(path);
+        remove_stale(path)?;
         Ok(OffsetIndex {
-            file: open_rw(path)?,
             path: path.to_path_buf(),
             entries: Vec::new(),
+            written: 0,
+            on_disk: false,
         })
     }
 
     pub fn append(&mut self, relative_offset: u32, position: u32) -> io::Result<()> {
-        let mut e = [0u8; OFFSET_ENTRY];
-        e[..4].copy_from_slice(&relative_offset.to_be_bytes());
-        e[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all(&e)?;
         self.entries.push((relative_offset, position));
+        Ok(())
+    }
+
+    /// Writes the entries the file lacks (fsynced with `sync`).
+    pub fn persist(&mut self, sync: bool) -> io::Result<()> {
+        if self.written == self.entries.len() && !sync && self.on_disk {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity((self.entries.len() - self.written) * OFFSET_ENTRY);
+        for &(rel, pos) in &self.entries[self.written..] {
+            bytes.extend_from_slice(&rel.to_be_bytes());
+            bytes.extend_from_slice(&pos.to_be_bytes());
+        }
+        append_to(&self.path, &bytes, sync)?;
+        self.written = self.entries.len();
+        self.on_disk = true;
         Ok(())
     }
 
@@ -110,7 +155,11 @@ impl OffsetIndex {
     pub fn truncate_to_position(&mut self, position: u32) -> io::Result<()> {
         let keep = self.entries.partition_point(|&(_, pos)| pos < position);
         self.entries.truncate(keep);
-        self.file.set_len((keep * OFFSET_ENTRY) as u64)
+        if self.written > keep {
+            truncate_file(&self.path, (keep * OFFSET_ENTRY) as u64)?;
+            self.written = keep;
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -122,14 +171,11 @@ impl OffsetIndex {
     pub fn size_bytes(&self) -> u64 {
         (self.entries.len() * OFFSET_ENTRY) as u64
     }
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
     pub fn path(&self) -> &Path {
         &self.path
     }
-    pub fn file_handle(&self) -> io::Result<File> {
-        self.file.try_clone()
+    pub fn renamed(&mut self, to: PathBuf) {
+        self.path = to;
     }
 }
 
@@ -155,20 +201,39 @@ impl TimeIndex {
             }
             entries.push((ts, rel));
         }
+        let written = entries.len();
         Ok(Some(TimeIndex {
-            file: open_rw(path)?,
             path: path.to_path_buf(),
             entries,
+            written,
+            on_disk: true,
         }))
     }
 
     pub fn create(path: &Path) -> io::Result<TimeIndex> {
-        let _ = std::fs::remove_file(path);
+        remove_stale(path)?;
         Ok(TimeIndex {
-            file: open_rw(path)?,
             path: path.to_path_buf(),
             entries: Vec::new(),
+            written: 0,
+            on_disk: false,
         })
+    }
+
+    /// Writes the entries the file lacks (fsynced with `sync`).
+    pub fn persist(&mut self, sync: bool) -> io::Result<()> {
+        if self.written == self.entries.len() && !sync && self.on_disk {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity((self.entries.len() - self.written) * TIME_ENTRY);
+        for &(ts, rel) in &self.entries[self.written..] {
+            bytes.extend_from_slice(&ts.to_be_bytes());
+            bytes.extend_from_slice(&rel.to_be_bytes());
+        }
+        append_to(&self.path, &bytes, sync)?;
+        self.written = self.entries.len();
+        self.on_disk = true;
+        Ok(())
     }
 
     /// Adds an entry when `timestamp` is a new maximum for the segment.
@@ -176,10 +241,6 @@ impl TimeIndex {
         if self.entries.last().is_some_and(|&(ts, _)| timestamp <= ts) {
             return Ok(());
         }
-        let mut e = [0u8; TIME_ENTRY];
-        e[..8].copy_from_slice(&timestamp.to_be_bytes());
-        e[8..].copy_from_slice(&relative_offset.to_be_bytes());
-        self.file.write_all(&e)?;
         self.entries.push((timestamp, relative_offset));
         Ok(())
     }
@@ -200,17 +261,18 @@ impl TimeIndex {
             .entries
             .partition_point(|&(_, rel)| rel < relative_offset);
         self.entries.truncate(keep);
-        self.file.set_len((keep * TIME_ENTRY) as u64)
+        if self.written > keep {
+            truncate_file(&self.path, (keep * TIME_ENTRY) as u64)?;
+            self.written = keep;
+        }
+        Ok(())
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_all()
-    }
     pub fn path(&self) -> &Path {
         &self.path
     }
-    pub fn file_handle(&self) -> io::Result<File> {
-        self.file.try_clone()
+    pub fn renamed(&mut self, to: PathBuf) {
+        self.path = to;
     }
 }
 
@@ -225,9 +287,21 @@ mod tests {
         let mut idx = OffsetIndex::create(&p).unwrap();
         idx.append(10, 100).unwrap();
         idx.append(20, 200).unwrap();
+        idx.persist(false).unwrap();
         assert_eq!(idx.lookup(5), (0, 0));
         assert_eq!(idx.lookup(15), (10, 100));
         assert_eq!(idx.lookup(25), (20, 200));
+        idx.append(30, 300).unwrap();
+        idx.persist(true).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            3 * OFFSET_ENTRY as u64
+        );
+        idx.truncate_to_position(300).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            2 * OFFSET_ENTRY as u64
+        );
         drop(idx);
         let idx = OffsetIndex::load(&p, 1000).unwrap().unwrap();
         assert_eq!(idx.len(), 2);

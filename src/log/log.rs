@@ -75,15 +75,17 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
-/// A sealed segment as the uploader sees it. The open file handle keeps the data
-/// readable even if retention deletes the files meanwhile.
+/// A sealed segment as the uploader sees it. A descriptor opened from `file` keeps the
+/// data readable even if retention deletes the files meanwhile (and `file` follows the
+/// rename of a delayed deletion).
 #[derive(Debug, Clone)]
 pub struct SealedSegment {
     pub base_offset: i64,
     pub next_offset: i64,
     pub size: u64,
     pub max_timestamp: i64,
-    pub file: Arc<File>,
+    /// The `.log` file through the broker's file pool: open it for the upload only.
+    pub file: Arc<super::files::PooledFile>,
     pub log_path: PathBuf,
     pub index_path: PathBuf,
     pub time_index_path: PathBuf,
@@ -165,7 +167,8 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 
 /// Files of a sealed segment to fsync, and the recovery point to advance after.
 struct FlushJob {
-    files: Vec<File>,
+    /// The sealed segment's files, opened only to be fsynced.
+    files: Vec<PathBuf>,
     dir: PathBuf,
     recovery: Arc<RecoveryPoint>,
     up_to: i64,
@@ -191,7 +194,12 @@ fn flusher() -> &'static Flusher {
         let (tx, rx) = std::sync::mpsc::channel::<FlushJob>();
         let spawned = std::thread::Builder::new().name("segment-flush".into()).spawn(move || {
             for job in rx {
-                let synced = job.files.iter().try_for_each(|f| f.sync_data());
+                let synced = job.files.iter().try_for_each(|path| match File::open(path) {
+                    Ok(f) => f.sync_data(),
+                    // Deleted (retention) before its turn: nothing left to make durable.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                });
                 match synced {
                     Ok(()) => job.recovery.advance(&job.dir, job.up_to),
                     Err(e) => warn!(dir = %job.dir.display(), error = %e, "fsync of a sealed segment failed"),
@@ -396,7 +404,7 @@ impl Log {
             if seg.next_offset <= replay_from {
                 continue;
             }
-            let file = seg.file();
+            let file = seg.file().map_err(io_err(dir))?;
             let mut pos = match seg
                 .position_of(replay_from.max(seg.base_offset), seg.size())
                 .map_err(io_err(dir))?
@@ -769,7 +777,7 @@ impl Log {
             };
             if let Some((pos, _)) = seg.position_of(offset, limit).map_err(io_err(&self.dir))? {
                 return Ok(ReadPlan {
-                    file: Some(seg.file()),
+                    file: Some(seg.file().map_err(io_err(&self.dir))?),
                     position: pos,
                     length: (limit - pos) as usize,
                 });
@@ -789,7 +797,7 @@ impl Log {
                 .time_lookup(timestamp)
                 .unwrap_or(seg.base_offset)
                 .max(self.log_start_offset);
-            let file = seg.file();
+            let file = seg.file().map_err(io_err(&self.dir))?;
             let Some((mut pos, _)) = seg
                 .position_of(from, seg.size())
                 .map_err(io_err(&self.dir))?
@@ -827,7 +835,12 @@ impl Log {
             .map_err(io_err(&self.dir))?
         {
             Some((pos, h)) => Ok(Some(
-                segment::read_at(&seg.file(), pos, h.total_size()).map_err(io_err(&self.dir))?,
+                segment::read_at(
+                    &*seg.file().map_err(io_err(&self.dir))?,
+                    pos,
+                    h.total_size(),
+                )
+                .map_err(io_err(&self.dir))?,
             )),
             None => Ok(None),
         }
@@ -952,7 +965,7 @@ impl Log {
             if *base == active_base {
                 continue;
             }
-            if let Some(seg) = self.segments.remove(base) {
+            if let Some(mut seg) = self.segments.remove(base) {
                 let renamed = seg.rename_for_deletion().map_err(io_err(&self.dir))?;
                 delete_later(renamed, self.config.file_delete_delay_ms);
                 info!(dir = %self.dir.display(), base, tiered = self.config.remote_storage_enable, "deleted segment");
@@ -992,7 +1005,7 @@ impl Log {
                     next_offset: s.next_offset,
                     size: s.size(),
                     max_timestamp: s.max_timestamp,
-                    file: s.file(),
+                    file: s.pooled_file(),
                     log_path: log,
                     index_path: index,
                     time_index_path: time_index,
@@ -1049,9 +1062,8 @@ impl Log {
     /// Flushes everything and writes the producer snapshot (clean shutdown).
     pub fn close(&mut self) -> LogResult<()> {
         let dir = self.dir.clone();
-        for seg in self.segments.values() {
-            seg.flush().map_err(io_err(&dir))?;
-        }
+        // Sealed segments were written out and fsynced when they rolled.
+        self.active_mut().close().map_err(io_err(&dir))?;
         let end = self.log_end_offset();
         self.producers
             .write_snapshot(&dir, end)

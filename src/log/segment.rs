@@ -3,7 +3,9 @@
 //! Owned by its [`crate::log::Log`] (under the partition's lock); readers get an
 //! `Arc<File>` and positions and read outside the lock, which is safe because bytes
 //! below a segment's current size never change (truncation only happens during
-//! recovery, before anyone reads).
+//! recovery, before anyone reads). The `.log` descriptor comes from the broker's file
+//! pool ([`super::files`]) for each operation and the indexes live in memory, so an
+//! idle segment holds no descriptor at all.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+
+use super::files::PooledFile;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY};
@@ -63,7 +67,7 @@ pub struct ScanOutcome {
 pub struct Segment {
     pub base_offset: i64,
     log_path: PathBuf,
-    file: Arc<File>,
+    file: Arc<PooledFile>,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -98,17 +102,15 @@ impl Segment {
 
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
+        OpenOptions::new()
+            .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(true)
             .open(&log_path)?;
-        file.set_len(0)?;
         Ok(Segment {
             base_offset,
+            file: Arc::new(PooledFile::new(log_path.clone())),
             log_path,
-            file: Arc::new(file),
             size: 0,
             offset_index: OffsetIndex::create(&index_path)?,
             time_index: TimeIndex::create(&time_path)?,
@@ -135,8 +137,7 @@ impl Segment {
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> io::Result<(Segment, ScanOutcome)> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new().read(true).append(true).open(&log_path)?;
-        let size = file.metadata()?.len();
+        let size = std::fs::metadata(&log_path)?.len();
         let offset_index = if verify {
             None
         } else {
@@ -150,8 +151,8 @@ impl Segment {
         let time_index_loaded = time_index.is_some();
         let mut segment = Segment {
             base_offset,
+            file: Arc::new(PooledFile::new(log_path.clone())),
             log_path,
-            file: Arc::new(file),
             size,
             offset_index: match offset_index {
                 Some(i) => i,
@@ -181,7 +182,11 @@ impl Segment {
                 next_offset: Some(segment.next_offset),
             }
         } else {
-            segment.rebuild(verify, index_interval, on_batch)?
+            let outcome = segment.rebuild(verify, index_interval, on_batch)?;
+            // Rebuilt indexes go to disk now, as Kafka's recovery writes them.
+            segment.offset_index.persist(false)?;
+            segment.time_index.persist(false)?;
+            outcome
         };
         Ok((segment, outcome))
     }
@@ -190,7 +195,8 @@ impl Segment {
     fn load_tail_from_index(&mut self) -> io::Result<()> {
         let (_, start) = self.offset_index.lookup(u32::MAX);
         let mut pos = start as u64;
-        while let Some(h) = header_at(&self.file, pos)? {
+        let file = self.file.open()?;
+        while let Some(h) = header_at(&file, pos)? {
             if pos + h.total_size() as u64 > self.size {
                 break;
             }
@@ -200,12 +206,12 @@ impl Segment {
         if let Some((ts, _)) = self.time_index.max_timestamp() {
             self.max_timestamp = ts;
         }
-        if let Some(h) = header_at(&self.file, 0)? {
+        if let Some(h) = header_at(&file, 0)? {
             self.first_batch_timestamp = h.max_timestamp.max(-1);
         }
         if pos < self.size {
             // Trailing bytes that do not form a whole batch: drop them.
-            self.file.set_len(pos)?;
+            file.set_len(pos)?;
             self.size = pos;
         }
         Ok(())
@@ -227,13 +233,14 @@ impl Segment {
         self.max_timestamp = -1;
         let mut pos = 0u64;
         let mut first = true;
-        while let Some(h) = header_at(&self.file, pos)? {
+        let file = self.file.open()?;
+        while let Some(h) = header_at(&file, pos)? {
             let total = h.total_size() as u64;
             if pos + total > self.size || h.base_offset < self.next_offset.min(self.base_offset) {
                 break;
             }
             if verify {
-                let bytes = read_at(&self.file, pos, total as usize)?;
+                let bytes = read_at(&file, pos, total as usize)?;
                 if batch::validate(&bytes).is_err() {
                     break;
                 }
@@ -249,7 +256,7 @@ impl Segment {
         }
         let truncated = self.size - pos;
         if truncated > 0 {
-            self.file.set_len(pos)?;
+            file.set_len(pos)?;
             self.size = pos;
         }
         Ok(ScanOutcome {
@@ -293,7 +300,8 @@ impl Segment {
         index_interval: u64,
     ) -> io::Result<()> {
         let mut remaining: &mut [io::IoSlice<'_>] = slices;
-        let mut file = &*self.file;
+        let handle = self.file.open()?;
+        let mut file = &*handle;
         while !remaining.is_empty() {
             let n = file.write_vectored(remaining)?;
             if n == 0 {
@@ -348,8 +356,12 @@ impl Segment {
             .clamp(0, u32::MAX as i64) as u32;
         let (_, start) = self.offset_index.lookup(rel);
         let mut pos = start as u64;
+        if pos + LOG_OVERHEAD as u64 > end {
+            return Ok(None);
+        }
+        let file = self.file.open()?;
         while pos + LOG_OVERHEAD as u64 <= end {
-            let Some(h) = header_at(&self.file, pos)? else {
+            let Some(h) = header_at(&file, pos)? else {
                 return Ok(None);
             };
             if h.last_offset() >= offset {
@@ -373,7 +385,13 @@ impl Segment {
             .map(|(ts, rel)| (ts, self.base_offset + rel as i64))
     }
 
-    pub fn file(&self) -> Arc<File> {
+    /// The `.log` descriptor from the pool (opened now if the pool had closed it).
+    pub fn file(&self) -> io::Result<Arc<File>> {
+        self.file.open()
+    }
+
+    /// The `.log` file as the pool knows it, for work that opens it later (uploads).
+    pub fn pooled_file(&self) -> Arc<PooledFile> {
         self.file.clone()
     }
     pub fn size(&self) -> u64 {
@@ -386,8 +404,6 @@ impl Segment {
         &self.log_path
     }
 
-    /// Marks the segment immutable (it was rolled) and returns duplicated handles of
-    /// its files so the caller can fsync them off the append path.
     /// Reserves `bytes` of disk for the segment without changing its length
     /// (`fallocate` with FALLOC_FL_KEEP_SIZE), so appends and readers see nothing
     /// different while the file system lays the segment out in one piece, as Kafka's
@@ -397,10 +413,10 @@ impl Segment {
         {
             use std::os::fd::AsRawFd;
             let len = bytes.min(i64::MAX as u64) as libc::off_t;
-            // SAFETY: fallocate on a descriptor we own; no memory is passed.
-            let rc = unsafe {
-                libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len)
-            };
+            let Ok(file) = self.file.open() else { return };
+            // SAFETY: fallocate on a descriptor we hold; no memory is passed.
+            let rc =
+                unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
             if rc == 0 {
                 self.preallocated = bytes;
             } else {
@@ -420,7 +436,7 @@ impl Segment {
     fn release_preallocation(&mut self) -> io::Result<()> {
         if self.preallocated > self.size {
             // Truncating to the current length frees the blocks reserved past it.
-            self.file.set_len(self.size)?;
+            self.file.open()?.set_len(self.size)?;
         }
         self.preallocated = 0;
         Ok(())
@@ -430,37 +446,63 @@ impl Segment {
     /// scheduled for deletion) and returns the new paths, to be removed after
     /// `file.delete.delay.ms`. Open handles (readers mid-fetch, the uploader) keep
     /// reading the renamed files until they finish.
-    pub fn rename_for_deletion(&self) -> io::Result<Vec<PathBuf>> {
+    pub fn rename_for_deletion(&mut self) -> io::Result<Vec<PathBuf>> {
         let mut renamed = Vec::with_capacity(3);
-        for p in [
+        for (i, p) in [
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let mut target = p.clone().into_os_string();
             target.push(DELETED_SUFFIX);
             let target = PathBuf::from(target);
             match std::fs::rename(&p, &target) {
-                Ok(()) => renamed.push(target),
+                Ok(()) => {
+                    match i {
+                        0 => self.file.renamed(target.clone()),
+                        1 => self.offset_index.renamed(target.clone()),
+                        _ => self.time_index.renamed(target.clone()),
+                    }
+                    renamed.push(target)
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
+        // The pool lets go of it; a read or upload already holding it finishes.
+        self.file.close();
         Ok(renamed)
     }
 
-    pub fn seal(&mut self) -> io::Result<Vec<File>> {
+    /// Marks the segment immutable (it was rolled), writes its index entries out and
+    /// returns the paths of its files, for the caller to fsync off the append path.
+    pub fn seal(&mut self) -> io::Result<Vec<PathBuf>> {
         self.release_preallocation()?;
+        self.offset_index.persist(false)?;
+        self.time_index.persist(false)?;
         self.sealed = true;
         Ok(vec![
-            self.file.try_clone()?,
-            self.offset_index.file_handle()?,
-            self.time_index.file_handle()?,
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
         ])
     }
 
+    /// fsyncs the data (the indexes are rebuilt by recovery if a crash leaves them
+    /// behind).
     pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.open()?.sync_data()
+    }
+
+    /// Writes the index entries out and fsyncs everything (clean shutdown), so the
+    /// next start trusts the indexes instead of scanning.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.offset_index.persist(true)?;
+        self.time_index.persist(true)?;
+        self.flush()
     }
 
     /// Cuts the segment so that it ends before `offset`.
@@ -470,7 +512,7 @@ impl Segment {
             Some((pos, _)) => pos,
             None => return Ok(()),
         };
-        self.file.set_len(pos)?;
+        self.file.open()?.set_len(pos)?;
         self.size = pos;
         self.offset_index.truncate_to_position(pos as u32)?;
         self.time_index
@@ -481,6 +523,7 @@ impl Segment {
 
     /// Removes the segment's files.
     pub fn delete_files(&self) -> io::Result<()> {
+        self.file.close();
         for p in [
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),

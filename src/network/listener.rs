@@ -30,8 +30,18 @@ pub async fn accept_loop(
                 Ok((stream, peer)) => {
                     tracker.spawn(connection::serve(stream, peer, listener_name.clone(), broker.clone(), max_frame, shutdown.clone()));
                 }
+                Err(e) if crate::log::files::is_out_of_descriptors(&e) => {
+                    // Out of descriptors: the segment-file pool gives back what it
+                    // holds idle (reads and appends reopen on demand), so the
+                    // connection waiting in the backlog is accepted at once.
+                    let closed = crate::log::files::pool().shed();
+                    warn!(listener = %name, error = %e, closed, "accept ran out of file descriptors; closed idle segment files");
+                    if closed == 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
                 Err(e) => {
-                    // E.g. too many open files: back off instead of spinning.
+                    // Anything else: back off instead of spinning.
                     warn!(listener = %name, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }

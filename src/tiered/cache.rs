@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FileDeviceBuilder, HybridCache, HybridCacheBuilder,
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCacheProperties, RecoverMode, Source,
 };
 use uuid::Uuid;
@@ -78,8 +78,8 @@ impl std::fmt::Debug for ChunkCache {
     }
 }
 
-/// The disk tier's single file inside the cache dir.
-const CACHE_FILE: &str = "chunks.foyer";
+/// Most files the disk tier keeps open (foyer: one per block).
+const MAX_DISK_FILES: usize = 16;
 
 impl ChunkCache {
     /// Builds the cache with `memory_bytes` of memory and, if `disk_bytes` is non-zero,
@@ -102,14 +102,15 @@ impl ChunkCache {
             .with_recover_mode(RecoverMode::None);
         // A block holds four chunks plus foyer's per-entry headers and index, so little
         // of the disk tier is lost to block tails.
+        // foyer's directory device keeps one file (and descriptor) per block, so blocks
+        // are at least 1/16 of the disk tier: a handful of files, not one per 32 MiB
+        // (foyer's single-file device is not used: it prints to stdout).
         let block = (4 * (chunk_bytes + (64 << 10)))
+            .max(disk_bytes / MAX_DISK_FILES)
             .next_multiple_of(4096)
             .max(16 << 20);
         let cache = if disk_bytes >= block * 4 {
-            // One file for the whole disk tier: foyer's directory device keeps a file
-            // (and a descriptor) per block, 128 of them for the default 4 GiB.
-            std::fs::create_dir_all(dir).map_err(foyer::Error::io_error)?;
-            let device = FileDeviceBuilder::new(dir.join(CACHE_FILE))
+            let device = FsDeviceBuilder::new(dir)
                 .with_capacity(disk_bytes)
                 .build()?;
             let engine = BlockEngineConfig::<ChunkKey, Bytes, HybridCacheProperties>::new(device)

@@ -577,10 +577,17 @@ async fn read_file(path: &std::path::Path) -> Result<Bytes, TaskError> {
     Ok(Bytes::from(bytes))
 }
 
-async fn read_at(file: Arc<std::fs::File>, pos: u64, len: usize) -> Result<Bytes, TaskError> {
-    let bytes = tokio::task::spawn_blocking(move || crate::log::segment::read_at(&file, pos, len))
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))??;
+async fn read_at(
+    file: Arc<crate::log::files::PooledFile>,
+    pos: u64,
+    len: usize,
+) -> Result<Bytes, TaskError> {
+    let bytes = tokio::task::spawn_blocking(move || {
+        let file = file.open()?;
+        crate::log::segment::read_at(&file, pos, len)
+    })
+    .await
+    .map_err(|e| io::Error::other(e.to_string()))??;
     if bytes.len() != len {
         return Err(TaskError::Local(io::Error::new(
             io::ErrorKind::UnexpectedEof,

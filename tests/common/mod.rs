@@ -306,7 +306,35 @@ pub fn free_port() -> u16 {
 
 impl BrokerProcess {
     pub fn start(data: &Path, port: u16, extra: &[&str]) -> BrokerProcess {
+        Self::start_limited(data, port, extra, None)
+    }
+
+    /// Starts the broker with RLIMIT_NOFILE set to (soft, hard) for the process, as
+    /// `prlimit --nofile=soft:hard` would.
+    pub fn start_limited(
+        data: &Path,
+        port: u16,
+        extra: &[&str],
+        nofile: Option<(u64, u64)>,
+    ) -> BrokerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        if let Some((soft, hard)) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("--override")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
             .arg("--override")
@@ -321,7 +349,7 @@ impl BrokerProcess {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn strata");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
@@ -339,6 +367,33 @@ impl BrokerProcess {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Descriptors the process holds open now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// (soft, hard) open-files limit of the process, from /proc.
+    pub fn nofile_limit(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        let nums: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (nums[0], nums[1])
+    }
+
+    /// What the broker wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension(format!("{}.log", self.port)))
+            .unwrap_or_default()
     }
 
     pub fn kill9(mut self) {
