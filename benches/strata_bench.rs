@@ -6,7 +6,16 @@
 //! cargo bench --bench strata-bench                       # defaults: 1 GiB, 10k/s, 10 s
 //! cargo bench --bench strata-bench -- --produce-mb 64 --seconds 3
 //! cargo bench --bench strata-bench -- --broker 127.0.0.1:9092   # an already running broker
+//! cargo bench --bench strata-bench -- --compression --produce-mb 256
 //! ```
+//!
+//! `--compression` runs a separate pair of phases instead, on compressible JSON-like
+//! records (`--record-bytes` each, first 8 bytes the record index): (a) an
+//! uncompressed producer into a topic with `compression.type=zstd` (the broker
+//! recompresses every batch), then (b) a zstd producer (librdkafka's default level)
+//! into a `compression.type=producer` topic (stored as sent). Each produces
+//! `--produce-mb` MiB of records and reads them back verified; reported per phase:
+//! broker CPU-seconds per GiB produced, MiB/s, and the bytes of the topic on disk.
 //!
 //! Phases, each on its own topic with 6 partitions (replication 1):
 //!
@@ -97,6 +106,13 @@ struct Args {
     /// Tiered mode: segment.bytes of the bench topic, in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mb: u64,
+    /// Compression mode: broker CPU per GiB produced into a zstd topic from an
+    /// uncompressed producer, against a zstd producer into a `producer` topic.
+    #[arg(long)]
+    compression: bool,
+    /// Compression mode: `compression.zstd.level` of the zstd topic.
+    #[arg(long, default_value_t = 3)]
+    zstd_level: i32,
     /// Extra broker config for the spawned broker, KEY=VALUE (repeatable).
     #[arg(long = "set")]
     set: Vec<String>,
@@ -1226,6 +1242,8 @@ fn main() -> Result<()> {
     );
     let result = if args.tiered {
         run_tiered(&args, &mut broker, &rt)
+    } else if args.compression {
+        run_compression(&args, &mut broker, &rt)
     } else {
         run(&args, &mut broker, &rt)
     };
@@ -1502,4 +1520,204 @@ fn tiered_metrics_addr(broker: &Broker) -> Result<String> {
         .metrics
         .clone()
         .ok_or_else(|| anyhow!("tiered mode needs a spawned broker with metrics.listener"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Compression mode
+
+/// `count` distinct compressible payloads of `len` bytes: JSON-like events from a small
+/// vocabulary with random ids and amounts, roughly how application events compress.
+fn compressible_payloads(count: usize, len: usize) -> Vec<Vec<u8>> {
+    const WORDS: &[&str] = &[
+        "click",
+        "view",
+        "purchase",
+        "refund",
+        "checkout",
+        "search",
+        "login",
+        "logout",
+        "mobile",
+        "desktop",
+        "tablet",
+        "eu-west-1",
+        "us-east-1",
+        "premium",
+        "free",
+        "trial",
+        "cart",
+        "wishlist",
+        "recommended",
+        "campaign",
+        "newsletter",
+        "organic",
+    ];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ now_ns();
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    (0..count)
+        .map(|_| {
+            // The first 8 bytes are overwritten with the record index.
+            let mut out = b"########".to_vec();
+            while out.len() < len {
+                let r = next();
+                let event = format!(
+                    "{{\"user\":\"user-{}\",\"event\":\"{}\",\"device\":\"{}\",\"amount\":{}.{:02},\"tags\":[\"{}\",\"{}\"],\"ts\":{}}},",
+                    r % 100_000,
+                    WORDS[(r >> 17) as usize % WORDS.len()],
+                    WORDS[(r >> 23) as usize % WORDS.len()],
+                    (r >> 29) % 1000,
+                    (r >> 39) % 100,
+                    WORDS[(r >> 46) as usize % WORDS.len()],
+                    WORDS[(r >> 52) as usize % WORDS.len()],
+                    1_700_000_000_000u64 + (r >> 20) % 1_000_000_000,
+                );
+                out.extend_from_slice(event.as_bytes());
+            }
+            out.truncate(len);
+            out
+        })
+        .collect()
+}
+
+/// Produces `records` compressible records with a producer using `codec`.
+fn produce_compressible(
+    b: &Broker,
+    topic: &str,
+    args: &Args,
+    records: u64,
+    codec: &str,
+    payloads: &mut [Vec<u8>],
+    name: &'static str,
+) -> Result<PhaseResult> {
+    let p = producer(
+        &b.bootstrap,
+        Ctx::default(),
+        &[
+            ("compression.type", codec),
+            ("linger.ms", "5"),
+            ("batch.size", "1000000"),
+            ("batch.num.messages", "100000"),
+            ("queue.buffering.max.kbytes", "1048576"),
+            ("queue.buffering.max.messages", "500000"),
+        ],
+    )?;
+    let meter = Meter::begin(b);
+    let t = Instant::now();
+    for i in 0..records {
+        let payload = &mut payloads[i as usize % payloads.len()];
+        payload[..8].copy_from_slice(&i.to_le_bytes());
+        let part = (i % args.partitions as u64) as i32;
+        send(&p, topic, part, payload, 0)?;
+    }
+    p.flush(Duration::from_secs(600))?;
+    let secs = t.elapsed().as_secs_f64();
+    let usage = meter.end();
+    check_delivered(p.context(), records, name)?;
+    Ok(PhaseResult {
+        name,
+        records,
+        bytes: records * args.record_bytes as u64,
+        secs,
+        lat: None,
+        usage,
+        extra: json!({ "producer_compression": codec }),
+    })
+}
+
+fn run_compression(
+    args: &Args,
+    broker: &mut Broker,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Value> {
+    if broker.pid().is_none() {
+        bail!("--compression needs a spawned broker (its CPU and data dir are measured)");
+    }
+    let tag = std::process::id();
+    let records = args.produce_mb * 1024 * 1024 / args.record_bytes as u64;
+    let mut payloads = compressible_payloads(4096, args.record_bytes);
+    let level = args.zstd_level.to_string();
+    let cases = [
+        (
+            "a zstd topic",
+            format!("bench-zstd-topic-{tag}"),
+            vec![
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", level.as_str()),
+            ],
+            "none",
+        ),
+        (
+            "b producer topic",
+            format!("bench-producer-topic-{tag}"),
+            vec![("compression.type", "producer")],
+            "zstd",
+        ),
+    ];
+    let mut out = serde_json::Map::new();
+    let mut rows = Vec::new();
+    let mut summary = Vec::new();
+    for (name, topic, configs, codec) in &cases {
+        create_topic_with(rt, &broker.bootstrap, topic, args.partitions, configs)?;
+        println!(
+            "compression phase ({name}): {records} x {} B, producer compression {codec}, topic {configs:?} ...",
+            args.record_bytes
+        );
+        let produced =
+            produce_compressible(broker, topic, args, records, codec, &mut payloads, name)?;
+        let disk = broker.topic_bytes(topic);
+        let gib = produced.bytes as f64 / (1024.0 * MIB);
+        let cpu_per_gib = produced.usage.broker_cpu_s.map(|c| c / gib);
+        println!(
+            "  {:.1} MiB/s; broker CPU {:.2} s = {:.2} s per GiB produced; on disk {:.1} MiB ({:.2}x smaller)",
+            produced.mb_s(),
+            produced.usage.broker_cpu_s.unwrap_or(f64::NAN),
+            cpu_per_gib.unwrap_or(f64::NAN),
+            disk as f64 / MIB,
+            produced.bytes as f64 / disk.max(1) as f64,
+        );
+        let read = consume_all(broker, topic, args, records, "  read back")?;
+        summary.push((*name, cpu_per_gib, disk, produced.bytes));
+        let mut v = produced.json();
+        v["broker_cpu_s_per_gib"] = json!(cpu_per_gib.map(|c| (c * 1000.0).round() / 1000.0));
+        v["bytes_on_disk"] = json!(disk);
+        v["topic_configs"] = json!(configs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>());
+        v["read_back"] = read.json();
+        out.insert(name.replace(' ', "_"), v);
+        rows.push(produced);
+        rows.push(read);
+    }
+    let stopped = broker.stop();
+    print_table(&rows);
+    println!();
+    for (name, cpu, disk, bytes) in &summary {
+        println!(
+            "{name:<18} broker CPU-seconds per GiB produced: {:>6.2}   bytes on disk: {disk} ({:.1} MiB of {:.1} MiB produced)",
+            cpu.unwrap_or(f64::NAN),
+            *disk as f64 / MIB,
+            *bytes as f64 / MIB,
+        );
+    }
+    let stderr = broker.stderr_text();
+    let warns = stderr.lines().filter(|l| l.contains("WARN")).count();
+    let errors = stderr.lines().filter(|l| l.contains("ERROR")).count();
+    println!("broker stderr: {warns} WARN, {errors} ERROR");
+    Ok(json!({
+        "bench": "strata-bench --compression",
+        "record_bytes": args.record_bytes,
+        "partitions": args.partitions,
+        "produce_mb": args.produce_mb,
+        "zstd_level": args.zstd_level,
+        "broker_stop": stopped.as_ref().map(|(s, t)| json!({"status": s, "seconds": t})),
+        "broker_stderr_warn": warns,
+        "broker_stderr_error": errors,
+        "phases": out,
+    }))
 }
