@@ -82,6 +82,31 @@ fn new_cluster_id() -> String {
     out
 }
 
+/// Runs blocking `work` every `interval` on the blocking pool until shutdown (a pass
+/// that runs late is not made up: retention and flush passes catch up by themselves).
+fn every(
+    tracker: &TaskTracker,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    work: impl Fn() + Send + Sync + 'static,
+) {
+    let work = Arc::new(work);
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let work = work.clone();
+                    let _ = tokio::task::spawn_blocking(move || work()).await;
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
 /// Topic names by id, to tell which topics a metadata change deleted.
 fn topic_names_by_id(image: &crate::metadata::ClusterImage) -> BTreeMap<uuid::Uuid, String> {
     image
@@ -463,20 +488,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // Retention.
     {
         let replicas = replicas.clone();
-        let shutdown = shutdown.clone();
         let interval = Duration::from_millis(config.log_retention_check_interval_ms.max(1));
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let r = replicas.clone();
-                        let _ = tokio::task::spawn_blocking(move || r.apply_retention()).await;
-                    }
-                    _ = shutdown.cancelled() => break,
-                }
-            }
+        every(&tracker, interval, &shutdown, move || {
+            replicas.apply_retention()
         });
     }
     // Flush scheduler (`log.flush.scheduler.interval.ms`; Kafka's default, Long.MAX,
@@ -484,20 +498,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let flush_every = num(&config, "log.flush.scheduler.interval.ms");
     if flush_every > 0 && flush_every < i64::MAX {
         let replicas = replicas.clone();
-        let shutdown = shutdown.clone();
         let interval = Duration::from_millis(flush_every as u64);
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let r = replicas.clone();
-                        let _ = tokio::task::spawn_blocking(move || r.flush_due_logs()).await;
-                    }
-                    _ = shutdown.cancelled() => break,
-                }
-            }
+        every(&tracker, interval, &shutdown, move || {
+            replicas.flush_due_logs()
         });
     }
     if let Some(listener) = metrics_listener {

@@ -59,6 +59,23 @@ pub struct GroupCoordinator {
     persist_lock: tokio::sync::Mutex<()>,
 }
 
+/// The `__consumer_offsets` records that delete `group`'s offsets for `partitions`.
+fn offset_tombstones(group: &str, partitions: &[(String, i32)]) -> Vec<(StoreKey, StoreValue)> {
+    partitions
+        .iter()
+        .map(|(topic, partition)| {
+            (
+                StoreKey::Offset {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                },
+                StoreValue::Tombstone,
+            )
+        })
+        .collect()
+}
+
 fn num(config: &BrokerConfig, key: &str) -> i64 {
     config.get(key).parse().unwrap_or(0)
 }
@@ -718,19 +735,7 @@ impl GroupCoordinator {
             if doomed.is_empty() {
                 continue;
             }
-            let entries: Vec<(StoreKey, StoreValue)> = doomed
-                .iter()
-                .map(|(topic, partition)| {
-                    (
-                        StoreKey::Offset {
-                            group: id.clone(),
-                            topic: topic.clone(),
-                            partition: *partition,
-                        },
-                        StoreValue::Tombstone,
-                    )
-                })
-                .collect();
+            let entries = offset_tombstones(&id, &doomed);
             match self.append(&id, &entries).await {
                 Ok(()) => {
                     let mut g = group.lock();
@@ -950,19 +955,7 @@ impl GroupCoordinator {
             if expired.is_empty() {
                 continue;
             }
-            let entries: Vec<(StoreKey, StoreValue)> = expired
-                .iter()
-                .map(|(t, p)| {
-                    (
-                        StoreKey::Offset {
-                            group: id.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        },
-                        StoreValue::Tombstone,
-                    )
-                })
-                .collect();
+            let entries = offset_tombstones(&id, &expired);
             if self.append(&id, &entries).await.is_ok() {
                 let mut g = group.lock();
                 for k in &expired {
