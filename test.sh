@@ -10,6 +10,8 @@ need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 # `ss` reads the broker's socket buffer sizes in tests/config_keys.rs.
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+# `script` gives tests/startup.rs a terminal to check colour against.
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -191,3 +191,43 @@ fn rust_log_brings_library_lines_back() {
         "RUST_LOG=info shows no openraft line:\n{text}"
     );
 }
+
+/// Runs `strata --check-config` (with one unknown STRATA_* variable, so it logs a
+/// warning) under a pseudo-terminal through util-linux `script`; what it printed.
+fn at_a_terminal(no_color: bool) -> Vec<u8> {
+    let binary = env!("CARGO_BIN_EXE_strata");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec"])
+        .arg(format!(
+            "{binary} --check-config --override log.dirs={}",
+            dir.path().join("d").display()
+        ))
+        .arg("/dev/null")
+        .env("STRATA_NOT_A_KEY", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("script (util-linux) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+#[test]
+fn colour_only_at_a_terminal_and_never_under_no_color() {
+    let coloured = at_a_terminal(false);
+    let text = String::from_utf8_lossy(&coloured);
+    assert!(text.contains("STRATA_NOT_A_KEY"), "{text}");
+    assert!(coloured.contains(&0x1b), "a terminal gets colour:\n{text}");
+    let plain = at_a_terminal(true);
+    let text = String::from_utf8_lossy(&plain);
+    assert!(text.contains("STRATA_NOT_A_KEY"), "{text}");
+    assert!(!plain.contains(&0x1b), "NO_COLOR=1 at a terminal:\n{text}");
+}
