@@ -24,6 +24,16 @@ pub async fn accept_loop(
         .map(|a| a.to_string())
         .unwrap_or_default();
     info!(listener = %name, addr = %local, "listening");
+    // Accept errors repeat while their cause lasts: one warning per interval.
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    let mut should_warn = move || {
+        let now = tokio::time::Instant::now();
+        let due = last_warning.is_none_or(|t| now - t >= std::time::Duration::from_secs(10));
+        if due {
+            last_warning = Some(now);
+        }
+        due
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -35,14 +45,18 @@ pub async fn accept_loop(
                     // holds idle (reads and appends reopen on demand), so the
                     // connection waiting in the backlog is accepted at once.
                     let closed = crate::log::files::pool().shed();
-                    warn!(listener = %name, error = %e, closed, "accept ran out of file descriptors; closed idle segment files");
+                    if should_warn() {
+                        warn!(listener = %name, error = %e, closed, "accept ran out of file descriptors; closed idle segment files");
+                    }
                     if closed == 0 {
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     }
                 }
                 Err(e) => {
                     // Anything else: back off instead of spinning.
-                    warn!(listener = %name, error = %e, "accept failed");
+                    if should_warn() {
+                        warn!(listener = %name, error = %e, "accept failed");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
