@@ -312,3 +312,62 @@ async fn a_topic_whose_logs_cannot_all_be_made_is_not_created_and_a_retry_succee
         .unwrap();
     assert!(got.iter().all(|v| v.len() == 1));
 }
+
+/// Out of descriptors anyway (client connections took them all): the append that
+/// needed a file fails with KAFKA_STORAGE_ERROR naming the cause, nothing written is
+/// lost, and once descriptors are free again the same partition takes writes and the
+/// listener accepts new clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_is_an_error_for_that_request_not_an_outage() {
+    use common::idempotent::{batch, produce_to};
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 100;
+    let broker = BrokerProcess::start_limited(
+        &dir.path().join("data"),
+        free_port(),
+        &[],
+        Some((limit, limit)),
+    );
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "edge", 2, &[]).await;
+    let mut raw = RawClient::connect(&bootstrap);
+    assert_eq!(produce_to(&mut raw, "edge", 0, batch(-1, -1, -1, 3)).0, 0);
+
+    // Connections until every descriptor the process may have is taken.
+    let mut flood = Vec::new();
+    let deadline = Instant::now() + T;
+    while broker.open_files_below(limit) < limit as usize {
+        assert!(Instant::now() < deadline, "could not exhaust descriptors");
+        for _ in 0..10 {
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", broker.port)) {
+                flood.push(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Partition 1's segment file is not open: appending to it needs a descriptor.
+    let (code, _, message) = produce_to(&mut raw, "edge", 1, batch(-1, -1, -1, 2));
+    assert_eq!(code, 56, "KAFKA_STORAGE_ERROR: {message:?}");
+    let message = message.unwrap_or_default();
+    assert!(message.contains("too many open files"), "{message}");
+
+    // Descriptors come back: the same partition takes writes, new clients connect, and
+    // everything acknowledged is there.
+    drop(flood);
+    let deadline = Instant::now() + T;
+    loop {
+        let (code, base, _) = produce_to(&mut raw, "edge", 1, batch(-1, -1, -1, 2));
+        if code == 0 {
+            assert_eq!(base, 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partition 1 never took writes again ({code})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = consume_all(&bootstrap, "edge", 2, T);
+    assert_eq!(got.iter().filter(|g| g.partition == 0).count(), 3);
+    assert_eq!(got.iter().filter(|g| g.partition == 1).count(), 2);
+}

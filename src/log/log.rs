@@ -401,7 +401,7 @@ impl Log {
             _ => (ProducerState::default(), i64::MIN),
         };
         for seg in segments.values() {
-            if seg.next_offset <= replay_from {
+            if seg.next_offset <= replay_from || seg.is_empty() {
                 continue;
             }
             let file = seg.file().map_err(io_err(dir))?;

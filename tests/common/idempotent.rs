@@ -65,20 +65,36 @@ pub fn batch_compressed(
 
 /// Sends one batch to partition 0 with acks=all; returns (error code, base offset).
 pub fn produce(raw: &mut RawClient, topic: &str, records: Bytes) -> (i16, i64) {
+    let (code, base, _) = produce_to(raw, topic, 0, records);
+    (code, base)
+}
+
+/// Sends one batch to `partition` with acks=all; returns (error code, base offset,
+/// error message).
+pub fn produce_to(
+    raw: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (i16, i64, Option<String>) {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
+                .with_index(partition)
                 .with_records(Some(records))])]);
     let ResponseKind::Produce(resp) = raw.call(ApiKey::Produce, 9, RequestKind::Produce(req))
     else {
         panic!()
     };
     let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    (
+        p.error_code,
+        p.base_offset,
+        p.error_message.as_ref().map(|m| m.to_string()),
+    )
 }
 
 /// A fresh idempotent producer id (epoch 0).

@@ -371,8 +371,19 @@ impl BrokerProcess {
 
     /// Descriptors the process holds open now.
     pub fn open_files(&self) -> usize {
+        self.open_files_below(u64::MAX)
+    }
+
+    /// Descriptors open with a number below `limit` (RLIMIT_NOFILE bounds the numbers a
+    /// process may open; one inherited from outside can sit above it).
+    pub fn open_files_below(&self, limit: u64) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+                    .filter(|fd| *fd < limit)
+                    .count()
+            })
             .unwrap_or(0)
     }
 
