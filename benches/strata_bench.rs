@@ -74,9 +74,20 @@ struct Args {
     /// Record payload size in bytes (at least 16).
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
-    /// Partitions of every bench topic.
-    #[arg(long, default_value_t = 6)]
+    /// Partitions of every bench topic (from `--partitions N`; 6 by default).
+    #[arg(skip = 6)]
     partitions: i32,
+    /// `--partitions N`: partitions of every bench topic (default 6). `--partitions`
+    /// with no value: partitions mode (create/metadata/produce/restart at
+    /// `--partition-counts` partitions).
+    #[arg(long = "partitions", value_name = "N", num_args = 0..=1)]
+    partitions_flag: Option<Option<i32>>,
+    /// Partitions mode: the partition counts, one fresh broker each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10_000, 50_000])]
+    partition_counts: Vec<i32>,
+    /// Partitions mode: partitions written to at once in the produce-latency phase.
+    #[arg(long, default_value_t = 1000)]
+    active_partitions: i32,
     /// Phase 2: messages per second.
     #[arg(long, default_value_t = 10_000)]
     rate: u64,
@@ -228,14 +239,28 @@ impl Broker {
     fn spawn(extra: &[String]) -> Result<Broker> {
         let dir = tempfile::Builder::new().prefix("strata-bench-").tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Broker::start(extra, dir, port, &SpawnOpts::default())
+    }
+
+    /// Starts the broker on `port` with its data in `dir` (an existing data dir when
+    /// restarting); its stderr is appended to `dir/broker.stderr`.
+    fn start(
+        extra: &[String],
+        dir: tempfile::TempDir,
+        port: u16,
+        opts: &SpawnOpts,
+    ) -> Result<Broker> {
         let bootstrap = format!("127.0.0.1:{port}");
-        let stderr = std::fs::File::create(dir.path().join("broker.stderr"))?;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("broker.stderr"))?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.arg("--override")
             .arg(format!("listeners=PLAINTEXT://{bootstrap}"))
             .arg("--override")
             .arg(format!("log.dirs={}", dir.path().join("data").display()))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", opts.rust_log)
             .args(
                 extra
                     .iter()
@@ -250,6 +275,22 @@ impl Broker {
                 cmd.env_remove(k);
             }
         }
+        if let Some(nofile) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: nofile as libc::rlim_t,
+                rlim_max: nofile as libc::rlim_t,
+            };
+            // SAFETY: only the async-signal-safe setrlimit runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().context("spawning strata")?;
         let pid = child.id();
         let mut broker = Broker {
@@ -262,7 +303,7 @@ impl Broker {
             sampler: None,
             dir: Some(dir),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + opts.listen_timeout;
         loop {
             if TcpStream::connect(&broker.bootstrap).is_ok() {
                 break;
@@ -275,8 +316,9 @@ impl Broker {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "strata did not listen on {} in 30 s; stderr:\n{}",
+                    "strata did not listen on {} in {:?}; stderr:\n{}",
                     broker.bootstrap,
+                    opts.listen_timeout,
                     broker.stderr_text()
                 );
             }
@@ -348,6 +390,24 @@ impl Broker {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// How `Broker::start` runs the broker.
+struct SpawnOpts {
+    rust_log: &'static str,
+    /// RLIMIT_NOFILE (soft = hard) of the broker process.
+    nofile: Option<u64>,
+    listen_timeout: Duration,
+}
+
+impl Default for SpawnOpts {
+    fn default() -> SpawnOpts {
+        SpawnOpts {
+            rust_log: "warn",
+            nofile: None,
+            listen_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -1190,7 +1250,7 @@ fn main() -> Result<()> {
     // runs only when given flags it understands.
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let parsed = Args::try_parse();
-    let args = match parsed {
+    let mut args = match parsed {
         Ok(a) if a.bench || !raw.is_empty() => a,
         Err(e) if raw.iter().any(|a| a == "--bench") => e.exit(),
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.exit(),
@@ -1203,6 +1263,8 @@ fn main() -> Result<()> {
             return Ok(());
         }
     };
+    let partitions_mode = matches!(args.partitions_flag, Some(None));
+    args.partitions = args.partitions_flag.flatten().unwrap_or(6);
     if args.record_bytes < 16 || args.partitions < 1 || args.rate == 0 || args.e2e_rate == 0 {
         bail!("--record-bytes must be >= 16, --partitions >= 1, rates > 0");
     }
@@ -1210,6 +1272,12 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if partitions_mode {
+        let v = run_partitions(&args, &rt)?;
+        println!();
+        println!("{v}");
+        return Ok(());
+    }
     let mut moto = None;
     let mut extra = Vec::new();
     if args.tiered {
@@ -1719,5 +1787,545 @@ fn run_compression(
         "broker_stderr_warn": warns,
         "broker_stderr_error": errors,
         "phases": out,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Partitions mode
+
+/// Entries of /proc/PID/fd: the process's open files (sockets included).
+fn fd_count(pid: u32) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|rd| rd.count() as u64)
+}
+
+/// Counts the broker's open files every 20 ms and keeps the maximum since the last take.
+struct FdSampler {
+    max: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl FdSampler {
+    fn start(pid: u32) -> FdSampler {
+        let max = Arc::new(AtomicU64::new(fd_count(pid).unwrap_or(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (max, stop) = (max.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(n) = fd_count(pid) {
+                        max.fetch_max(n, Ordering::Relaxed);
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        FdSampler {
+            max,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// The maximum since the last take; the next maximum starts from `now`.
+    fn take(&self, now: u64) -> u64 {
+        self.max.swap(now, Ordering::Relaxed).max(now)
+    }
+}
+
+impl Drop for FdSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// RLIMIT_NOFILE for the broker: 65536, or the bench's hard limit when lower.
+fn broker_nofile() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let hard = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_max
+    } else {
+        65536
+    };
+    (65536.min(hard), hard)
+}
+
+/// What a raw Metadata v1 request for all topics returned.
+struct RawMetadata {
+    secs: f64,
+    bytes: usize,
+    /// Partitions of all topics (internal ones included).
+    total: u64,
+    /// Partitions of the bench topic.
+    partitions: u64,
+    /// Partitions of the bench topic with no error and a leader.
+    led: u64,
+}
+
+/// One Metadata v1 request for all topics (null topic array) on a fresh connection:
+/// the time from sending it to the last response byte, and the partitions it lists.
+fn raw_metadata(bootstrap: &str, topic: &str, timeout: Duration) -> Result<RawMetadata> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(bootstrap)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_nodelay(true)?;
+    let client = b"strata-bench";
+    let mut req = Vec::new();
+    req.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+    req.extend_from_slice(&1i16.to_be_bytes()); // v1
+    req.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    req.extend_from_slice(&(client.len() as i16).to_be_bytes());
+    req.extend_from_slice(client);
+    req.extend_from_slice(&(-1i32).to_be_bytes()); // all topics
+    let mut framed = (req.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&req);
+    let t = Instant::now();
+    s.write_all(&framed)?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut body = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+    s.read_exact(&mut body)?;
+    let secs = t.elapsed().as_secs_f64();
+    // Response v1: correlation id, brokers [id, host, port, rack], controller id,
+    // topics [error, name, internal, partitions [error, index, leader, replicas, isr]].
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let b = body
+            .get(pos..pos + n)
+            .ok_or_else(|| anyhow!("short Metadata response"))?;
+        pos += n;
+        Ok(b)
+    };
+    fn i16_(b: &[u8]) -> i16 {
+        i16::from_be_bytes([b[0], b[1]])
+    }
+    fn i32_(b: &[u8]) -> i32 {
+        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+    take(4)?;
+    for _ in 0..i32_(take(4)?).max(0) {
+        take(4)?;
+        let host = i16_(take(2)?).max(0) as usize;
+        take(host)?;
+        take(4)?;
+        let rack = i16_(take(2)?).max(0) as usize;
+        take(rack)?;
+    }
+    take(4)?;
+    let (mut total, mut partitions, mut led) = (0u64, 0u64, 0u64);
+    for _ in 0..i32_(take(4)?).max(0) {
+        take(2)?;
+        let name = i16_(take(2)?).max(0) as usize;
+        let ours = take(name)? == topic.as_bytes();
+        take(1)?;
+        for _ in 0..i32_(take(4)?).max(0) {
+            let err = i16_(take(2)?);
+            take(4)?;
+            let leader = i32_(take(4)?);
+            for _ in 0..2 {
+                let n = i32_(take(4)?).max(0) as usize;
+                take(4 * n)?;
+            }
+            total += 1;
+            if ours {
+                partitions += 1;
+                if err == 0 && leader >= 0 {
+                    led += 1;
+                }
+            }
+        }
+    }
+    Ok(RawMetadata {
+        secs,
+        bytes: body.len() + 4,
+        total,
+        partitions,
+        led,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The `key=value` field of a broker log line.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn run_partitions(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
+    if args.broker.is_some() {
+        bail!("--partitions (mode) spawns its own brokers; it cannot use --broker");
+    }
+    let (nofile, hard) = broker_nofile();
+    println!(
+        "strata-bench --partitions: counts {:?}; broker RLIMIT_NOFILE soft=hard={nofile} (bench hard limit {hard}{})",
+        args.partition_counts,
+        if nofile < 65536 { ", below 65536" } else { "" }
+    );
+    let mut cases = Vec::new();
+    for &n in &args.partition_counts {
+        println!();
+        println!("=== {n} partitions ===");
+        let t = Instant::now();
+        let case = match partitions_case(args, rt, n, nofile) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("  FAILED: {e:#}");
+                json!({"partitions": n, "error": format!("{e:#}")})
+            }
+        };
+        let wall = t.elapsed().as_secs_f64();
+        println!("  ({n} partitions took {wall:.0} s)");
+        let mut case = case;
+        case["case_wall_s"] = json!((wall * 10.0).round() / 10.0);
+        cases.push(case);
+    }
+
+    println!();
+    let g = |c: &Value, k: &str, prec: usize| match c.pointer(k).and_then(Value::as_f64) {
+        Some(v) => format!("{v:.prec$}"),
+        None => "-".to_string(),
+    };
+    println!(
+        "{:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}",
+        "parts",
+        "create s",
+        "fd peak",
+        "fd idle",
+        "RSS pk MB",
+        "RSS idle",
+        "meta ms",
+        "meta bytes",
+        "rdk meta",
+        "p50 ms",
+        "p99 ms",
+        "listen s",
+        "ready s",
+        "recov ms"
+    );
+    println!("{}", "-".repeat(132));
+    for c in &cases {
+        println!(
+            "{:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9}",
+            c["partitions"].as_i64().unwrap_or(0),
+            g(c, "/create_s", 2),
+            g(c, "/open_files/peak", 0),
+            g(c, "/open_files/idle", 0),
+            g(c, "/rss_mb/peak", 1),
+            g(c, "/rss_mb/idle", 1),
+            g(c, "/metadata/raw_v1_median_ms", 1),
+            g(c, "/metadata/response_bytes", 0),
+            g(c, "/metadata/rdkafka_median_ms", 1),
+            g(c, "/produce/latency_ms/p50", 2),
+            g(c, "/produce/latency_ms/p99", 2),
+            g(c, "/restart/listen_s", 2),
+            g(c, "/restart/ready_s", 2),
+            g(c, "/restart/recovered_elapsed_ms", 0),
+        );
+    }
+    println!("(fd = open files of the broker; meta ms = raw Metadata v1 all topics, median of 5; rdk meta = rdkafka fetch_metadata(None) on a fresh client incl. connect, median of 5 ms; p50/p99 = delivery latency at acks=all over {} active partitions; listen/ready = s from restart after kill -9 to accepting a connection / Metadata listing every partition with a leader; recov ms = the broker's \"partition logs recovered\" elapsed_ms)", args.active_partitions);
+    Ok(json!({
+        "bench": "strata-bench --partitions",
+        "record_bytes": args.record_bytes,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "active_partitions": args.active_partitions,
+        "broker_nofile": nofile,
+        "bench_nofile_hard": hard,
+        "cases": cases,
+    }))
+}
+
+fn partitions_case(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    n: i32,
+    nofile: u64,
+) -> Result<Value> {
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let opts = SpawnOpts {
+        rust_log: "warn,strata=info",
+        nofile: Some(nofile),
+        listen_timeout: Duration::from_secs(600),
+    };
+    let dir = tempfile::Builder::new().prefix("strata-bench-").tempdir()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut broker = Broker::start(&args.set, dir, port, &opts)?;
+    let pid = broker.pid().unwrap();
+    let fds = FdSampler::start(pid);
+    let fd_start = fd_count(pid).unwrap_or(0);
+    let topic = format!("bench-parts-{n}");
+
+    // 1. CreateTopics of N partitions.
+    let meter = Meter::begin(&broker);
+    let mut c = client_config(&broker.bootstrap);
+    // librdkafka's maximum (300 s); the admin request and operation timeouts are 600 s.
+    c.set("socket.timeout.ms", "300000");
+    let admin: AdminClient<Ctx> = c.create_with_context(Ctx::default())?;
+    let aopts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(600)))
+        .request_timeout(Some(Duration::from_secs(600)));
+    let new = NewTopic::new(&topic, n, TopicReplication::Fixed(1));
+    let t = Instant::now();
+    for r in rt.block_on(admin.create_topics([&new], &aopts))? {
+        r.map_err(|(t, e)| anyhow!("creating topic {t} with {n} partitions: {e}"))?;
+    }
+    let create_s = t.elapsed().as_secs_f64();
+    drop(admin);
+    let create = meter.end();
+    let fd_peak_create = fds.take(fd_count(pid).unwrap_or(0));
+    println!(
+        "  create: {create_s:.2} s; open files peak {fd_peak_create}, RSS peak {:.1} MB, broker CPU {:.2} s",
+        create.rss_peak_mb.unwrap_or(f64::NAN),
+        create.broker_cpu_s.unwrap_or(f64::NAN)
+    );
+
+    // 3. Metadata for all topics: raw v1 and through rdkafka, median of 5 each.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = raw_metadata(&broker.bootstrap, &topic, Duration::from_secs(120))?;
+        if m.led == n as u64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "Metadata lists {} partitions, {} with a leader, 120 s after creating {n}",
+                m.partitions,
+                m.led
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let mut raw = Vec::new();
+    let (mut bytes, mut listed_total) = (0, 0);
+    for _ in 0..5 {
+        let m = raw_metadata(&broker.bootstrap, &topic, Duration::from_secs(120))?;
+        (bytes, listed_total) = (m.bytes, m.total);
+        raw.push(m.secs * 1000.0);
+    }
+    let mut rdk = Vec::new();
+    for _ in 0..5 {
+        let mut c = client_config(&broker.bootstrap);
+        c.set("socket.timeout.ms", "120000");
+        let consumer: BaseConsumer<Ctx> = c.create_with_context(Ctx::default())?;
+        let t = Instant::now();
+        let md = consumer.fetch_metadata(None, Duration::from_secs(120))?;
+        rdk.push(t.elapsed().as_secs_f64() * 1000.0);
+        let listed: usize = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .sum();
+        if listed != n as usize {
+            bail!("rdkafka Metadata listed {listed} partitions, expected {n}");
+        }
+    }
+    let (raw_ms, rdk_ms) = (median(raw.clone()), median(rdk.clone()));
+    println!(
+        "  metadata (all topics, {listed_total} partitions with internal topics): raw v1 {raw_ms:.1} ms median ({bytes} bytes), rdkafka fresh client {rdk_ms:.1} ms median"
+    );
+
+    // 4. One record to every partition, then paced produce to the first 1,000.
+    let active = n.min(args.active_partitions);
+    let total = args.rate * args.seconds;
+    let p = producer(
+        &broker.bootstrap,
+        Ctx::with_latencies(total as usize),
+        &[
+            ("linger.ms", "5"),
+            ("socket.timeout.ms", "120000"),
+            ("queue.buffering.max.messages", "1000000"),
+        ],
+    )?;
+    let mut payload = random_payload(args.record_bytes);
+    payload[..8].copy_from_slice(&WARM_UP.to_le_bytes());
+    let t = Instant::now();
+    for part in 0..n {
+        send(&p, &topic, part, &payload, now_ns() as usize)?;
+    }
+    p.flush(Duration::from_secs(300))?;
+    let fill_s = t.elapsed().as_secs_f64();
+    check_delivered(p.context(), n as u64, "one record per partition")?;
+    p.context().ok.store(0, Ordering::Relaxed);
+    p.context()
+        .latencies
+        .as_ref()
+        .unwrap()
+        .lock()
+        .unwrap()
+        .clear();
+    println!("  one record to each of {n} partitions: {fill_s:.2} s");
+    let meter = Meter::begin(&broker);
+    let (sent, secs) = paced_send(&p, &topic, active, &mut payload, args.rate, args.seconds)?;
+    p.flush(Duration::from_secs(300))?;
+    let produce = meter.end();
+    check_delivered(p.context(), sent, "produce")?;
+    let lat = percentiles(std::mem::take(
+        &mut *p.context().latencies.as_ref().unwrap().lock().unwrap(),
+    ))
+    .ok_or_else(|| anyhow!("no latencies"))?;
+    drop(p);
+    println!(
+        "  produce {sent} x {} B over {active} partitions at {}/s: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; broker CPU {:.2} s",
+        args.record_bytes,
+        args.rate,
+        lat.p50,
+        lat.p99,
+        lat.p999,
+        lat.max,
+        produce.broker_cpu_s.unwrap_or(f64::NAN)
+    );
+
+    // 2. Open files and RSS: peak over the life so far, and idle again.
+    thread::sleep(Duration::from_secs(3));
+    let fd_idle = fd_count(pid).unwrap_or(0);
+    let fd_peak = fds.take(fd_idle).max(fd_peak_create);
+    // VmHWM: the kernel's peak RSS over the process's life (the sampler can miss spikes).
+    let rss_peak = status_kb(pid, "VmHWM").map(|k| k as f64 / 1024.0);
+    let rss_idle = status_kb(pid, "VmRSS").map(|k| k as f64 / 1024.0);
+    println!(
+        "  open files: {fd_start} at start, peak {fd_peak}, {fd_idle} idle; RSS peak {:.1} MB, {:.1} MB idle",
+        rss_peak.unwrap_or(f64::NAN),
+        rss_idle.unwrap_or(f64::NAN)
+    );
+    drop(fds);
+
+    // 5. kill -9, restart on the same data dir.
+    broker.sampler.take();
+    let mut child = broker.child.take().unwrap();
+    let _ = child.kill();
+    child.wait()?;
+    let dir = broker.dir.take().unwrap();
+    drop(broker);
+    let t = Instant::now();
+    let mut broker = Broker::start(&args.set, dir, port, &opts)?;
+    let listen_s = t.elapsed().as_secs_f64();
+    let pid = broker.pid().unwrap();
+    let fds = FdSampler::start(pid);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = (0, 0);
+    loop {
+        match raw_metadata(&broker.bootstrap, &topic, Duration::from_secs(120)) {
+            Ok(m) if m.led == n as u64 => break,
+            Ok(m) => last = (m.partitions, m.led),
+            Err(_) => {}
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "after the restart, Metadata lists {} partitions, {} with a leader (of {n}) after 600 s",
+                last.0,
+                last.1
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let ready_s = t.elapsed().as_secs_f64();
+    let stderr = broker.stderr_text();
+    let recovered: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("partition logs recovered"))
+        .collect();
+    let rec_line = recovered.last().copied().unwrap_or("");
+    let rec_ms = log_field(rec_line, "elapsed_ms").and_then(|v| v.parse::<f64>().ok());
+    let rec_parts = log_field(rec_line, "partitions").and_then(|v| v.parse::<u64>().ok());
+    let limit_line = stderr
+        .lines()
+        .rfind(|l| l.contains("open files limit"))
+        .unwrap_or("")
+        .to_string();
+    thread::sleep(Duration::from_secs(2));
+    let fd_restart_idle = fd_count(pid).unwrap_or(0);
+    let fd_restart_peak = fds.take(fd_restart_idle);
+    drop(fds);
+    let rss_restart = status_kb(pid, "VmRSS").map(|k| k as f64 / 1024.0);
+    let hwm_restart = status_kb(pid, "VmHWM").map(|k| k as f64 / 1024.0);
+    println!(
+        "  restart after kill -9: listening after {listen_s:.2} s, Metadata with all {n} partitions after {ready_s:.2} s; log: {}",
+        rec_line.trim()
+    );
+    println!(
+        "  after restart: open files peak {fd_restart_peak}, {fd_restart_idle} idle; RSS {:.1} MB (VmHWM {:.1} MB)",
+        rss_restart.unwrap_or(f64::NAN),
+        hwm_restart.unwrap_or(f64::NAN)
+    );
+    if !limit_line.is_empty() {
+        println!("  broker: {}", limit_line.trim());
+    }
+    let stopped = broker.stop();
+    let warns = stderr.lines().filter(|l| l.contains("WARN")).count();
+    let errors = stderr.lines().filter(|l| l.contains("ERROR")).count();
+    if warns + errors > 0 {
+        println!("  broker stderr: {warns} WARN, {errors} ERROR; first ones:");
+        for l in stderr
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(5)
+        {
+            println!("  | {l}");
+        }
+    }
+    Ok(json!({
+        "partitions": n,
+        "create_s": r3(create_s),
+        "create_broker_cpu_s": create.broker_cpu_s.map(r3),
+        "open_files": {
+            "start": fd_start,
+            "peak_create": fd_peak_create,
+            "peak": fd_peak,
+            "idle": fd_idle,
+            "restart_peak": fd_restart_peak,
+            "restart_idle": fd_restart_idle,
+        },
+        "rss_mb": {
+            "peak_create": create.rss_peak_mb.map(r1),
+            "peak": rss_peak.map(r1),
+            "peak_produce": produce.rss_peak_mb.map(r1),
+            "idle": rss_idle.map(r1),
+            "after_restart": rss_restart.map(r1),
+            "vmhwm_after_restart": hwm_restart.map(r1),
+        },
+        "metadata": {
+            "raw_v1_median_ms": r3(raw_ms),
+            "raw_v1_ms": raw.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
+            "response_bytes": bytes,
+            "partitions_listed_all_topics": listed_total,
+            "rdkafka_median_ms": r3(rdk_ms),
+            "rdkafka_ms": rdk.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
+        },
+        "produce": {
+            "fill_one_per_partition_s": r3(fill_s),
+            "active_partitions": active,
+            "records": sent,
+            "seconds": r3(secs),
+            "target_rate": args.rate,
+            "linger_ms": 5,
+            "latency_ms": {"p50": r3(lat.p50), "p99": r3(lat.p99), "p999": r3(lat.p999), "max": r3(lat.max)},
+            "broker_cpu_s": produce.broker_cpu_s.map(r3),
+        },
+        "restart": {
+            "listen_s": r3(listen_s),
+            "ready_s": r3(ready_s),
+            "recovered_elapsed_ms": rec_ms,
+            "recovered_partitions": rec_parts,
+            "recovered_line": rec_line.trim(),
+        },
+        "broker_open_files_line": limit_line.trim(),
+        "broker_stop": stopped.as_ref().map(|(s, t)| json!({"status": s, "seconds": r3(*t)})),
+        "broker_stderr_warn": warns,
+        "broker_stderr_error": errors,
     }))
 }
