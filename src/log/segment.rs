@@ -497,12 +497,13 @@ impl Segment {
         self.file.open()?.sync_data()
     }
 
-    /// Writes the index entries out and fsyncs everything (clean shutdown), so the
-    /// next start trusts the indexes instead of scanning.
+    /// Writes the index entries out (clean shutdown), so the next start trusts the
+    /// indexes instead of scanning. Not fsynced here: the caller syncs each log dir's
+    /// file system once (`LogManager::mark_clean_shutdown`) before the clean-shutdown
+    /// marker, instead of three fsyncs per partition.
     pub fn close(&mut self) -> io::Result<()> {
-        self.offset_index.persist(true)?;
-        self.time_index.persist(true)?;
-        self.flush()
+        self.offset_index.persist(false)?;
+        self.time_index.persist(false)
     }
 
     /// Cuts the segment so that it ends before `offset`.

@@ -254,12 +254,7 @@ impl ReplicaManager {
     /// `num.recovery.threads.per.data.dir` threads per log dir, as Kafka's LogManager
     /// does at start; the first failure is returned once every thread has stopped.
     fn open_partitions(&self, jobs: Vec<OpenJob>) -> Result<(), LogError> {
-        let per_dir: usize = self
-            .config
-            .get("num.recovery.threads.per.data.dir")
-            .parse()
-            .unwrap_or(1);
-        let threads = (per_dir.max(1) * self.logs.dirs().len().max(1)).min(jobs.len());
+        let threads = self.io_threads().min(jobs.len());
         if threads <= 1 {
             return jobs
                 .into_iter()
@@ -360,16 +355,37 @@ impl ReplicaManager {
 
     /// Closes every log and records a clean shutdown.
     pub fn shutdown(&self) {
-        let mut ok = true;
-        for p in self.all() {
-            if let Err(e) = p.close() {
-                ok = false;
-                error!(topic = %p.topic, partition = p.index, error = %e, "close failed");
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let partitions = parking_lot::Mutex::new(self.all().into_iter());
+        // Closing writes each partition's indexes and producer snapshot: spread over
+        // a few threads, like recovery at start.
+        std::thread::scope(|scope| {
+            for _ in 0..self.io_threads() {
+                scope.spawn(|| loop {
+                    let Some(p) = partitions.lock().next() else {
+                        return;
+                    };
+                    if let Err(e) = p.close() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        error!(topic = %p.topic, partition = p.index, error = %e, "close failed");
+                    }
+                });
             }
-        }
-        if ok {
+        });
+        if !failed.into_inner() {
             self.logs.mark_clean_shutdown();
         }
+    }
+
+    /// Threads for opening and closing many logs: `num.recovery.threads.per.data.dir`
+    /// per log dir.
+    fn io_threads(&self) -> usize {
+        let per_dir: usize = self
+            .config
+            .get("num.recovery.threads.per.data.dir")
+            .parse()
+            .unwrap_or(1);
+        per_dir.max(1) * self.logs.dirs().len().max(1)
     }
 }
 
