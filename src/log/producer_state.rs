@@ -155,7 +155,7 @@ impl ProducerState {
         self.producers.is_empty()
     }
 
-    /// Writes a snapshot valid for the log up to `offset` (atomically).
+    /// Writes a snapshot valid for the log up to `offset`.
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
         self.write_snapshot_files(&[dir.join("producer-state.json")], offset)
     }
@@ -189,11 +189,13 @@ impl ProducerState {
             state: self,
         })
         .map_err(std::io::Error::other)?;
+        // Written in place, not through a temp file and a rename: every rename frees
+        // an inode and takes a new one, which on a busy ext4 costs more than the write
+        // (a broker of thousands of partitions writes one per partition at shutdown).
+        // A write torn by a crash cannot parse as JSON, and an unreadable snapshot only
+        // means the state is rebuilt from the log's batch headers.
         for path in paths {
-            let mut tmp = path.as_os_str().to_owned();
-            tmp.push(".tmp");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(tmp, path)?;
+            std::fs::write(path, &bytes)?;
         }
         Ok(())
     }
