@@ -60,6 +60,15 @@ pub mod code {
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const STALE_BROKER_EPOCH: i16 = 77;
+    pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+    pub const INVALID_UPDATE_VERSION: i16 = 95;
+    pub const INELIGIBLE_REPLICA: i16 = 107;
 }
 
 pub fn batch_error_code(e: &BatchError) -> i16 {
@@ -111,7 +120,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
 pub fn metadata_error_code(e: &MetadataError) -> i16 {
     match e {
         MetadataError::NotLeader => code::NOT_CONTROLLER,
-        MetadataError::ShuttingDown => code::REQUEST_TIMED_OUT,
+        MetadataError::ShuttingDown | MetadataError::NoController(_) => code::REQUEST_TIMED_OUT,
         _ => code::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -121,6 +130,7 @@ pub fn apply_error_code(e: &ApplyError) -> i16 {
         ApplyError::TopicAlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
         ApplyError::UnknownTopicId(_) => code::UNKNOWN_TOPIC_ID,
         ApplyError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
+        ApplyError::StaleBrokerEpoch { .. } => code::STALE_BROKER_EPOCH,
         ApplyError::ProducerIdsExhausted
         | ApplyError::RemoteSegmentExists(_)
         | ApplyError::UnknownRemoteSegment(_) => code::UNKNOWN_SERVER_ERROR,

@@ -213,8 +213,28 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let broker = match strata::server::start(config).await {
+        // Signals are handled from the start: a broker still waiting for its quorum
+        // stops on SIGTERM too.
+        let token = tokio_util::sync::CancellationToken::new();
+        {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                token.cancel();
+            });
+        }
+        let broker = match strata::server::start_with(config, token.clone()).await {
             Ok(b) => b,
+            Err(_) if token.is_cancelled() => {
+                tracing::info!("stopped before start-up finished");
+                return Ok(());
+            }
             Err(e) => {
                 // A clear one-line reason (with its causes), not a backtrace.
                 tracing::error!("start-up failed: {e:#}");
@@ -222,17 +242,6 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         };
-        let token = broker.shutdown_token();
-        tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            token.cancel();
-        });
         broker.wait().await;
         Ok(())
     })

@@ -21,7 +21,10 @@ use crate::coordinator::group::store::OFFSETS_TOPIC;
 use crate::coordinator::{GroupCoordinator, ProducerIdPool};
 use crate::log::manager::METADATA_DIR_PREFIX;
 use crate::log::LogManager;
-use crate::metadata::{BrokerEndpoint, BrokerImage, MetadataQuorum, MetadataRecord};
+use crate::metadata::{
+    BrokerEndpoint, BrokerHeartbeat, BrokerImage, ControllerReply, ControllerRequest,
+    ControllerSettings, MetadataQuorum, MetadataRecord, QuorumOptions,
+};
 use crate::network::listener::accept_loop;
 use crate::replication::ReplicaManager;
 use crate::tiered::cache::ChunkCache;
@@ -58,6 +61,163 @@ impl RunningBroker {
 
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// This broker's registration and heartbeats to the active controller.
+#[derive(Clone)]
+struct Heartbeats {
+    quorum: MetadataQuorum,
+    node_id: i32,
+    /// The broker epoch of the current registration.
+    epoch: Arc<std::sync::atomic::AtomicI64>,
+    me: BrokerImage,
+}
+
+impl Heartbeats {
+    /// One heartbeat; registers again when the controller no longer knows this
+    /// registration. Returns the reply.
+    async fn beat(&self, want_shutdown: bool) -> anyhow::Result<ControllerReply> {
+        use std::sync::atomic::Ordering;
+        let reply = self
+            .quorum
+            .call_controller(ControllerRequest::Heartbeat(BrokerHeartbeat {
+                node_id: self.node_id,
+                epoch: self.epoch.load(Ordering::Relaxed),
+                want_shutdown,
+            }))
+            .await?;
+        if let ControllerReply::Heartbeat { stale: true, .. } = reply {
+            warn!(
+                node_id = self.node_id,
+                "the controller does not know this broker's registration; registering again"
+            );
+            if let ControllerReply::Registered { epoch } = self
+                .quorum
+                .call_controller(ControllerRequest::RegisterBroker(self.me.clone()))
+                .await?
+            {
+                self.epoch.store(epoch, Ordering::Relaxed);
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Heartbeats every `interval` until `stop`.
+    async fn run(self, interval: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let beat = tokio::select! {
+                beat = self.beat(false) => beat,
+                _ = stop.cancelled() => return,
+            };
+            if let Err(e) = beat {
+                warn!(error = %e, "heartbeat to the controller failed");
+            }
+        }
+    }
+
+    /// Kafka's controlled shutdown: the controller moves every leadership and ISR
+    /// membership of this broker to others before it stops serving.
+    async fn controlled_shutdown(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match self.beat(true).await {
+                Ok(ControllerReply::Heartbeat {
+                    shutdown_ready: true,
+                    ..
+                }) => {
+                    info!("controlled shutdown done: leaderships moved away");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "controlled shutdown request failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        warn!("controlled shutdown did not finish within 30 s; stopping anyway");
+    }
+}
+
+/// `meta.properties` in the log dirs, as Kafka writes it: which cluster and node the
+/// data belongs to. A node whose metadata directory was wiped but whose log dirs name a
+/// cluster rejoins it rather than forming a new one; a log dir of another cluster
+/// stops start-up.
+struct MetaProperties {
+    cluster_id: Option<String>,
+    node_id: Option<i32>,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl MetaProperties {
+    const FILE: &'static str = "meta.properties";
+
+    fn read(dirs: &[std::path::PathBuf]) -> anyhow::Result<MetaProperties> {
+        let mut out = MetaProperties {
+            cluster_id: None,
+            node_id: None,
+            dirs: dirs.to_vec(),
+        };
+        for dir in dirs {
+            let path = dir.join(Self::FILE);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for line in text.lines() {
+                match line.split_once('=') {
+                    Some(("cluster.id", v)) => {
+                        let v = v.trim().to_string();
+                        if out.cluster_id.as_ref().is_some_and(|c| *c != v) {
+                            anyhow::bail!(
+                                "log dirs belong to different clusters ({} in {})",
+                                v,
+                                path.display()
+                            );
+                        }
+                        out.cluster_id = Some(v);
+                    }
+                    Some(("node.id", v)) => out.node_id = v.trim().parse().ok(),
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses data of another cluster or node; records this one's ids otherwise.
+    fn check_and_write(&self, config: &BrokerConfig, cluster_id: &str) -> anyhow::Result<()> {
+        if let Some(theirs) = &self.cluster_id {
+            if theirs != cluster_id {
+                anyhow::bail!(
+                    "log.dirs hold data of cluster {theirs}, but the metadata quorum is cluster {cluster_id}; refusing to mix them"
+                );
+            }
+        }
+        if let Some(node) = self.node_id {
+            if node != config.node_id {
+                anyhow::bail!(
+                    "log.dirs hold data of node.id {node}, but this broker is node.id {}",
+                    config.node_id
+                );
+            }
+        }
+        if self.cluster_id.is_none() || self.node_id.is_none() {
+            let text = format!(
+                "#\n# Written by Strata; do not edit.\nversion=1\ncluster.id={cluster_id}\nnode.id={}\n",
+                config.node_id
+            );
+            for dir in &self.dirs {
+                let path = dir.join(Self::FILE);
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -215,6 +375,15 @@ fn set_socket_buffers(socket: &TcpSocket, config: &BrokerConfig) -> anyhow::Resu
 }
 
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    start_with(config, CancellationToken::new()).await
+}
+
+/// Like [`start`], with the token that asks the broker to stop: cancelling it during
+/// start-up (SIGTERM while the quorum is still unreachable) ends the wait.
+pub async fn start_with(
+    config: BrokerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningBroker> {
     let config = Arc::new(config);
     info!(
         "effective configuration (* = set explicitly):\n{}",
@@ -236,13 +405,13 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let metadata_dir = config
         .metadata_log_dir
         .join(format!("{METADATA_DIR_PREFIX}-0"));
-    let quorum = MetadataQuorum::open(&metadata_dir, config.node_id as u64, BTreeMap::new())
-        .await
-        .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))?;
 
     // Bind first so port 0 resolves before we advertise anything, but listen only once
     // the logs are recovered: a client that connects must find a broker ready to serve.
+    // The controller listener listens at once: the other voters need it to form the
+    // quorum this broker waits for.
     let mut bound = Vec::new();
+    let mut controller_listener = None;
     for l in &config.listeners {
         let socket = bind_socket(&l.bind_addr()).await.with_context(|| {
             format!(
@@ -251,17 +420,51 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                 l.bind_addr()
             )
         })?;
+        if Some(&l.name) == config.controller_listener.as_ref() {
+            controller_listener = Some(
+                socket
+                    .listen(LISTEN_BACKLOG)
+                    .with_context(|| format!("listening on controller listener {}", l.name))?,
+            );
+            continue;
+        }
         set_socket_buffers(&socket, &config)?;
         bound.push((l.name.clone(), socket));
     }
+    let meta_properties = MetaProperties::read(&config.log_dirs)?;
+    let fresh_metadata = !metadata_dir.exists();
+    let quorum = MetadataQuorum::open_member(
+        &metadata_dir,
+        QuorumOptions {
+            node_id: config.node_id as u64,
+            voters: config
+                .voters
+                .iter()
+                .map(|(id, v)| (*id as u64, v.addr()))
+                .collect(),
+            listener: controller_listener,
+            controller: ControllerSettings {
+                session_timeout: Duration::from_millis(
+                    num(&config, "broker.session.timeout.ms") as u64
+                ),
+                unclean_default: config
+                    .get("unclean.leader.election.enable")
+                    .eq_ignore_ascii_case("true"),
+            },
+            joined_before: fresh_metadata && meta_properties.cluster_id.is_some(),
+            cancel: shutdown.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))?;
+
     let addrs: Vec<SocketAddr> = bound
         .iter()
         .map(|(_, s)| s.local_addr())
         .collect::<Result<_, _>>()?;
     // Each listener's advertised address; port 0 means "the port it was bound to".
     let endpoints: Vec<BrokerEndpoint> = config
-        .listeners
-        .iter()
+        .client_listeners()
         .zip(&addrs)
         .map(|(l, bound)| {
             let advertised = config
@@ -290,24 +493,40 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         })
         .collect();
 
-    let image = quorum.view().current();
-    if image.cluster_id.is_empty() {
+    if quorum.view().current().cluster_id.is_empty() {
         quorum
             .propose(MetadataRecord::InitCluster {
-                cluster_id: new_cluster_id(),
+                cluster_id: meta_properties
+                    .cluster_id
+                    .clone()
+                    .unwrap_or_else(new_cluster_id),
             })
             .await?;
     }
+    let cluster_id = quorum.view().current().cluster_id.clone();
+    meta_properties.check_and_write(&config, &cluster_id)?;
     let me = BrokerImage {
         node_id: config.node_id,
         host: endpoints[0].host.clone(),
         port: endpoints[0].port,
         rack: config.rack.clone(),
         endpoints: endpoints.clone(),
+        incarnation: uuid::Uuid::new_v4(),
+        epoch: 0,
+        fenced: true,
+        shutting_down: false,
     };
-    if quorum.view().current().brokers.get(&config.node_id) != Some(&me) {
-        quorum.propose(MetadataRecord::RegisterBroker(me)).await?;
-    }
+    let broker_epoch = match quorum
+        .call_controller(ControllerRequest::RegisterBroker(me.clone()))
+        .await?
+    {
+        ControllerReply::Registered { epoch } => epoch,
+        other => anyhow::bail!("the controller refused the registration: {other:?}"),
+    };
+    info!(
+        node_id = config.node_id,
+        broker_epoch, "registered with the controller"
+    );
 
     let clean_start = logs.clean_start();
     let replicas = Arc::new(ReplicaManager::new(config.clone(), logs));
@@ -351,14 +570,27 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         }
     }
 
+    // Logs are open: ask to be unfenced, so this broker can lead again.
+    let heartbeats = Heartbeats {
+        quorum: quorum.clone(),
+        node_id: config.node_id,
+        epoch: Arc::new(std::sync::atomic::AtomicI64::new(broker_epoch)),
+        me,
+    };
+    heartbeats.beat(false).await?;
+    replicas
+        .reconcile(&quorum.view().current())
+        .context("applying leaderships after unfencing")?;
+
     let admin = Admin {
         config: config.clone(),
         quorum: quorum.clone(),
         replicas: replicas.clone(),
     };
     // The internal offsets topic: compacted in Kafka, so time and size retention never
-    // remove commits (compaction itself is not implemented yet).
-    if admin.image().topic_by_name(OFFSETS_TOPIC).is_none() {
+    // remove commits (compaction itself is not implemented yet). A single node makes
+    // it at start; a cluster on first use, once enough brokers registered (Kafka).
+    if !config.is_cluster() && admin.image().topic_by_name(OFFSETS_TOPIC).is_none() {
         let configs = [
             ("cleanup.policy", "compact".to_string()),
             // As Kafka: the coordinator's batches are kept as it writes them.
@@ -375,10 +607,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .get("offsets.topic.num.partitions")
             .parse()
             .unwrap_or(50);
-        let rf: i16 = config
-            .get("offsets.topic.replication.factor")
-            .parse()
-            .unwrap_or(1);
+        let rf = config.offsets_topic_replication_factor();
         admin
             .create_topic(OFFSETS_TOPIC, partitions, rf, Vec::new(), configs, false)
             .await
@@ -423,15 +652,24 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         groups: groups.clone(),
     });
 
-    let shutdown = CancellationToken::new();
+    // Background tasks and listeners stop on `stop`, which the shutdown sequence
+    // cancels only after leaderships have moved away (controlled shutdown).
+    let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    {
+        let heartbeats = heartbeats.clone();
+        let stop = stop.clone();
+        let interval =
+            Duration::from_millis(num(&config, "broker.heartbeat.interval.ms").max(1) as u64);
+        tracker.spawn(async move { heartbeats.run(interval, stop).await });
+    }
     // Keep replicas in step with committed metadata, and drop committed offsets of
     // topics that were deleted.
     {
         let mut view = quorum.view();
         let replicas = replicas.clone();
         let groups = groups.clone();
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         tracker.spawn(async move {
             let mut known = topic_names_by_id(&view.current());
             loop {
@@ -451,7 +689,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                         known = now;
                         groups.forget_topics(&gone).await;
                     }
-                    _ = shutdown.cancelled() => break,
+                    _ = stop.cancelled() => break,
                 }
             }
         });
@@ -459,7 +697,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     // Group coordinator timers: sessions and join deadlines, offset expiry.
     {
         let groups = groups.clone();
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         let expiry_every = Duration::from_millis(
             config
                 .get("offsets.retention.check.interval.ms")
@@ -480,7 +718,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
                             groups.expire_offsets().await;
                         }
                     }
-                    _ = shutdown.cancelled() => break,
+                    _ = stop.cancelled() => break,
                 }
             }
         });
@@ -489,7 +727,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     {
         let replicas = replicas.clone();
         let interval = Duration::from_millis(config.log_retention_check_interval_ms.max(1));
-        every(&tracker, interval, &shutdown, move || {
+        every(&tracker, interval, &stop, move || {
             replicas.apply_retention()
         });
     }
@@ -499,15 +737,13 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     if flush_every > 0 && flush_every < i64::MAX {
         let replicas = replicas.clone();
         let interval = Duration::from_millis(flush_every as u64);
-        every(&tracker, interval, &shutdown, move || {
-            replicas.flush_due_logs()
-        });
+        every(&tracker, interval, &stop, move || replicas.flush_due_logs());
     }
     if let Some(listener) = metrics_listener {
         tracker.spawn(crate::metrics::serve(
             listener,
             registry.clone(),
-            shutdown.clone(),
+            stop.clone(),
         ));
     }
     if let Some(tiering) = &tiering {
@@ -530,20 +766,20 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         let interval = Duration::from_millis(
             num(&config, "remote.log.manager.task.interval.ms").max(1) as u64,
         );
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => break,
+                    _ = stop.cancelled() => break,
                 }
                 // A pass is not cut short by shutdown: every step is recorded in the
                 // quorum first, so stopping between passes is always clean.
                 tokio::select! {
                     _ = manager.run_once() => {}
-                    _ = shutdown.cancelled() => break,
+                    _ = stop.cancelled() => break,
                 }
             }
         });
@@ -558,18 +794,27 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             name,
             broker.clone(),
             config.socket_request_max_bytes,
-            shutdown.clone(),
+            stop.clone(),
             connections.clone(),
         ));
     }
     tracker.close();
 
     let done = {
-        let shutdown = shutdown.clone();
+        let stop = stop.clone();
         let replicas = replicas.clone();
+        let shutdown = shutdown.clone();
+        let controlled = config.is_cluster() && config.get("controlled.shutdown.enable") == "true";
         tokio::spawn(async move {
             shutdown.cancelled().await;
             info!("stopping");
+            if controlled {
+                heartbeats.controlled_shutdown().await;
+                if let Err(e) = replicas.reconcile(&heartbeats.quorum.view().current()) {
+                    warn!(error = %e, "applying the controlled shutdown to local replicas");
+                }
+            }
+            stop.cancel();
             tracker.wait().await;
             connections.close();
             if tokio::time::timeout(Duration::from_secs(10), connections.wait())

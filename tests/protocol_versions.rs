@@ -280,6 +280,15 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
             ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("pv-848-0"))]),
         ),
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(TopicName(s("__cluster_metadata")))
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(0),
+                    ]),
+            ]))
+        }
         other => panic!("no request for {other:?}: add one when the API is implemented"),
     }
 }
@@ -324,6 +333,13 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::DescribeCluster(r) => vec![r.error_code],
+        ResponseKind::DescribeQuorum(r) => std::iter::once(r.error_code)
+            .chain(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            )
+            .collect(),
         ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().map(|t| t.error_code).collect(),
         ResponseKind::JoinGroup(r) => vec![r.error_code],
         ResponseKind::SyncGroup(r) => vec![r.error_code],

@@ -12,8 +12,32 @@ use crate::config::topic::{validate_topic_config, validate_topic_set};
 use crate::config::BrokerConfig;
 use crate::error::{apply_error_code, code, metadata_error_code};
 use crate::metadata::{
-    ApplyReply, ClusterImage, MetadataQuorum, MetadataRecord, PartitionImage, TopicImage,
+    ApplyReply, ClusterImage, MetadataQuorum, MetadataRecord, PartitionImage, TopicImage, NO_LEADER,
 };
+use placement::{Candidate, PlacementError};
+
+pub mod placement;
+
+/// A new partition on `replicas`: the ISR is the replicas that are up (all of them
+/// unless an explicit assignment names a fenced broker), the leader the first of them.
+fn new_partition(image: &ClusterImage, replicas: Vec<i32>) -> PartitionImage {
+    let isr: Vec<i32> = if image.brokers.is_empty() {
+        replicas.clone()
+    } else {
+        replicas
+            .iter()
+            .copied()
+            .filter(|r| image.is_usable(*r))
+            .collect()
+    };
+    PartitionImage {
+        leader: isr.first().copied().unwrap_or(NO_LEADER),
+        isr,
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
 use crate::replication::ReplicaManager;
 
 /// An admin failure: the Kafka code to answer with and a message for the client.
@@ -173,15 +197,27 @@ impl Admin {
         Ok(())
     }
 
-    fn brokers(&self, image: &ClusterImage) -> Vec<i32> {
-        let mut ids: Vec<i32> = image.brokers.keys().copied().collect();
-        if ids.is_empty() {
-            ids.push(self.config.node_id);
+    /// Brokers that may receive new replicas: registered and not fenced or stopping.
+    /// Before this broker's own registration is applied (start-up), itself.
+    fn candidates(&self, image: &ClusterImage) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = image
+            .usable_brokers()
+            .map(|b| Candidate {
+                id: b.node_id,
+                rack: b.rack.clone(),
+            })
+            .collect();
+        if out.is_empty() && image.brokers.is_empty() {
+            out.push(Candidate {
+                id: self.config.node_id,
+                rack: self.config.rack.clone(),
+            });
         }
-        ids
+        out
     }
 
-    /// Round-robin placement of `count` new partitions starting at `first_index`.
+    /// Kafka's placement of `count` new partitions numbered from `first_index`: leaders
+    /// spread over brokers, replicas over racks when every broker has one.
     fn assign(
         &self,
         image: &ClusterImage,
@@ -189,25 +225,21 @@ impl Admin {
         count: usize,
         replication_factor: i16,
     ) -> AdminResult<Vec<PartitionImage>> {
-        let brokers = self.brokers(image);
-        if replication_factor < 1 || replication_factor as usize > brokers.len() {
-            return Err(AdminError::new(
-                code::INVALID_REPLICATION_FACTOR,
-                format!("replication factor {replication_factor} is larger than the {} available brokers", brokers.len()),
-            ));
+        let mut brokers = self.candidates(image);
+        let start = rand::random::<u32>() as usize;
+        let shift = rand::random::<u32>() as usize;
+        let rf = replication_factor as i32;
+        let mut placed = placement::assign_replicas(&brokers, count, rf, first_index, start, shift);
+        if placed == Err(PlacementError::MixedRacks) {
+            // As KRaft's placer: brokers without a rack make rack-awareness moot.
+            brokers.iter_mut().for_each(|b| b.rack = None);
+            placed = placement::assign_replicas(&brokers, count, rf, first_index, start, shift);
         }
-        Ok((0..count)
-            .map(|i| {
-                let replicas: Vec<i32> = (0..replication_factor as usize)
-                    .map(|r| brokers[(first_index + i + r) % brokers.len()])
-                    .collect();
-                PartitionImage {
-                    leader: replicas[0],
-                    isr: replicas.clone(),
-                    replicas,
-                    leader_epoch: 0,
-                }
-            })
+        let placed =
+            placed.map_err(|e| AdminError::new(code::INVALID_REPLICATION_FACTOR, e.to_string()))?;
+        Ok(placed
+            .into_iter()
+            .map(|r| new_partition(image, r))
             .collect())
     }
 
@@ -216,17 +248,21 @@ impl Admin {
         image: &ClusterImage,
         assignments: &[Vec<i32>],
     ) -> AdminResult<Vec<PartitionImage>> {
-        let brokers = self.brokers(image);
+        let registered: Vec<i32> = if image.brokers.is_empty() {
+            vec![self.config.node_id]
+        } else {
+            image.brokers.keys().copied().collect()
+        };
         let rf = assignments.first().map(|a| a.len()).unwrap_or(0);
         let mut out = Vec::new();
         for replicas in assignments {
             if replicas.is_empty()
                 || replicas.len() != rf
-                || replicas.iter().any(|b| !brokers.contains(b))
+                || replicas.iter().any(|b| !registered.contains(b))
             {
                 return Err(AdminError::new(
                     code::INVALID_REPLICA_ASSIGNMENT,
-                    format!("invalid replica assignment {replicas:?}"),
+                    format!("invalid replica assignment {replicas:?} (registered brokers {registered:?})"),
                 ));
             }
             let mut uniq = replicas.clone();
@@ -238,12 +274,14 @@ impl Admin {
                     format!("duplicate broker in assignment {replicas:?}"),
                 ));
             }
-            out.push(PartitionImage {
-                leader: replicas[0],
-                isr: replicas.clone(),
-                replicas: replicas.clone(),
-                leader_epoch: 0,
-            });
+            let partition = new_partition(image, replicas.clone());
+            if partition.leader == NO_LEADER {
+                return Err(AdminError::new(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("no broker of assignment {replicas:?} is available to lead"),
+                ));
+            }
+            out.push(partition);
         }
         Ok(out)
     }

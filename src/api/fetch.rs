@@ -14,13 +14,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::time::Instant;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::{str_bytes, Broker};
+use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
 use crate::replication::{Partition, PartitionError, ReadSource};
 use crate::tiered::RemoteReadError;
@@ -51,6 +53,7 @@ pub async fn handle_fetch(
     broker: &Arc<Broker>,
     request: FetchRequest,
     version: i16,
+    listener: &str,
 ) -> FetchResponse {
     if request.session_id != 0 {
         // We never hand out sessions, so any id is unknown; the client starts over.
@@ -117,11 +120,11 @@ pub async fn handle_fetch(
             )
             .await;
             fill_starved(&mut results, starved, response_max);
-            return build_response(&topics, &wanted, results, version);
+            return build_response(broker, listener, &topics, &wanted, results, version);
         }
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watches.is_empty() {
-            return build_response(&topics, &wanted, results, version);
+            return build_response(broker, listener, &topics, &wanted, results, version);
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
@@ -133,7 +136,7 @@ pub async fn handle_fetch(
                 read_remote(broker, outcome.remote, &mut results, wait).await;
                 fill_starved(&mut results, outcome.starved, response_max);
             }
-            return build_response(&topics, &wanted, results, version);
+            return build_response(broker, listener, &topics, &wanted, results, version);
         }
     }
 }
@@ -177,14 +180,19 @@ fn read_all(
             continue;
         };
         let Some(partition) = broker.replicas.get(name, w.partition) else {
-            out.push(empty_partition(
-                w.partition,
-                code::UNKNOWN_TOPIC_OR_PARTITION,
-            ));
+            let error = if partition_exists(broker, name, w.partition) {
+                code::NOT_LEADER_OR_FOLLOWER
+            } else {
+                code::UNKNOWN_TOPIC_OR_PARTITION
+            };
+            out.push(empty_partition(w.partition, error));
             any_error = true;
             continue;
         };
-        if let Err(e) = partition.check_leader_epoch(w.current_leader_epoch) {
+        if let Err(e) = partition
+            .check_leader_epoch(w.current_leader_epoch)
+            .and_then(|()| partition.require_leader())
+        {
             out.push(empty_partition(w.partition, partition_error_code(&e)));
             any_error = true;
             continue;
@@ -337,11 +345,14 @@ async fn read_remote(
 }
 
 fn build_response(
+    broker: &Broker,
+    listener: &str,
     topics: &[(Option<String>, Uuid)],
     wanted: &[Wanted],
     results: Vec<PartitionData>,
     version: i16,
 ) -> FetchResponse {
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     let mut responses: Vec<FetchableTopicResponse> = topics
         .iter()
         .map(|(name, id)| {
@@ -354,11 +365,30 @@ fn build_response(
             t
         })
         .collect();
-    for (w, data) in wanted.iter().zip(results) {
+    for (w, mut data) in wanted.iter().zip(results) {
+        if data.error_code == code::NOT_LEADER_OR_FOLLOWER {
+            // KIP-951: where the leader is, so the consumer re-routes at once.
+            let name = topics[w.topic_index].0.as_deref().unwrap_or("");
+            if let Some(hint) = leader_hint(broker, name, w.partition, listener) {
+                data.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(hint.leader))
+                    .with_leader_epoch(hint.leader_epoch);
+                if !endpoints.iter().any(|e| e.node_id.0 == hint.leader) {
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(hint.leader))
+                            .with_host(str_bytes(&hint.host))
+                            .with_port(hint.port)
+                            .with_rack(hint.rack.as_deref().map(str_bytes)),
+                    );
+                }
+            }
+        }
         responses[w.topic_index].partitions.push(data);
     }
     FetchResponse::default()
         .with_error_code(code::NONE)
         .with_session_id(0)
         .with_responses(responses)
+        .with_node_endpoints(endpoints)
 }

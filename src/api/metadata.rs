@@ -18,13 +18,36 @@ use uuid::Uuid;
 use super::{str_bytes, Broker, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::admin::validate_topic_name;
 use crate::error::code;
-use crate::metadata::{ClusterImage, TopicImage};
+use crate::metadata::{ClusterImage, TopicImage, NO_LEADER};
 
 fn is_internal(name: &str) -> bool {
     name.starts_with("__")
 }
 
-fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+/// Replicas on brokers that are fenced or not registered.
+fn offline_replicas(image: &ClusterImage, replicas: &[i32]) -> Vec<BrokerId> {
+    replicas
+        .iter()
+        .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+        .map(|&r| BrokerId(r))
+        .collect()
+}
+
+/// The id reported as "controller" to clients: the active controller (in combined
+/// mode a broker), or some live broker when it is a dedicated controller, as Kafka's
+/// KRaft brokers do.
+pub fn controller_id(broker: &Broker, image: &ClusterImage) -> i32 {
+    let (leader, _) = broker.admin.quorum.controller();
+    match leader.map(|l| l as i32) {
+        Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l,
+        _ => image
+            .usable_brokers()
+            .next()
+            .map_or(broker.config.node_id, |b| b.node_id),
+    }
+}
+
+fn describe_topic(image: &ClusterImage, topic: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(code::NONE)
         .with_name(Some(TopicName(str_bytes(&topic.name))))
@@ -38,7 +61,12 @@ fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
                 .enumerate()
                 .map(|(i, p)| {
                     MetadataResponsePartition::default()
-                        .with_error_code(code::NONE)
+                        .with_error_code(if p.leader == NO_LEADER {
+                            code::LEADER_NOT_AVAILABLE
+                        } else {
+                            code::NONE
+                        })
+                        .with_offline_replicas(offline_replicas(image, &p.replicas))
                         .with_partition_index(i as i32)
                         .with_leader_id(BrokerId(p.leader))
                         .with_leader_epoch(p.leader_epoch)
@@ -61,6 +89,7 @@ fn brokers(image: &ClusterImage, listener: &str) -> Vec<MetadataResponseBroker> 
     image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -88,7 +117,7 @@ pub async fn handle_metadata(
         None => {
             let mut all: Vec<&TopicImage> = image.topics.values().collect();
             all.sort_by(|a, b| a.name.cmp(&b.name));
-            topics.extend(all.into_iter().map(describe_topic));
+            topics.extend(all.into_iter().map(|t| describe_topic(&image, t)));
         }
         Some(requested) => {
             // v0 has no flag and always allowed auto-creation.
@@ -99,7 +128,7 @@ pub async fn handle_metadata(
                     Some(name) => {
                         let name = name.0.as_str().to_string();
                         if let Some(topic) = image.topic_by_name(&name) {
-                            topics.push(describe_topic(topic));
+                            topics.push(describe_topic(&image, topic));
                             continue;
                         }
                         if let Err(e) = validate_topic_name(&name) {
@@ -126,7 +155,7 @@ pub async fn handle_metadata(
                             }) => {
                                 image = broker.admin.image();
                                 match image.topic_by_name(&name) {
-                                    Some(topic) => topics.push(describe_topic(topic)),
+                                    Some(topic) => topics.push(describe_topic(&image, topic)),
                                     None => topics.push(topic_error(
                                         Some(&name),
                                         Uuid::nil(),
@@ -138,7 +167,7 @@ pub async fn handle_metadata(
                         }
                     }
                     None => match image.topic_by_id(&t.topic_id) {
-                        Some(topic) => topics.push(describe_topic(topic)),
+                        Some(topic) => topics.push(describe_topic(&image, topic)),
                         None => topics.push(topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID)),
                     },
                 }
@@ -148,7 +177,7 @@ pub async fn handle_metadata(
     MetadataResponse::default()
         .with_brokers(brokers(&image, listener))
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(controller_id(broker, &image)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
@@ -164,12 +193,13 @@ pub fn handle_describe_cluster(
         .with_error_code(code::NONE)
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(&image.cluster_id))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(controller_id(broker, &image)))
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
         .with_brokers(
             image
                 .brokers
                 .values()
+                .filter(|b| !b.fenced)
                 .map(|b| {
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(b.node_id))

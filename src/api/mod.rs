@@ -10,6 +10,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod quorum;
 mod topics;
 
 use std::sync::Arc;
@@ -32,6 +33,47 @@ pub struct Broker {
     pub admin: Admin,
     pub producer_ids: ProducerIdPool,
     pub groups: Arc<GroupCoordinator>,
+}
+
+/// Where a partition's leader is, for KIP-951 hints in NOT_LEADER_OR_FOLLOWER answers:
+/// (leader id, leader epoch, host, port, rack) as seen through `listener`.
+pub struct LeaderHint {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+pub fn leader_hint(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    listener: &str,
+) -> Option<LeaderHint> {
+    let image = broker.admin.image();
+    let p = image
+        .topic_by_name(topic)?
+        .partitions
+        .get(usize::try_from(partition).ok()?)?;
+    let b = image.brokers.get(&p.leader).filter(|b| !b.fenced)?;
+    let (host, port) = b.address_for(listener);
+    Some(LeaderHint {
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        host: host.to_string(),
+        port,
+        rack: b.rack.clone(),
+    })
+}
+
+/// Does the topic have this partition (even if this broker does not host it)?
+pub fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker
+        .admin
+        .image()
+        .topic_by_name(topic)
+        .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
 }
 
 /// Kafka's value for "authorized operations were not requested".
@@ -80,11 +122,13 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
             metadata::handle_describe_topic_partitions(broker, r),
         ),
         RequestKind::Produce(r) => {
-            return produce::handle_produce(broker, r, version)
+            return produce::handle_produce(broker, r, version, &listener)
                 .await
                 .map(ResponseKind::Produce)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle_fetch(broker, r, version).await),
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(fetch::handle_fetch(broker, r, version, &listener).await)
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle_list_offsets(broker, r, version).await)
         }
@@ -145,6 +189,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::handle_consumer_group_describe(broker, r))
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::handle_describe_quorum(broker, r).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_id::handle_init_producer_id(broker, r).await)

@@ -1,13 +1,15 @@
 //! Produce: validates and appends each partition's batches through its replica and
 //! answers per partition; acks=0 gets no response at all, as in Kafka.
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use tracing::{debug, warn};
 
-use super::{str_bytes, Broker};
+use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
-use crate::replication::Acks;
+use crate::replication::{Acks, PartitionError};
 
 fn partition_error(index: i32, error: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -19,12 +21,47 @@ fn partition_error(index: i32, error: i16, message: Option<String>) -> Partition
         .with_error_message(message.map(|m| str_bytes(&m)))
 }
 
+/// NOT_LEADER_OR_FOLLOWER with the current leader (KIP-951), so the client re-routes
+/// without a metadata round trip; the leader's endpoint goes into `endpoints`.
+fn not_leader(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    listener: &str,
+    endpoints: &mut Vec<NodeEndpoint>,
+) -> PartitionProduceResponse {
+    let mut response = partition_error(
+        index,
+        code::NOT_LEADER_OR_FOLLOWER,
+        Some("this broker is not the partition's leader".into()),
+    );
+    if let Some(hint) = leader_hint(broker, topic, index, listener) {
+        response = response.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(hint.leader))
+                .with_leader_epoch(hint.leader_epoch),
+        );
+        if !endpoints.iter().any(|e| e.node_id.0 == hint.leader) {
+            endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(hint.leader))
+                    .with_host(str_bytes(&hint.host))
+                    .with_port(hint.port)
+                    .with_rack(hint.rack.as_deref().map(str_bytes)),
+            );
+        }
+    }
+    response
+}
+
 pub async fn handle_produce(
     broker: &Broker,
     request: ProduceRequest,
     _version: i16,
+    listener: &str,
 ) -> Option<ProduceResponse> {
     let acks = Acks::from_kafka(request.acks);
+    let mut endpoints = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.as_str().to_string();
@@ -48,11 +85,11 @@ pub async fn handle_produce(
                 continue;
             }
             let Some(partition) = broker.replicas.get(&name, index) else {
-                partitions.push(partition_error(
-                    index,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    None,
-                ));
+                partitions.push(if partition_exists(broker, &name, index) {
+                    not_leader(broker, &name, index, listener, &mut endpoints)
+                } else {
+                    partition_error(index, code::UNKNOWN_TOPIC_OR_PARTITION, None)
+                });
                 continue;
             };
             let Some(records) = data.records else {
@@ -75,6 +112,9 @@ pub async fn handle_produce(
                             .with_log_start_offset(info.log_start_offset),
                     );
                 }
+                Err(PartitionError::NotLeader) => {
+                    partitions.push(not_leader(broker, &name, index, listener, &mut endpoints));
+                }
                 Err(e) => {
                     let error = partition_error_code(&e);
                     warn!(topic = %name, partition = index, error = %e, code = error, "produce refused");
@@ -91,5 +131,9 @@ pub async fn handle_produce(
     if acks == Some(Acks::None) {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Some(
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(endpoints),
+    )
 }

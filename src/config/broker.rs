@@ -48,29 +48,134 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         Kind::List {
             allowed: &["broker", "controller"],
         },
-        false,
-        "KRaft roles; a Strata node is always both",
+        true,
+        "KRaft roles: broker,controller (combined), broker, or controller",
     ),
     key(
         "controller.quorum.voters",
         "",
         Kind::Str,
-        false,
-        "metadata quorum voters (single node: this broker)",
+        true,
+        "metadata quorum voters as id@host:port,... (empty = single node)",
     ),
     key(
         "controller.listener.names",
         "",
         Kind::Str,
-        false,
-        "listener names used by the controller",
+        true,
+        "the listener (in listeners) that carries the metadata quorum's RPCs",
     ),
     key(
         "inter.broker.listener.name",
         "",
         Kind::Str,
+        true,
+        "listener followers fetch over (default: the first non-controller listener)",
+    ),
+    key(
+        "broker.heartbeat.interval.ms",
+        "2000",
+        int(1, I32_MAX),
+        true,
+        "how often a broker heartbeats to the active controller",
+    ),
+    key(
+        "broker.session.timeout.ms",
+        "9000",
+        int(1, I32_MAX),
+        true,
+        "a broker silent this long is fenced and loses its leaderships",
+    ),
+    key(
+        "controlled.shutdown.enable",
+        "true",
+        Kind::Bool,
+        true,
+        "on SIGTERM, move leaderships away before stopping",
+    ),
+    key(
+        "replica.lag.time.max.ms",
+        "30000",
+        long(1, I64_MAX),
+        true,
+        "a follower not caught up for this long leaves the ISR",
+    ),
+    key(
+        "replica.fetch.max.bytes",
+        "1048576",
+        int(0, I32_MAX),
+        true,
+        "bytes a follower asks for per partition",
+    ),
+    key(
+        "replica.fetch.response.max.bytes",
+        "10485760",
+        int(0, I32_MAX),
+        true,
+        "bytes a follower asks for per fetch",
+    ),
+    key(
+        "replica.fetch.wait.max.ms",
+        "500",
+        int(0, I32_MAX),
+        true,
+        "how long a follower's fetch waits for data at the leader",
+    ),
+    key(
+        "replica.fetch.min.bytes",
+        "1",
+        int(1, I32_MAX),
+        true,
+        "bytes a follower's fetch waits for",
+    ),
+    key(
+        "replica.fetch.backoff.ms",
+        "1000",
+        int(0, I32_MAX),
+        true,
+        "pause after a follower fetch fails",
+    ),
+    key(
+        "replica.socket.timeout.ms",
+        "30000",
+        int(1, I32_MAX),
+        true,
+        "a follower fetch with no answer this long is retried on a new connection",
+    ),
+    key(
+        "num.replica.fetchers",
+        "1",
+        int(1, I32_MAX),
+        true,
+        "fetcher connections per source broker",
+    ),
+    key(
+        "replica.selector.class",
+        "",
+        Kind::Str,
         false,
-        "listener used between brokers",
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector lets consumers read from their rack (KIP-392)",
+    ),
+    key(
+        "auto.leader.rebalance.enable",
+        "true",
+        Kind::Bool,
+        false,
+        "move leadership back to preferred replicas",
+    ),
+    key(
+        "leader.imbalance.check.interval.seconds",
+        "300",
+        long(1, I64_MAX),
+        false,
+        "how often the preferred-leader check runs",
+    ),
+    key(
+        "leader.imbalance.per.broker.percentage",
+        "10",
+        int(0, 100),
+        false,
+        "imbalance per broker that triggers preferred leader election",
     ),
     key(
         "listeners",
@@ -566,7 +671,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
     ),
     key(
         "offsets.topic.replication.factor",
-        "1",
+        "3",
         int(1, i16::MAX as i64),
         true,
         "replication factor of __consumer_offsets",
@@ -778,6 +883,86 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub log_retention_check_interval_ms: u64,
     pub remote_storage_system_enable: bool,
+    /// `process.roles`.
+    pub roles: Roles,
+    /// `controller.quorum.voters` by node id; empty for the single-node default.
+    pub voters: BTreeMap<i32, VoterAddress>,
+    /// The listener named by `controller.listener.names` (not served to clients).
+    pub controller_listener: Option<String>,
+    /// The listener followers fetch over (`inter.broker.listener.name`).
+    pub inter_broker_listener: String,
+}
+
+/// `process.roles`: what a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+/// One voter of `controller.quorum.voters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl VoterAddress {
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `controller.quorum.voters`: `id@host:port,...`.
+fn parse_voters(raw: &str) -> Result<BTreeMap<i32, VoterAddress>, ConfigError> {
+    let bad = |reason: String| ConfigError::InvalidValue {
+        key: "controller.quorum.voters".into(),
+        value: raw.to_string(),
+        reason,
+    };
+    let mut out = BTreeMap::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| bad(format!("'{item}' is not id@host:port")))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| bad(format!("'{id}' in '{item}' is not a node id")))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad(format!("'{item}' has no port")))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad(format!("'{port}' in '{item}' is not a port number")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host == "0.0.0.0" || host == "::" {
+            return Err(bad(format!(
+                "'{item}' needs a host the other voters can reach"
+            )));
+        }
+        if out
+            .insert(
+                id,
+                VoterAddress {
+                    host: host.to_string(),
+                    port,
+                },
+            )
+            .is_some()
+        {
+            return Err(bad(format!("node id {id} appears twice")));
+        }
+    }
+    Ok(out)
 }
 
 /// A raw key/value pair and where it came from, before validation.
@@ -987,6 +1172,138 @@ fn parse_listeners(
     Ok(out)
 }
 
+/// The validated quorum and listener roles of a node.
+struct QuorumSettings {
+    roles: Roles,
+    voters: BTreeMap<i32, VoterAddress>,
+    controller_listener: Option<String>,
+    inter_broker_listener: String,
+}
+
+/// Checks `process.roles`, `controller.quorum.voters`, `controller.listener.names` and
+/// `inter.broker.listener.name` against each other and `listeners`, as Kafka's
+/// `KafkaConfig` validation does, so a misconfigured voter stops start-up naming the key.
+fn validate_quorum<'a>(
+    get: impl Fn(&str) -> &'a str,
+    node_id: i32,
+    listeners: &[Listener],
+    controller_names: &[String],
+) -> Result<QuorumSettings, ConfigError> {
+    let invalid = |key: &str, reason: String| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: get(key).to_string(),
+        reason,
+    };
+    let roles_raw = get("process.roles");
+    let roles = Roles {
+        broker: roles_raw.split(',').any(|r| r.trim() == "broker"),
+        controller: roles_raw.split(',').any(|r| r.trim() == "controller"),
+    };
+    if !roles.broker && !roles.controller {
+        return Err(invalid(
+            "process.roles",
+            "name broker, controller or both".into(),
+        ));
+    }
+    let voters = parse_voters(get("controller.quorum.voters"))?;
+    if controller_names.len() > 1 {
+        return Err(invalid(
+            "controller.listener.names",
+            "Strata carries the quorum on one listener; name exactly one".into(),
+        ));
+    }
+    let controller_listener = controller_names.first().cloned();
+    if voters.is_empty() {
+        if !(roles.broker && roles.controller) {
+            return Err(invalid(
+                "process.roles",
+                "a single node (no controller.quorum.voters) must be broker,controller".into(),
+            ));
+        }
+    } else if roles.controller {
+        let Some(voter) = voters.get(&node_id) else {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!("node.id {node_id} has the controller role but is not among the voters"),
+            ));
+        };
+        let Some(name) = &controller_listener else {
+            return Err(invalid(
+                "controller.listener.names",
+                "a controller needs the listener that carries the quorum (e.g. CONTROLLER)".into(),
+            ));
+        };
+        let Some(listener) = listeners.iter().find(|l| &l.name == name) else {
+            return Err(invalid(
+                "controller.listener.names",
+                format!("listener '{name}' is not in listeners"),
+            ));
+        };
+        if listener.port != 0 && listener.port != voter.port {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!(
+                    "voter {node_id} is at port {} but listener {name} binds port {}",
+                    voter.port, listener.port
+                ),
+            ));
+        }
+    } else {
+        if voters.contains_key(&node_id) {
+            return Err(invalid(
+                "controller.quorum.voters",
+                format!("node.id {node_id} is a voter, so process.roles must include controller"),
+            ));
+        }
+        if let Some(name) = &controller_listener {
+            if listeners.iter().any(|l| &l.name == name) {
+                return Err(invalid(
+                    "listeners",
+                    format!("a broker-only node must not bind the controller listener {name}"),
+                ));
+            }
+        }
+    }
+    if roles.controller && !roles.broker && listeners.len() > 1 {
+        return Err(invalid(
+            "listeners",
+            "a controller-only node binds only its controller listener".into(),
+        ));
+    }
+    let client_listeners: Vec<&Listener> = listeners
+        .iter()
+        .filter(|l| Some(&l.name) != controller_listener.as_ref())
+        .collect();
+    if roles.broker && client_listeners.is_empty() {
+        return Err(invalid(
+            "listeners",
+            "a broker needs a listener besides the controller listener".into(),
+        ));
+    }
+    let inter_broker_listener = match get("inter.broker.listener.name").trim() {
+        "" => client_listeners
+            .first()
+            .map(|l| l.name.clone())
+            .unwrap_or_default(),
+        name => {
+            let name = name.to_ascii_uppercase();
+            if roles.broker && !client_listeners.iter().any(|l| l.name == name) {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    format!("'{name}' is not a (non-controller) listener in listeners"),
+                ));
+            }
+            name
+        }
+    };
+    Ok(QuorumSettings {
+        roles,
+        voters,
+        controller_listener,
+        inter_broker_listener,
+    })
+}
+
 impl BrokerConfig {
     /// Defaults only: the embedded single-node broker.
     pub fn embedded_default() -> Self {
@@ -1024,11 +1341,22 @@ impl BrokerConfig {
     ) -> Result<Self, ConfigError> {
         let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
         let num = |k: &str| get(k).parse::<i64>().unwrap_or(0);
-        let protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
+        let mut protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
             .split(',')
             .filter_map(|pair| pair.split_once(':'))
             .map(|(n, p)| (n.trim().to_ascii_uppercase(), p.trim().to_ascii_uppercase()))
             .collect();
+        let controller_names: Vec<String> = get("controller.listener.names")
+            .split(',')
+            .map(|n| n.trim().to_ascii_uppercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        // As Kafka: a controller listener missing from the map is PLAINTEXT.
+        for name in &controller_names {
+            protocol_map
+                .entry(name.clone())
+                .or_insert_with(|| "PLAINTEXT".to_string());
+        }
         let listeners = parse_listeners("listeners", get("listeners"), &protocol_map)?;
         let advertised_listeners = if get("advertised.listeners").is_empty() {
             listeners
@@ -1088,7 +1416,12 @@ impl BrokerConfig {
             PathBuf::from(get("metadata.log.dir"))
         };
         let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
+        let quorum = validate_quorum(get, node_id, &listeners, &controller_names)?;
         Ok(BrokerConfig {
+            roles: quorum.roles,
+            voters: quorum.voters,
+            controller_listener: quorum.controller_listener,
+            inter_broker_listener: quorum.inter_broker_listener,
             node_id,
             listeners,
             advertised_listeners,
@@ -1142,6 +1475,33 @@ impl BrokerConfig {
 
     pub fn get(&self, key: &str) -> &str {
         self.values.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// A numeric key's value (validated at load, so it parses).
+    pub fn num(&self, key: &str) -> i64 {
+        self.get(key).trim().parse().unwrap_or(0)
+    }
+
+    /// True when `controller.quorum.voters` names a quorum (a cluster), false for the
+    /// embedded single node.
+    pub fn is_cluster(&self) -> bool {
+        !self.voters.is_empty()
+    }
+
+    /// `offsets.topic.replication.factor`: Kafka's default is 3; the single node
+    /// (no quorum configured) uses 1 unless the key is set, so it works out of the box.
+    pub fn offsets_topic_replication_factor(&self) -> i16 {
+        if !self.is_cluster() && !self.explicit.contains("offsets.topic.replication.factor") {
+            return 1;
+        }
+        self.num("offsets.topic.replication.factor") as i16
+    }
+
+    /// The listeners that serve the Kafka protocol (all but the controller listener).
+    pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| Some(&l.name) != self.controller_listener.as_ref())
     }
 
     /// The value and source of a broker key, with dynamic cluster-wide overrides applied.

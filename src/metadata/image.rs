@@ -25,6 +25,20 @@ pub struct BrokerImage {
     /// connected to, as in Kafka.
     #[serde(default)]
     pub endpoints: Vec<BrokerEndpoint>,
+    /// Names this run of the broker process: a new one at every start, so the
+    /// controller tells a restart (whose old leaderships must end) from a retry.
+    #[serde(default)]
+    pub incarnation: Uuid,
+    /// The broker epoch: set by the state machine at each registration, and carried
+    /// by every heartbeat so a stale incarnation is recognised.
+    #[serde(default)]
+    pub epoch: i64,
+    /// A fenced broker leads nothing and is left out of Metadata responses.
+    #[serde(default)]
+    pub fenced: bool,
+    /// In controlled shutdown: no longer eligible to lead.
+    #[serde(default)]
+    pub shutting_down: bool,
 }
 
 /// One advertised listener of a broker.
@@ -36,6 +50,11 @@ pub struct BrokerEndpoint {
 }
 
 impl BrokerImage {
+    /// May lead and stay in ISRs: registered, heartbeating, not shutting down.
+    pub fn is_usable(&self) -> bool {
+        !self.fenced && !self.shutting_down
+    }
+
     /// The address to give a client connected through `listener`.
     pub fn address_for(&self, listener: &str) -> (&str, i32) {
         self.endpoints
@@ -53,6 +72,50 @@ pub struct PartitionImage {
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped by every change to replicas, ISR or leader (Kafka's partition epoch),
+    /// so a change computed from an older state is refused.
+    #[serde(default)]
+    pub partition_epoch: i32,
+}
+
+/// No leader: the partition is offline (every ISR member is down).
+pub const NO_LEADER: i32 = -1;
+
+impl PartitionImage {
+    /// The first replica, in assignment order, that is in the ISR and `usable`
+    /// (Kafka's leader election); with `unclean`, any usable replica if none is.
+    /// Returns the leader and whether it came from outside the ISR.
+    pub fn elect(&self, usable: impl Fn(i32) -> bool, unclean: bool) -> Option<(i32, bool)> {
+        if let Some(&r) = self
+            .replicas
+            .iter()
+            .find(|r| self.isr.contains(r) && usable(**r))
+        {
+            return Some((r, false));
+        }
+        if unclean {
+            return self
+                .replicas
+                .iter()
+                .find(|r| usable(**r))
+                .map(|&r| (r, true));
+        }
+        None
+    }
+}
+
+/// A change to one partition's leader and ISR (and, for reassignment, replicas),
+/// computed by the active controller from the partition at `partition_epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The partition epoch the change was computed from; a mismatch refuses it.
+    pub partition_epoch: i32,
+    pub leader: i32,
+    pub isr: Vec<i32>,
+    #[serde(default)]
+    pub replicas: Option<Vec<i32>>,
 }
 
 /// A topic: its id, partitions (index = partition number) and its explicitly set configs.
@@ -172,6 +235,9 @@ pub struct ClusterImage {
     /// Deleted topics whose objects are still to be removed: topic id → name.
     #[serde(default)]
     pub remote_purges: BTreeMap<Uuid, String>,
+    /// The epoch the next broker registration gets.
+    #[serde(default)]
+    pub next_broker_epoch: i64,
 }
 
 /// A change proposed to the quorum.
@@ -243,6 +309,15 @@ pub enum MetadataRecord {
     RemoteTopicPurged {
         topic_id: Uuid,
     },
+    /// A registered broker's state, refused unless `epoch` is its current epoch.
+    SetBrokerState {
+        node_id: i32,
+        epoch: i64,
+        fenced: bool,
+        shutting_down: bool,
+    },
+    /// Leader and ISR changes; each applies only at its expected partition epoch.
+    PartitionChanges(Vec<PartitionChange>),
 }
 
 /// Why the state machine refused a record.
@@ -260,6 +335,8 @@ pub enum ApplyError {
     RemoteSegmentExists(i64),
     #[error("remote segment {0} is unknown or not in the expected state")]
     UnknownRemoteSegment(Uuid),
+    #[error("broker {node_id} is not registered with epoch {epoch}")]
+    StaleBrokerEpoch { node_id: i32, epoch: i64 },
 }
 
 /// What applying a record returned.
@@ -268,6 +345,11 @@ pub enum ApplyReply {
     Done,
     /// The first of the producer ids reserved by `AllocateProducerIds`.
     ProducerIdBlock(i64),
+    /// The epoch a registration was given.
+    BrokerEpoch(i64),
+    /// Per change of `PartitionChanges`: the new partition epoch, or `None` when the
+    /// change was computed from a stale partition epoch (or the topic is gone).
+    PartitionEpochs(Vec<Option<i32>>),
     Refused(ApplyError),
 }
 
@@ -281,16 +363,42 @@ impl ClusterImage {
                 }
                 ApplyReply::Done
             }
-            MetadataRecord::RegisterBroker(broker) => {
+            MetadataRecord::RegisterBroker(mut broker) => {
+                broker.epoch = self.next_broker_epoch;
+                self.next_broker_epoch += 1;
+                let epoch = broker.epoch;
                 self.brokers.insert(broker.node_id, broker);
-                ApplyReply::Done
+                ApplyReply::BrokerEpoch(epoch)
             }
+            MetadataRecord::SetBrokerState {
+                node_id,
+                epoch,
+                fenced,
+                shutting_down,
+            } => match self.brokers.get_mut(&node_id) {
+                Some(b) if b.epoch == epoch => {
+                    b.fenced = fenced;
+                    b.shutting_down = shutting_down;
+                    ApplyReply::Done
+                }
+                _ => ApplyReply::Refused(ApplyError::StaleBrokerEpoch { node_id, epoch }),
+            },
+            MetadataRecord::PartitionChanges(changes) => ApplyReply::PartitionEpochs(
+                changes
+                    .into_iter()
+                    .map(|c| self.apply_partition_change(c))
+                    .collect(),
+            ),
             MetadataRecord::CreateTopic {
                 name,
                 id,
                 partitions,
                 configs,
             } => {
+                if self.topic_ids_by_name.get(&name) == Some(&id) {
+                    // A retried proposal (the first answer was lost on the way).
+                    return ApplyReply::Done;
+                }
                 if self.topic_ids_by_name.contains_key(&name) || self.topics.contains_key(&id) {
                     return ApplyReply::Refused(ApplyError::TopicAlreadyExists(name));
                 }
@@ -439,6 +547,44 @@ impl ClusterImage {
         }
     }
 
+    fn apply_partition_change(&mut self, change: PartitionChange) -> Option<i32> {
+        let p = self
+            .topics
+            .get_mut(&change.topic_id)?
+            .partitions
+            .get_mut(usize::try_from(change.partition).ok()?)?;
+        if p.partition_epoch != change.partition_epoch {
+            return None;
+        }
+        if p.leader != change.leader {
+            p.leader_epoch += 1;
+        }
+        p.leader = change.leader;
+        p.isr = change.isr;
+        if let Some(replicas) = change.replicas {
+            p.replicas = replicas;
+        }
+        p.partition_epoch += 1;
+        Some(p.partition_epoch)
+    }
+
+    /// Brokers that may lead: registered, unfenced, not shutting down.
+    pub fn usable_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| b.is_usable())
+    }
+
+    pub fn is_usable(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| b.is_usable())
+    }
+
+    /// A partition by topic id and index.
+    pub fn partition(&self, topic_id: &Uuid, partition: i32) -> Option<&PartitionImage> {
+        self.topics
+            .get(topic_id)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)
+    }
+
     /// A partition's remote log for changing, created on first use; `None` when the
     /// topic is unknown (deleted), so records never bring a deleted topic back.
     fn remote_log_mut(
@@ -490,6 +636,7 @@ mod tests {
             isr: vec![1],
             leader: 1,
             leader_epoch: 0,
+            partition_epoch: 0,
         }
     }
 

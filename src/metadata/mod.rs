@@ -6,30 +6,48 @@
 //! agreed [`ClusterImage`] through a [`MetadataView`] and changes it only through
 //! [`MetadataQuorum::propose`].
 
+pub mod controller;
 pub mod image;
 pub(crate) mod network;
+pub(crate) mod rpc;
 pub(crate) mod store;
 pub(crate) mod types;
 pub mod view;
 
+pub use controller::{
+    AlterPartition, AlterPartitionError, AlteredPartition, BrokerHeartbeat, ControllerReply,
+    ControllerRequest, ControllerSettings, QuorumStatus, VoterStatus,
+};
 pub use image::*;
 pub use view::MetadataView;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, Fatal, RaftError};
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, Config, RaftMetrics, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
+use controller::Controller;
 use network::NetworkFactory;
+use rpc::{ProbeReply, RpcClient, RpcHandler, RpcReply, RpcRequest};
 use store::{LogStore, StateMachineStore};
 use types::Raft;
 
-/// How long `open` waits for this node to lead and catch up before giving up.
+/// How long a single node waits to lead and catch up before giving up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a controller call (a proposal included) keeps looking for the active
+/// controller before failing.
+const CONTROLLER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// One RPC to another voter.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a node still waiting for the quorum says so.
+const WAITING_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +66,12 @@ pub enum MetadataError {
     Raft(String),
     #[error("this node is not the metadata quorum leader")]
     NotLeader,
+    #[error("no active controller answered within {0:?}")]
+    NoController(Duration),
     #[error("the metadata quorum is shutting down")]
     ShuttingDown,
+    #[error("the controller refused: {0}")]
+    Refused(String),
 }
 
 /// Tunables that tests lower; production uses [`Tuning::default`].
@@ -70,6 +92,22 @@ impl Default for Tuning {
     }
 }
 
+/// How to open a quorum member.
+pub struct QuorumOptions {
+    pub node_id: u64,
+    /// The voters and their controller listener addresses; empty = a single node
+    /// that is its own quorum (the embedded default).
+    pub voters: BTreeMap<u64, String>,
+    /// The bound controller listener (a voter in a cluster); `None` for a single node.
+    pub listener: Option<TcpListener>,
+    pub controller: ControllerSettings,
+    /// This node's data shows it was part of a formed cluster before (its log dirs
+    /// carry a cluster id): it must never initialize a fresh quorum.
+    pub joined_before: bool,
+    /// Cancels waiting for the quorum (SIGTERM during start-up).
+    pub cancel: CancellationToken,
+}
+
 /// A running metadata quorum member. Cheap to clone.
 #[derive(Clone)]
 pub struct MetadataQuorum {
@@ -77,8 +115,16 @@ pub struct MetadataQuorum {
 }
 
 struct Inner {
+    node_id: u64,
     raft: Raft,
     rx: watch::Receiver<Arc<ClusterImage>>,
+    metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+    /// Controller listener addresses of the voters (empty for a single node).
+    voters: BTreeMap<u64, String>,
+    clients: parking_lot::Mutex<HashMap<u64, Arc<RpcClient>>>,
+    controller: Controller,
+    /// Stops the RPC server and the controller's timer.
+    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for MetadataQuorum {
@@ -91,11 +137,11 @@ fn raft_error(e: impl std::fmt::Display) -> MetadataError {
     MetadataError::Raft(e.to_string())
 }
 
-/// The voters to initialize a fresh cluster with. For now only a single voter (this
-/// node) is supported; an empty map means "just this node, no address".
+/// The voters to initialize a fresh quorum with; an empty map means "just this node,
+/// no address".
 fn initial_members(
     node_id: u64,
-    voters: BTreeMap<u64, String>,
+    voters: &BTreeMap<u64, String>,
 ) -> Result<BTreeMap<u64, BasicNode>, MetadataError> {
     if voters.is_empty() {
         return Ok(BTreeMap::from([(node_id, BasicNode::new(""))]));
@@ -106,15 +152,9 @@ fn initial_members(
             voters.keys().collect::<Vec<_>>()
         )));
     }
-    if voters.len() > 1 {
-        return Err(MetadataError::Config(format!(
-            "multi-voter metadata quorums are not supported yet (voters {:?})",
-            voters.keys().collect::<Vec<_>>()
-        )));
-    }
     Ok(voters
-        .into_iter()
-        .map(|(id, addr)| (id, BasicNode::new(addr)))
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
         .collect())
 }
 
@@ -163,28 +203,75 @@ fn load_stores(
     Ok((log, sm, rx))
 }
 
+/// Serves the controller listener: raft RPCs go to raft, controller calls to the
+/// controller when this node leads.
+struct RpcServer(MetadataQuorum);
+
+impl RpcHandler for RpcServer {
+    async fn handle(&self, request: RpcRequest) -> RpcReply {
+        let inner = &self.0.inner;
+        match request {
+            RpcRequest::AppendEntries(r) => {
+                RpcReply::AppendEntries(inner.raft.append_entries(r).await)
+            }
+            RpcRequest::Vote(r) => RpcReply::Vote(inner.raft.vote(r).await),
+            RpcRequest::InstallSnapshot(r) => {
+                RpcReply::InstallSnapshot(inner.raft.install_snapshot(r).await)
+            }
+            RpcRequest::Probe => RpcReply::Probe(self.0.probe_reply()),
+            RpcRequest::Controller(req) => {
+                let (reply, applied) = self.0.handle_as_controller(req).await;
+                RpcReply::Controller(reply, applied)
+            }
+        }
+    }
+}
+
 impl MetadataQuorum {
-    /// Opens (or creates) the durable raft state under `dir`, starts a raft node with
-    /// `node_id` and, on a fresh directory, initializes the membership with `voters`
-    /// (for now exactly this node; an empty map means "this node").
-    ///
-    /// Returns once this node leads and has applied its whole log, so the view reflects
-    /// every previously committed record.
+    /// Opens (or creates) a single-node quorum under `dir` (tests and tools): this
+    /// node is the only voter. Returns once it leads with its whole log applied.
     pub async fn open(
         dir: &Path,
         node_id: u64,
         voters: BTreeMap<u64, String>,
     ) -> Result<Self, MetadataError> {
-        Self::open_with(dir, node_id, voters, Tuning::default()).await
+        Self::open_with(
+            dir,
+            Self::single_node_options(node_id, voters),
+            Tuning::default(),
+        )
+        .await
+    }
+
+    fn single_node_options(node_id: u64, voters: BTreeMap<u64, String>) -> QuorumOptions {
+        QuorumOptions {
+            node_id,
+            voters,
+            listener: None,
+            controller: ControllerSettings {
+                session_timeout: Duration::from_secs(9),
+                unclean_default: false,
+            },
+            joined_before: false,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Opens a quorum member as `options` say. A single node returns once it leads
+    /// with its log applied; a voter of a cluster returns once a leader is known and
+    /// this node has applied everything that leader had applied when asked, waiting
+    /// (and saying so every few seconds) for as long as the quorum is unreachable.
+    pub async fn open_member(dir: &Path, options: QuorumOptions) -> Result<Self, MetadataError> {
+        Self::open_with(dir, options, Tuning::default()).await
     }
 
     pub(crate) async fn open_with(
         dir: &Path,
-        node_id: u64,
-        voters: BTreeMap<u64, String>,
+        options: QuorumOptions,
         tuning: Tuning,
     ) -> Result<Self, MetadataError> {
-        let members = initial_members(node_id, voters)?;
+        let node_id = options.node_id;
+        let members = initial_members(node_id, &options.voters)?;
         let owned_dir = dir.to_path_buf();
         let (log, sm, rx) = tokio::task::spawn_blocking(move || load_stores(&owned_dir))
             .await
@@ -193,8 +280,8 @@ impl MetadataQuorum {
         let config = Config {
             cluster_name: "strata-metadata".to_string(),
             heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every),
             max_in_snapshot_log_to_keep: tuning.keep_after_snapshot,
             ..Default::default()
@@ -206,42 +293,60 @@ impl MetadataQuorum {
             .await
             .map_err(raft_error)?;
         let quorum = Self {
-            inner: Arc::new(Inner { raft, rx }),
+            inner: Arc::new(Inner {
+                node_id,
+                metrics: raft.metrics(),
+                raft,
+                rx,
+                voters: options.voters.clone(),
+                clients: parking_lot::Mutex::new(HashMap::new()),
+                controller: Controller::new(options.controller.clone()),
+                stop: CancellationToken::new(),
+            }),
         };
-        match quorum.start(node_id, members).await {
+        if let Some(listener) = options.listener {
+            tokio::spawn(rpc::serve(
+                listener,
+                Arc::new(RpcServer(quorum.clone())),
+                quorum.inner.stop.clone(),
+            ));
+        }
+        tokio::spawn(quorum.clone().controller_timer());
+        let started = if options.voters.len() > 1 {
+            quorum
+                .start_cluster_member(members, options.joined_before, &options.cancel)
+                .await
+        } else {
+            quorum.start_single(node_id, members).await
+        };
+        match started {
             Ok(()) => {
-                tracing::info!(dir = %dir.display(), node_id, "metadata quorum is up");
+                info!(dir = %dir.display(), node_id, voters = ?options.voters.keys().collect::<Vec<_>>(), "metadata quorum is up");
                 Ok(quorum)
             }
             Err(e) => {
+                quorum.inner.stop.cancel();
                 if let Err(stop) = quorum.inner.raft.shutdown().await {
-                    tracing::warn!(error = %stop, "stopping metadata raft after a failed open");
+                    warn!(error = %stop, "stopping metadata raft after a failed open");
                 }
                 Err(e)
             }
         }
     }
 
-    /// Initializes a fresh node, then waits until it leads with its whole log applied.
-    async fn start(
+    /// Initializes a fresh single node, then waits until it leads with its whole log
+    /// applied.
+    async fn start_single(
         &self,
         node_id: u64,
         members: BTreeMap<u64, BasicNode>,
     ) -> Result<(), MetadataError> {
         let raft = &self.inner.raft;
         if !raft.is_initialized().await.map_err(raft_error)? {
-            tracing::info!(node_id, ?members, "initializing a fresh metadata quorum");
+            info!(node_id, ?members, "initializing a fresh metadata quorum");
             raft.initialize(members).await.map_err(raft_error)?;
         } else {
-            let voters: Vec<u64> = raft
-                .with_raft_state(|st| st.membership_state.effective().voter_ids().collect())
-                .await
-                .map_err(raft_error)?;
-            if !voters.contains(&node_id) {
-                return Err(MetadataError::Config(format!(
-                    "node {node_id} is not a voter of the stored metadata quorum (voters {voters:?})"
-                )));
-            }
+            self.check_stored_voter(node_id).await?;
         }
         // A leader commits everything in its log (a new one through its blank entry, a
         // restored one directly), so "leader and applied >= last log index" means every
@@ -266,9 +371,269 @@ impl MetadataQuorum {
         Ok(())
     }
 
-    /// Proposes one record, waits until it is committed and applied, and returns the
-    /// state machine's reply. The view reflects the record when this returns.
+    async fn check_stored_voter(&self, node_id: u64) -> Result<(), MetadataError> {
+        let voters: Vec<u64> = self
+            .inner
+            .raft
+            .with_raft_state(|st| st.membership_state.effective().voter_ids().collect())
+            .await
+            .map_err(raft_error)?;
+        if !voters.contains(&node_id) {
+            return Err(MetadataError::Config(format!(
+                "node {node_id} is not a voter of the stored metadata quorum (voters {voters:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A voter of a cluster: a fresh one initializes the quorum only when a majority
+    /// of the voters answer that they are fresh too and none belongs to a formed
+    /// quorum, so a voter whose metadata was wiped rejoins (the leader replicates to
+    /// it) instead of starting a second cluster. Then waits until caught up.
+    async fn start_cluster_member(
+        &self,
+        members: BTreeMap<u64, BasicNode>,
+        joined_before: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(), MetadataError> {
+        let inner = &self.inner;
+        let node_id = inner.node_id;
+        let majority = inner.voters.len() / 2 + 1;
+        let mut last_said = Instant::now();
+        // "Formed" means a membership is stored; a vote alone (another fresh voter
+        // asked for ours before we probed) is not.
+        if self.probe_reply().initialized {
+            self.check_stored_voter(node_id).await?;
+        } else {
+            loop {
+                if self.probe_reply().initialized {
+                    // Another voter's leader replicated the membership to us meanwhile.
+                    break;
+                }
+                let answers = self.probe_peers().await;
+                let formed: Vec<u64> = answers
+                    .iter()
+                    .filter(|a| a.initialized)
+                    .map(|a| a.node_id)
+                    .collect();
+                if !formed.is_empty() {
+                    info!(node_id, formed = ?formed, "joining the existing metadata quorum; waiting for its leader to replicate to this node");
+                    break;
+                }
+                let fresh = answers.len() + 1;
+                if joined_before {
+                    if last_said.elapsed() >= WAITING_LOG_EVERY {
+                        warn!(node_id, "this node's metadata directory is empty but its log dirs belong to a cluster: waiting for the other voters to replicate the metadata to it");
+                        last_said = Instant::now();
+                    }
+                } else if fresh >= majority {
+                    info!(
+                        node_id,
+                        ?members,
+                        fresh,
+                        "initializing a fresh metadata quorum"
+                    );
+                    match inner.raft.initialize(members.clone()).await {
+                        Ok(()) => {}
+                        // Someone's leader reached us first: the quorum exists.
+                        Err(RaftError::APIError(_)) => {}
+                        Err(e) => return Err(raft_error(e)),
+                    }
+                    break;
+                } else if last_said.elapsed() >= WAITING_LOG_EVERY {
+                    warn!(node_id, reachable = fresh, needed = majority, voters = ?inner.voters, "waiting for a majority of controller.quorum.voters to form the metadata quorum");
+                    last_said = Instant::now();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = cancel.cancelled() => return Err(MetadataError::ShuttingDown),
+                }
+            }
+        }
+        // Caught up: a leader is known and we applied what it had applied.
+        let mut last_said = Instant::now();
+        loop {
+            let m = inner.metrics.borrow().clone();
+            if let Err(e) = &m.running_state {
+                return Err(MetadataError::Raft(format!("metadata raft stopped: {e}")));
+            }
+            let applied = m.last_applied.map(|l| l.index);
+            // What must be applied here: the leader's log end if we lead, else what
+            // the leader had applied when asked.
+            let target = match m.current_leader {
+                Some(l) if l == node_id && m.state == ServerState::Leader => m.last_log_index,
+                Some(l) => match self.client(l).call(&RpcRequest::Probe, RPC_TIMEOUT).await {
+                    Ok(RpcReply::Probe(p)) => p.applied,
+                    _ => None,
+                },
+                None => None,
+            };
+            if target.is_some() && applied >= target {
+                return Ok(());
+            }
+            if last_said.elapsed() >= WAITING_LOG_EVERY {
+                warn!(node_id, leader = ?m.current_leader, applied = ?applied, voters = ?inner.voters, "cannot reach the metadata quorum yet; retrying");
+                last_said = Instant::now();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = cancel.cancelled() => return Err(MetadataError::ShuttingDown),
+            }
+        }
+    }
+
+    /// Asks every other voter whether it belongs to a formed quorum; the answers of
+    /// those that could be reached.
+    async fn probe_peers(&self) -> Vec<ProbeReply> {
+        let peers: Vec<u64> = self
+            .inner
+            .voters
+            .keys()
+            .copied()
+            .filter(|id| *id != self.inner.node_id)
+            .collect();
+        let calls = peers.into_iter().map(|id| {
+            let client = self.client(id);
+            async move {
+                match client
+                    .call(&RpcRequest::Probe, Duration::from_secs(2))
+                    .await
+                {
+                    Ok(RpcReply::Probe(p)) => Some(p),
+                    _ => None,
+                }
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn probe_reply(&self) -> ProbeReply {
+        let m = self.inner.metrics.borrow();
+        ProbeReply {
+            node_id: self.inner.node_id,
+            initialized: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some(),
+            leader: m.current_leader,
+            applied: m.last_applied.map(|l| l.index),
+        }
+    }
+
+    fn client(&self, id: u64) -> Arc<RpcClient> {
+        let addr = self.inner.voters.get(&id).cloned().unwrap_or_default();
+        self.inner
+            .clients
+            .lock()
+            .entry(id)
+            .or_insert_with(|| Arc::new(RpcClient::new(addr)))
+            .clone()
+    }
+
+    /// Proposes one record through the active controller, waits until it is
+    /// committed and applied here too, and returns the state machine's reply.
     pub async fn propose(&self, record: MetadataRecord) -> Result<ApplyReply, MetadataError> {
+        match self
+            .call_controller(ControllerRequest::Propose(record))
+            .await?
+        {
+            ControllerReply::Applied(reply) => Ok(reply),
+            other => Err(MetadataError::Raft(format!(
+                "unexpected controller reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends `request` to the active controller (this node when it leads), retrying
+    /// while there is none or it moves, and waits until this node has applied what the
+    /// controller had applied when it answered, so the caller sees the result.
+    pub async fn call_controller(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, MetadataError> {
+        let deadline = Instant::now() + CONTROLLER_CALL_TIMEOUT;
+        loop {
+            let m = self.inner.metrics.borrow().clone();
+            if m.running_state.is_err() || self.inner.stop.is_cancelled() {
+                return Err(MetadataError::ShuttingDown);
+            }
+            let answer = match m.current_leader {
+                Some(l) if l == self.inner.node_id => {
+                    Some(self.handle_as_controller(request.clone()).await)
+                }
+                Some(l) => match self
+                    .client(l)
+                    .call(&RpcRequest::Controller(request.clone()), RPC_TIMEOUT)
+                    .await
+                {
+                    Ok(RpcReply::Controller(reply, applied)) => Some((reply, applied)),
+                    _ => None,
+                },
+                None => None,
+            };
+            match answer {
+                Some((ControllerReply::NotController { .. }, _)) | None => {}
+                Some((ControllerReply::Failed(e), _)) if e == SHUTTING_DOWN => {
+                    return Err(MetadataError::ShuttingDown)
+                }
+                Some((reply, applied)) => {
+                    self.wait_applied(applied).await;
+                    return Ok(reply);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(MetadataError::NoController(CONTROLLER_CALL_TIMEOUT));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (bounded) until this node's state machine applied entry `index`.
+    async fn wait_applied(&self, index: Option<u64>) {
+        let Some(index) = index else { return };
+        let waited = self
+            .inner
+            .raft
+            .wait(Some(RPC_TIMEOUT))
+            .metrics(
+                |m| m.running_state.is_err() || m.last_applied.is_some_and(|l| l.index >= index),
+                "applied the controller's answer",
+            )
+            .await;
+        if waited.is_err() {
+            warn!(
+                index,
+                "this node has not applied the controller's change yet"
+            );
+        }
+    }
+
+    /// Handles a controller request if this node leads; the reply and the index this
+    /// node had applied after handling it.
+    async fn handle_as_controller(
+        &self,
+        request: ControllerRequest,
+    ) -> (ControllerReply, Option<u64>) {
+        let reply = match self.controller_decide(request).await {
+            Ok(reply) => reply,
+            Err(MetadataError::NotLeader) => ControllerReply::NotController {
+                leader: self.inner.metrics.borrow().current_leader,
+            },
+            Err(MetadataError::ShuttingDown) => ControllerReply::Failed(SHUTTING_DOWN.into()),
+            Err(e) => ControllerReply::Failed(e.to_string()),
+        };
+        let applied = self.inner.metrics.borrow().last_applied.map(|l| l.index);
+        (reply, applied)
+    }
+
+    /// Commits one record on this node as leader.
+    async fn write(&self, record: MetadataRecord) -> Result<ApplyReply, MetadataError> {
         match self.inner.raft.client_write(record).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
@@ -279,6 +644,250 @@ impl MetadataQuorum {
         }
     }
 
+    /// Makes sure this node leads with every committed entry applied, and starts the
+    /// controller's clocks when its term is new.
+    async fn become_ready(&self) -> Result<(), MetadataError> {
+        let m = self.inner.metrics.borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(MetadataError::NotLeader);
+        }
+        if self.inner.controller.term() != m.current_term {
+            self.inner
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|_| MetadataError::NotLeader)?;
+            self.inner
+                .controller
+                .enter_term(m.current_term, &self.view().current());
+        }
+        Ok(())
+    }
+
+    async fn controller_decide(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, MetadataError> {
+        let _decide = self.inner.controller.decide.lock().await;
+        self.become_ready().await?;
+        let ctl = &self.inner.controller;
+        match request {
+            ControllerRequest::Propose(record) => {
+                Ok(ControllerReply::Applied(self.write(record).await?))
+            }
+            ControllerRequest::RegisterBroker(mut broker) => {
+                let node_id = broker.node_id;
+                if let Some(old) = self.view().current().brokers.get(&node_id).cloned() {
+                    if old.incarnation == broker.incarnation {
+                        ctl.record_heartbeat(node_id);
+                        return Ok(ControllerReply::Registered { epoch: old.epoch });
+                    }
+                    // A new process: the old one's leaderships end before it registers.
+                    self.fence(&old, false).await?;
+                }
+                broker.fenced = true;
+                broker.shutting_down = false;
+                match self.write(MetadataRecord::RegisterBroker(broker)).await? {
+                    ApplyReply::BrokerEpoch(epoch) => {
+                        ctl.record_heartbeat(node_id);
+                        info!(node_id, epoch, "broker registered");
+                        Ok(ControllerReply::Registered { epoch })
+                    }
+                    other => Err(MetadataError::Refused(format!("{other:?}"))),
+                }
+            }
+            ControllerRequest::Heartbeat(hb) => self.heartbeat(hb).await,
+            ControllerRequest::AlterPartition(req) => {
+                let image = self.view().current();
+                let change = match ctl.alter_partition(&image, &req) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(ControllerReply::AlterPartition(Err(e))),
+                };
+                if let Some(change) = change {
+                    let isr = change.isr.clone();
+                    match self
+                        .write(MetadataRecord::PartitionChanges(vec![change]))
+                        .await?
+                    {
+                        ApplyReply::PartitionEpochs(e)
+                            if e.first().copied().flatten().is_some() =>
+                        {
+                            info!(topic_id = %req.topic_id, partition = req.partition, ?isr, "ISR changed");
+                        }
+                        _ => {
+                            return Ok(ControllerReply::AlterPartition(Err(
+                                AlterPartitionError::InvalidUpdateVersion,
+                            )))
+                        }
+                    }
+                }
+                let image = self.view().current();
+                let p = image
+                    .partition(&req.topic_id, req.partition)
+                    .ok_or(MetadataError::Refused("partition vanished".into()))?;
+                Ok(ControllerReply::AlterPartition(Ok(AlteredPartition {
+                    isr: p.isr.clone(),
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                })))
+            }
+            ControllerRequest::DescribeQuorum => Ok(ControllerReply::Quorum(self.quorum_status())),
+        }
+    }
+
+    async fn heartbeat(&self, hb: BrokerHeartbeat) -> Result<ControllerReply, MetadataError> {
+        let ctl = &self.inner.controller;
+        let image = self.view().current();
+        let Some(broker) = image
+            .brokers
+            .get(&hb.node_id)
+            .filter(|b| b.epoch == hb.epoch)
+        else {
+            return Ok(ControllerReply::Heartbeat {
+                stale: true,
+                fenced: true,
+                shutdown_ready: false,
+            });
+        };
+        ctl.record_heartbeat(hb.node_id);
+        if hb.want_shutdown {
+            if !broker.fenced {
+                info!(
+                    node_id = hb.node_id,
+                    "controlled shutdown: moving leaderships away"
+                );
+                self.fence(broker, true).await?;
+            }
+            return Ok(ControllerReply::Heartbeat {
+                stale: false,
+                fenced: true,
+                shutdown_ready: true,
+            });
+        }
+        if broker.fenced {
+            self.write(MetadataRecord::SetBrokerState {
+                node_id: hb.node_id,
+                epoch: hb.epoch,
+                fenced: false,
+                shutting_down: false,
+            })
+            .await?;
+            let changes = ctl.elect_offline(&self.view().current());
+            info!(
+                node_id = hb.node_id,
+                elected = changes.len(),
+                "broker unfenced"
+            );
+            self.write_changes(changes).await?;
+        }
+        Ok(ControllerReply::Heartbeat {
+            stale: false,
+            fenced: false,
+            shutdown_ready: false,
+        })
+    }
+
+    /// Fences a broker (marking it shutting down for a controlled shutdown) and moves
+    /// its leaderships and ISR memberships away.
+    async fn fence(&self, broker: &BrokerImage, shutting_down: bool) -> Result<(), MetadataError> {
+        self.write(MetadataRecord::SetBrokerState {
+            node_id: broker.node_id,
+            epoch: broker.epoch,
+            fenced: true,
+            shutting_down,
+        })
+        .await?;
+        let changes = self
+            .inner
+            .controller
+            .remove_broker(&self.view().current(), broker.node_id);
+        info!(
+            node_id = broker.node_id,
+            epoch = broker.epoch,
+            partitions = changes.len(),
+            "broker fenced"
+        );
+        self.write_changes(changes).await
+    }
+
+    async fn write_changes(&self, changes: Vec<PartitionChange>) -> Result<(), MetadataError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write(MetadataRecord::PartitionChanges(changes))
+            .await?;
+        Ok(())
+    }
+
+    /// Fences brokers whose session expired, while this node leads.
+    async fn controller_timer(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.stop.cancelled() => return,
+            }
+            if self.inner.metrics.borrow().state != ServerState::Leader {
+                continue;
+            }
+            let _decide = self.inner.controller.decide.lock().await;
+            if self.become_ready().await.is_err() {
+                continue;
+            }
+            let image = self.view().current();
+            for (node_id, epoch) in self.inner.controller.expired(&image) {
+                let Some(broker) = image.brokers.get(&node_id).filter(|b| b.epoch == epoch) else {
+                    continue;
+                };
+                warn!(
+                    node_id,
+                    "broker session expired (no heartbeat within broker.session.timeout.ms)"
+                );
+                if let Err(e) = self.fence(broker, false).await {
+                    warn!(node_id, error = %e, "could not fence the broker");
+                }
+            }
+        }
+    }
+
+    /// The quorum as the leader sees it.
+    fn quorum_status(&self) -> QuorumStatus {
+        let m = self.inner.metrics.borrow();
+        let mut voters: Vec<VoterStatus> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let end = if id == self.inner.node_id {
+                    m.last_log_index.map_or(-1, |i| i as i64 + 1)
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .map_or(-1, |l| l.index as i64 + 1)
+                };
+                VoterStatus {
+                    id,
+                    log_end_offset: end,
+                }
+            })
+            .collect();
+        voters.sort_by_key(|v| v.id);
+        QuorumStatus {
+            leader: self.inner.node_id,
+            term: m.current_term,
+            high_watermark: m.last_applied.map_or(0, |l| l.index + 1),
+            voters,
+        }
+    }
+
+    /// The active controller as this node knows it, and the controller epoch (term).
+    pub fn controller(&self) -> (Option<u64>, u64) {
+        let m = self.inner.metrics.borrow();
+        (m.current_leader, m.current_term)
+    }
+
     /// A watch of the latest applied image.
     pub fn view(&self) -> MetadataView {
         MetadataView::new(self.inner.rx.clone())
@@ -286,6 +895,7 @@ impl MetadataQuorum {
 
     /// Stops the raft node. Proposals afterwards fail with `ShuttingDown`.
     pub async fn shutdown(&self) -> Result<(), MetadataError> {
+        self.inner.stop.cancel();
         self.inner
             .raft
             .shutdown()
@@ -293,6 +903,8 @@ impl MetadataQuorum {
             .map_err(|e| MetadataError::Raft(format!("metadata raft shutdown failed: {e}")))
     }
 }
+
+const SHUTTING_DOWN: &str = "the controller is shutting down";
 
 #[cfg(test)]
 mod tests {
@@ -309,6 +921,7 @@ mod tests {
             isr: vec![1],
             leader: 1,
             leader_epoch: 0,
+            partition_epoch: 0,
         }
     }
 
@@ -435,9 +1048,13 @@ mod tests {
             snapshot_every: 20,
             keep_after_snapshot: 0,
         };
-        let q = MetadataQuorum::open_with(dir.path(), 1, voters(), tuning)
-            .await
-            .expect("open");
+        let q = MetadataQuorum::open_with(
+            dir.path(),
+            MetadataQuorum::single_node_options(1, voters()),
+            tuning,
+        )
+        .await
+        .expect("open");
         for i in 0..50 {
             assert_eq!(
                 q.propose(MetadataRecord::AllocateProducerIds { count: 1 })
@@ -471,9 +1088,13 @@ mod tests {
             assert!(log.last_purged().is_some_and(|p| p.index >= purged));
         }
 
-        let q = MetadataQuorum::open_with(dir.path(), 1, voters(), tuning)
-            .await
-            .expect("reopen");
+        let q = MetadataQuorum::open_with(
+            dir.path(),
+            MetadataQuorum::single_node_options(1, voters()),
+            tuning,
+        )
+        .await
+        .expect("reopen");
         assert_eq!(*q.view().current(), *before);
         assert_eq!(
             q.propose(MetadataRecord::AllocateProducerIds { count: 1 })

@@ -1,84 +1,108 @@
-//! Raft RPC transport between metadata voters.
-//!
-//! For now the quorum has a single voter, which never sends an RPC, so every RPC fails
-//! as `Unreachable`. The multi-voter (cluster) work replaces [`NetworkFactory`] with a
-//! real RPC transport that talks to the address in each voter's `BasicNode`.
+//! openraft's transport between metadata voters: each RPC goes over an [`RpcClient`]
+//! to the address in the target voter's `BasicNode` (its controller listener).
 
 use std::io;
+use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 
+use super::rpc::{RpcClient, RpcReply, RpcRequest};
 use super::types::{Node, NodeId, TypeConfig};
 
 /// Creates a client per remote voter.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NetworkFactory;
 
-/// A client to one remote voter. Placeholder: every RPC fails as unreachable.
-#[derive(Debug, Clone)]
-pub(crate) struct UnreachableNetwork {
+/// A client to one remote voter.
+#[derive(Debug)]
+pub(crate) struct VoterClient {
     target: NodeId,
-    addr: String,
-}
-
-impl UnreachableNetwork {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, Node, E> {
-        let e = io::Error::new(
-            io::ErrorKind::NotConnected,
-            format!(
-                "no metadata RPC transport yet (voter {} at '{}')",
-                self.target, self.addr
-            ),
-        );
-        tracing::debug!(
-            target_node = self.target,
-            "metadata RPC to a remote voter: {e}"
-        );
-        RPCError::Unreachable(Unreachable::new(&e))
-    }
+    client: RpcClient,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = UnreachableNetwork;
+    type Network = VoterClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
-        UnreachableNetwork {
+        VoterClient {
             target,
-            addr: node.addr.clone(),
+            client: RpcClient::new(node.addr.clone()),
         }
     }
 }
 
-impl RaftNetwork<TypeConfig> for UnreachableNetwork {
+type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, E>>;
+
+impl VoterClient {
+    async fn call<E: std::error::Error>(
+        &self,
+        request: RpcRequest,
+        option: &RPCOption,
+    ) -> RpcResult<RpcReply, E> {
+        // openraft's hard TTL bounds the whole call; never wait less than a moment.
+        let timeout = option.hard_ttl().max(Duration::from_millis(50));
+        match self.client.call(&request, timeout).await {
+            Ok(RpcReply::Error(e)) => {
+                Err(RPCError::Network(NetworkError::new(&io::Error::other(e))))
+            }
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                tracing::debug!(target_node = self.target, addr = self.client.addr(), error = %e, "metadata RPC failed");
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, Node, E> {
+        RPCError::Network(NetworkError::new(&io::Error::other(format!(
+            "voter {} answered with the wrong reply type",
+            self.target
+        ))))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for VoterClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        match self.call(RpcRequest::AppendEntries(rpc), &option).await? {
+            RpcReply::AppendEntries(r) => r.map_err(|e| {
+                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
+            }),
+            _ => Err(self.unexpected()),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(self.unreachable())
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        match self.call(RpcRequest::InstallSnapshot(rpc), &option).await? {
+            RpcReply::InstallSnapshot(r) => r.map_err(|e| {
+                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
+            }),
+            _ => Err(self.unexpected()),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        match self.call(RpcRequest::Vote(rpc), &option).await? {
+            RpcReply::Vote(r) => r.map_err(|e| {
+                RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))
+            }),
+            _ => Err(self.unexpected()),
+        }
     }
 }

@@ -34,6 +34,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The supported range of `key`, if implemented.

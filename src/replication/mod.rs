@@ -5,5 +5,7 @@
 pub mod partition;
 pub mod registry;
 
-pub use partition::{Acks, Partition, PartitionError, PartitionOffsets, ReadSource, RemoteBounds};
+pub use partition::{
+    Acks, Leadership, Partition, PartitionError, PartitionOffsets, ReadSource, RemoteBounds,
+};
 pub use registry::ReplicaManager;

@@ -70,9 +70,23 @@ impl Acks {
 struct State {
     log: Log,
     high_watermark: OffsetPosition,
+    /// The leader as the metadata says (-1: none); this broker leads when it is
+    /// `Partition::node_id`.
+    leader: i32,
     leader_epoch: i32,
+    partition_epoch: i32,
     isr: Vec<i32>,
     remote: RemoteBounds,
+}
+
+/// A partition's leadership as the metadata image states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+    pub replicas: Vec<i32>,
 }
 
 /// What the object store holds of this partition, as the metadata image says.
@@ -121,6 +135,8 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
+    /// This broker.
+    pub node_id: i32,
     state: Mutex<State>,
     hw_tx: watch::Sender<i64>,
     /// Set when the local log was behind the object store and restarted at this
@@ -156,9 +172,9 @@ impl Partition {
         topic: String,
         topic_id: Uuid,
         index: i32,
+        node_id: i32,
         mut log: Log,
-        leader_epoch: i32,
-        isr: Vec<i32>,
+        leadership: Leadership,
         remote: RemoteBounds,
     ) -> Result<Arc<Partition>, LogError> {
         // The log must never restart below what the object store has seen or what
@@ -178,18 +194,23 @@ impl Partition {
         } else if remote.log_start > log.log_start_offset() {
             log.advance_log_start(remote.log_start)?;
         }
-        log.assign_epoch(leader_epoch)?;
+        if leadership.leader == node_id {
+            log.assign_epoch(leadership.leader_epoch)?;
+        }
         let hw = log.log_end();
         let (hw_tx, _) = watch::channel(hw.offset);
         Ok(Arc::new(Partition {
             topic,
             topic_id,
             index,
+            node_id,
             state: Mutex::new(State {
                 log,
                 high_watermark: hw,
-                leader_epoch,
-                isr,
+                leader: leadership.leader,
+                leader_epoch: leadership.leader_epoch,
+                partition_epoch: leadership.partition_epoch,
+                isr: leadership.isr,
                 remote,
             }),
             hw_tx,
@@ -205,6 +226,51 @@ impl Partition {
 
     pub fn leader_epoch(&self) -> i32 {
         self.state.lock().leader_epoch
+    }
+
+    /// The leader the metadata names (-1 when the partition is offline).
+    pub fn leader(&self) -> i32 {
+        self.state.lock().leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.state.lock().leader == self.node_id
+    }
+
+    /// Fails with `NotLeader` unless this broker leads the partition.
+    pub fn require_leader(&self) -> Result<(), PartitionError> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(PartitionError::NotLeader)
+        }
+    }
+
+    /// Applies the leadership the metadata image now states. Becoming leader (or a
+    /// new leader epoch) starts the epoch in the leader-epoch cache at the log end, so
+    /// followers can later find where it began. Returns true when this broker's role
+    /// or the leader epoch changed.
+    pub fn apply_leadership(&self, leadership: &Leadership) -> Result<bool, LogError> {
+        let mut state = self.state.lock();
+        let changed =
+            state.leader != leadership.leader || state.leader_epoch != leadership.leader_epoch;
+        if changed && leadership.leader == self.node_id {
+            state.log.assign_epoch(leadership.leader_epoch)?;
+        }
+        state.leader = leadership.leader;
+        state.leader_epoch = leadership.leader_epoch;
+        state.partition_epoch = leadership.partition_epoch;
+        state.isr = leadership.isr.clone();
+        Ok(changed)
+    }
+
+    /// The leadership this replica acts on.
+    pub fn leadership_matches(&self, leadership: &Leadership) -> bool {
+        let state = self.state.lock();
+        state.leader == leadership.leader
+            && state.leader_epoch == leadership.leader_epoch
+            && state.partition_epoch == leadership.partition_epoch
+            && state.isr == leadership.isr
     }
 
     /// Checks a client's `current_leader_epoch` (-1 = not given) like Kafka does.
@@ -275,6 +341,9 @@ impl Partition {
         acks: Acks,
     ) -> Result<AppendInfo, PartitionError> {
         let mut state = self.state.lock();
+        if state.leader != self.node_id {
+            return Err(PartitionError::NotLeader);
+        }
         let min_isr = state.log.config().min_insync_replicas;
         if acks == Acks::All && (state.isr.len() as i32) < min_isr {
             return Err(PartitionError::NotEnoughReplicas {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
-use super::partition::{Partition, RemoteBounds};
+use super::partition::{Leadership, Partition, RemoteBounds};
 use crate::config::{BrokerConfig, LogConfig};
 use crate::log::producer_state::ProducerState;
 use crate::log::{LogError, LogManager};
@@ -225,7 +225,25 @@ impl ReplicaManager {
                     continue;
                 }
                 let remote = remote_bounds(image, topic.id, index as i32);
+                let leadership = Leadership {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr: p.isr.clone(),
+                    replicas: p.replicas.clone(),
+                };
                 if let Some(existing) = self.get(&topic.name, index as i32) {
+                    if !existing.leadership_matches(&leadership) {
+                        match existing.apply_leadership(&leadership) {
+                            Ok(true) => {
+                                info!(topic = %topic.name, partition = index, leader = p.leader, leader_epoch = p.leader_epoch, "leadership changed")
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                warn!(topic = %topic.name, partition = index, error = %e, "could not apply a leadership change")
+                            }
+                        }
+                    }
                     if existing.config() != log_config {
                         existing.set_config(log_config.clone());
                     }
@@ -241,8 +259,7 @@ impl ReplicaManager {
                     topic_id: topic.id,
                     index: index as i32,
                     config: log_config.clone(),
-                    leader_epoch: p.leader_epoch,
-                    isr: p.isr.clone(),
+                    leadership,
                     remote,
                 });
             }
@@ -298,9 +315,9 @@ impl ReplicaManager {
             job.topic.clone(),
             job.topic_id,
             job.index,
+            self.node_id,
             log,
-            job.leader_epoch,
-            job.isr,
+            job.leadership,
             job.remote,
         )?;
         self.partitions
@@ -395,8 +412,7 @@ struct OpenJob {
     topic_id: uuid::Uuid,
     index: i32,
     config: LogConfig,
-    leader_epoch: i32,
-    isr: Vec<i32>,
+    leadership: Leadership,
     remote: RemoteBounds,
 }
 

@@ -3,6 +3,7 @@
 //! requests no high-level client can shape (duplicates, garbage, odd versions).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod idempotent;
 pub mod s3;
 

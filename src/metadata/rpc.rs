@@ -1,0 +1,211 @@
+//! The metadata quorum's wire: requests and replies between nodes on the controller
+//! listener (`controller.listener.names`), as length-prefixed JSON frames.
+//!
+//! Kafka's KRaft speaks its own Vote / BeginQuorumEpoch / Fetch RPCs there; Strata's
+//! quorum is openraft, so its RPCs (append entries, vote, install snapshot) travel as
+//! they are, beside the controller calls brokers make (registration, heartbeats, ISR
+//! changes, forwarded proposals). Nothing on this listener is Kafka protocol.
+//!
+//! [`RpcClient`] keeps one connection to one peer and sends one request at a time;
+//! [`serve`] answers on each accepted connection in order.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::controller::{ControllerReply, ControllerRequest};
+use super::types::{NodeId, TypeConfig};
+
+/// Largest frame either side accepts: a snapshot of a very large cluster image fits.
+const MAX_FRAME: usize = 1 << 30;
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RpcRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Is this node part of a formed quorum? Asked before initializing a fresh one.
+    Probe,
+    /// For the active controller (a voter that is not forwards it to the leader).
+    Controller(ControllerRequest),
+}
+
+/// What a node knows of the quorum, for [`RpcRequest::Probe`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ProbeReply {
+    pub node_id: u64,
+    /// Has a membership: it belongs to a formed quorum.
+    pub initialized: bool,
+    pub leader: Option<u64>,
+    /// The index of the last entry it applied.
+    pub applied: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RpcReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    Probe(ProbeReply),
+    /// The controller's answer and the metadata index it had applied after it.
+    Controller(ControllerReply, Option<u64>),
+    /// The request could not be decoded or handled.
+    Error(String),
+}
+
+/// Answers requests; implemented by the quorum.
+pub(crate) trait RpcHandler: Send + Sync + 'static {
+    fn handle(&self, request: RpcRequest) -> impl std::future::Future<Output = RpcReply> + Send;
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(body);
+    stream.write_all(&buf).await
+}
+
+async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+fn invalid(e: serde_json::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// A connection to one peer, opened on first use and reopened after any failure.
+#[derive(Debug)]
+pub(crate) struct RpcClient {
+    addr: String,
+    conn: tokio::sync::Mutex<Option<TcpStream>>,
+}
+
+impl RpcClient {
+    pub(crate) fn new(addr: impl Into<String>) -> Self {
+        RpcClient {
+            addr: addr.into(),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `request` and waits up to `timeout` for the reply (connecting included).
+    pub(crate) async fn call(
+        &self,
+        request: &RpcRequest,
+        timeout: Duration,
+    ) -> io::Result<RpcReply> {
+        let body = serde_json::to_vec(request).map_err(invalid)?;
+        let mut conn = self.conn.lock().await;
+        let result = tokio::time::timeout(timeout, async {
+            if conn.is_none() {
+                let stream = TcpStream::connect(&self.addr).await?;
+                stream.set_nodelay(true)?;
+                *conn = Some(stream);
+            }
+            let stream = conn.as_mut().expect("connected above");
+            write_frame(stream, &body).await?;
+            let reply = read_frame(stream).await?;
+            serde_json::from_slice::<RpcReply>(&reply).map_err(invalid)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no reply from {} within {timeout:?}", self.addr),
+            ))
+        });
+        if result.is_err() {
+            // The stream may hold half a frame: start over next time.
+            *conn = None;
+        }
+        result
+    }
+}
+
+/// Serves the controller listener until `shutdown`: one task per connection, each
+/// answering its requests in order.
+pub(crate) async fn serve<H: RpcHandler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "controller listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    frame = read_frame(&mut stream) => frame,
+                    _ = shutdown.cancelled() => return,
+                };
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if e.kind() != io::ErrorKind::UnexpectedEof {
+                            debug!(%peer, error = %e, "controller connection closed");
+                        }
+                        return;
+                    }
+                };
+                let reply = match serde_json::from_slice::<RpcRequest>(&frame) {
+                    Ok(request) => handler.handle(request).await,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "undecodable request on the controller listener; closing the connection");
+                        return;
+                    }
+                };
+                let body = match serde_json::to_vec(&reply) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "could not encode a controller reply");
+                        return;
+                    }
+                };
+                if write_frame(&mut stream, &body).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

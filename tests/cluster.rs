@@ -1,0 +1,356 @@
+//! A real three-broker cluster: three `strata` processes on 127.0.0.1 with an openraft
+//! controller quorum. Forming, controller failover, a wiped voter rejoining, broker
+//! fencing and leader election from the ISR, controlled shutdown, placement.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Partition → (leader, leader epoch, replicas, isr) of `topic` as node `i` reports it.
+type PartitionView = BTreeMap<i32, (i32, i32, Vec<i32>, Vec<i32>)>;
+
+fn partitions(c: &Cluster, i: usize, topic: &str) -> Option<PartitionView> {
+    let md = c.metadata(i);
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))?;
+    if t.error_code != 0 {
+        return None;
+    }
+    Some(
+        t.partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    (
+                        p.leader_id.0,
+                        p.leader_epoch,
+                        p.replica_nodes.iter().map(|b| b.0).collect(),
+                        p.isr_nodes.iter().map(|b| b.0).collect(),
+                    ),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn live_brokers(c: &Cluster, i: usize) -> BTreeSet<i32> {
+    c.metadata(i).brokers.iter().map(|b| b.node_id.0).collect()
+}
+
+async fn create(
+    c: &Cluster,
+    i: usize,
+    name: &str,
+    partitions: i32,
+    rf: i32,
+) -> Result<(), RDKafkaErrorCode> {
+    let admin = common::admin(&c.bootstrap(i));
+    let res = admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(rf))],
+            &common::admin_opts(),
+        )
+        .await
+        .expect("create_topics");
+    res.into_iter()
+        .next()
+        .unwrap()
+        .map(|_| ())
+        .map_err(|(_, e)| e)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_form_one_cluster_fail_over_and_take_a_wiped_voter_back() {
+    let mut c = Cluster::start(3, &[]);
+
+    // One quorum: every node names the same leader, and it reports three voters.
+    let (leader, epoch) = c.wait_for("a quorum leader", Duration::from_secs(30), || {
+        let views: Vec<_> = (0..3).map(|i| c.quorum_leader(i)).collect();
+        let first = views[0]?;
+        views.iter().all(|v| *v == Some(first)).then_some(first)
+    });
+    assert!((1..=3).contains(&leader), "leader {leader}");
+    assert!(epoch >= 1);
+    let q = c.describe_quorum(0);
+    let voters: BTreeSet<i32> = q.topics[0].partitions[0]
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    assert_eq!(voters, BTreeSet::from([1, 2, 3]));
+    assert!(q.topics[0].partitions[0]
+        .current_voters
+        .iter()
+        .all(|v| v.log_end_offset > 0));
+    let md = c.metadata(0);
+    assert_eq!(
+        md.controller_id.0, leader,
+        "Metadata names the active controller"
+    );
+    let cluster_id = md.cluster_id.clone().unwrap();
+    for i in 0..3 {
+        assert_eq!(live_brokers(&c, i), BTreeSet::from([1, 2, 3]));
+        assert_eq!(
+            c.metadata(i).cluster_id.unwrap(),
+            cluster_id,
+            "one cluster, not three"
+        );
+    }
+
+    // Placement: replication factor 3 over three brokers, leaders spread evenly.
+    create(&c, 1, "spread", 6, 3).await.expect("create rf 3");
+    let parts = c.wait_for("spread on every node", Duration::from_secs(10), || {
+        let p = partitions(&c, 2, "spread")?;
+        (p.len() == 6).then_some(p)
+    });
+    let mut leads: BTreeMap<i32, usize> = BTreeMap::new();
+    for (leader, _, replicas, isr) in parts.values() {
+        let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+        assert_eq!(distinct, BTreeSet::from([1, 2, 3]));
+        assert_eq!(replicas[0], *leader, "the preferred replica leads");
+        assert_eq!(isr.len(), 3);
+        *leads.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(
+        leads.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "{leads:?}"
+    );
+    assert_eq!(
+        create(&c, 0, "too-many", 1, 4).await,
+        Err(RDKafkaErrorCode::InvalidReplicationFactor)
+    );
+
+    // The active controller dies: another voter leads within 10 s and the cluster
+    // keeps working.
+    let killed = c.index_of(leader);
+    let survivor = (killed + 1) % 3;
+    let started = Instant::now();
+    c.kill9(killed);
+    let (new_leader, new_epoch) = c.wait_for("a new controller", Duration::from_secs(10), || {
+        c.quorum_leader(survivor).filter(|(l, _)| *l != leader)
+    });
+    assert!(new_epoch > epoch, "the controller epoch moves on");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The dead broker is fenced after broker.session.timeout.ms: it leaves Metadata
+    // and every partition it led gets a new leader from the ISR, at epoch + 1.
+    let after = c.wait_for("the dead broker fenced", Duration::from_secs(20), || {
+        let p = partitions(&c, survivor, "spread")?;
+        let moved = p
+            .values()
+            .all(|(l, _, _, isr)| *l != leader && !isr.contains(&leader));
+        (moved && !live_brokers(&c, survivor).contains(&leader)).then_some(p)
+    });
+    for (idx, (old_leader, old_epoch, _, old_isr)) in &parts {
+        let (l, e, _, isr) = &after[idx];
+        if *old_leader == leader {
+            assert!(
+                old_isr.contains(l),
+                "partition {idx}: new leader {l} from the ISR {old_isr:?}"
+            );
+            assert_eq!(*e, old_epoch + 1, "partition {idx}");
+        } else {
+            assert_eq!(l, old_leader, "partition {idx} kept its leader");
+        }
+        assert_eq!(isr.len(), 2);
+    }
+    create(&c, survivor, "after-failover", 2, 2)
+        .await
+        .expect("create with two brokers");
+    assert_eq!(
+        create(&c, survivor, "needs-three", 1, 3).await,
+        Err(RDKafkaErrorCode::InvalidReplicationFactor),
+        "a replication factor above the live brokers is refused"
+    );
+    assert_eq!(new_leader, c.quorum_leader(survivor).unwrap().0);
+
+    // Its metadata directory is wiped: it rejoins the same cluster and catches up.
+    let meta = c.specs[killed].data.join("__cluster_metadata-0");
+    std::fs::remove_dir_all(&meta).unwrap();
+    c.restart(killed);
+    c.wait_for(
+        "the wiped voter back in the same cluster",
+        Duration::from_secs(30),
+        || {
+            let md = c.metadata(killed);
+            let topics: BTreeSet<String> = md
+                .topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect();
+            (md.cluster_id.as_deref() == Some(cluster_id.as_str())
+                && topics.contains("after-failover")
+                && live_brokers(&c, killed).len() == 3)
+                .then_some(())
+        },
+    );
+    let (l, _) = c.quorum_leader(killed).unwrap();
+    assert_eq!(
+        l,
+        c.quorum_leader(survivor).unwrap().0,
+        "one leader, not two"
+    );
+    assert!(
+        c.log(killed)
+            .contains("joining the existing metadata quorum")
+            || c.log(killed).contains("belong to a cluster")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_moves_leadership_away_before_the_broker_stops() {
+    // A long session timeout: only a controlled shutdown can move leaders this fast.
+    let mut c = Cluster::start(3, &["broker.session.timeout.ms=60000"]);
+    create(&c, 0, "moving", 6, 3).await.expect("create");
+    let before = c.wait_for("partitions", Duration::from_secs(10), || {
+        partitions(&c, 0, "moving").filter(|p| p.len() == 6)
+    });
+    let target = c.index_of(before[&0].0);
+    let target_id = c.specs[target].id;
+    let other = (target + 1) % 3;
+    let status = c.terminate(target);
+    assert!(status.success(), "exit status {status}");
+    let log = c.log(target);
+    assert!(log.contains("controlled shutdown done"), "{log}");
+    // Right after it stopped, nothing names it as leader any more.
+    let after = partitions(&c, other, "moving").expect("metadata");
+    for (idx, (l, _, _, isr)) in &after {
+        assert_ne!(
+            *l, target_id,
+            "partition {idx} still led by the stopped broker"
+        );
+        assert!(!isr.contains(&target_id));
+    }
+    assert!(!live_brokers(&c, other).contains(&target_id));
+    // It comes back and is a live broker again.
+    c.restart(target);
+    c.wait_for("the broker back", Duration::from_secs(20), || {
+        live_brokers(&c, other).contains(&target_id).then_some(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_replicas_are_all_down_is_offline_until_one_returns() {
+    let mut c = Cluster::start(3, &[]);
+    // Replication factor 1 on the third broker only.
+    let admin = common::admin(&c.bootstrap(0));
+    let topic = NewTopic::new("lonely", 1, TopicReplication::Variable(&[&[3]]));
+    admin
+        .create_topics(&[topic], &common::admin_opts())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    c.kill9(2);
+    let md = c.wait_for("the partition offline", Duration::from_secs(20), || {
+        let md = c.metadata(0);
+        let t = md
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("lonely"))?;
+        let p = &t.partitions[0];
+        (p.leader_id.0 == -1).then(|| {
+            (
+                p.error_code,
+                p.isr_nodes.clone(),
+                p.offline_replicas.clone(),
+            )
+        })
+    });
+    assert_eq!(md.0, 5, "LEADER_NOT_AVAILABLE");
+    assert_eq!(
+        md.1.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![3],
+        "the last ISR member stays"
+    );
+    assert_eq!(md.2.iter().map(|b| b.0).collect::<Vec<_>>(), vec![3]);
+    c.restart(2);
+    c.wait_for("the partition back", Duration::from_secs(20), || {
+        partitions(&c, 0, "lonely")
+            .filter(|p| p[&0].0 == 3)
+            .map(|_| ())
+    });
+}
+
+#[test]
+fn a_lone_voter_waits_for_its_quorum_and_stops_on_sigterm() {
+    let mut c = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        specs: Vec::new(),
+        procs: Vec::new(),
+        extra: Vec::new(),
+    };
+    for i in 0..3 {
+        c.specs.push(common::cluster::NodeSpec {
+            id: i + 1,
+            port: common::free_port(),
+            controller_port: common::free_port(),
+            data: c.dir.path().join(format!("node{}", i + 1)),
+        });
+        c.procs.push(None);
+    }
+    c.spawn(0);
+    c.wait_for(
+        "the lone voter to say it waits",
+        Duration::from_secs(30),
+        || c.log(0).contains("waiting for a majority").then_some(()),
+    );
+    let addr: std::net::SocketAddr = c.bootstrap(0).parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
+        "a lone voter must not serve as a one-node cluster"
+    );
+    let status = c.terminate(0);
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_misconfigured_voter_list_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["controller.quorum.voters=1@127.0.0.1"],
+            "controller.quorum.voters",
+        ),
+        (
+            &["controller.quorum.voters=x@127.0.0.1:19091"],
+            "controller.quorum.voters",
+        ),
+        (
+            &[
+                "controller.quorum.voters=2@127.0.0.1:19092,3@127.0.0.1:19093",
+                "controller.listener.names=CONTROLLER",
+                "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19091",
+            ],
+            "controller.quorum.voters",
+        ),
+        (
+            &["controller.quorum.voters=1@127.0.0.1:19091,2@127.0.0.1:19092,3@127.0.0.1:19093"],
+            "controller.listener.names",
+        ),
+    ];
+    for (overrides, key) in cases {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("--override")
+            .arg(format!("log.dirs={}", dir.path().display()));
+        for o in *overrides {
+            cmd.arg("--override").arg(o);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{overrides:?}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{overrides:?} should name {key}: {stderr}"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! Three (or more) real `strata` processes on 127.0.0.1 forming one cluster: combined
+//! broker+controller nodes with their own ports and directories, started, killed,
+//! frozen and restarted by the tests.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::{
+    ApiKey, DescribeQuorumRequest, DescribeQuorumResponse, MetadataRequest, MetadataResponse,
+    RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tempfile::TempDir;
+
+use super::{free_port, RawClient};
+
+/// One node's fixed identity: id, ports and data directory.
+pub struct NodeSpec {
+    pub id: i32,
+    pub port: u16,
+    pub controller_port: u16,
+    pub data: PathBuf,
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub specs: Vec<NodeSpec>,
+    /// Running processes by node index (None = stopped).
+    pub procs: Vec<Option<Child>>,
+    /// Overrides every node gets.
+    pub extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` voters and waits until every one serves clients.
+    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let specs: Vec<NodeSpec> = (0..n)
+            .map(|i| NodeSpec {
+                id: i as i32 + 1,
+                port: free_port(),
+                controller_port: free_port(),
+                data: dir.path().join(format!("node{}", i + 1)),
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir,
+            procs: (0..n).map(|_| None).collect(),
+            specs,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        for i in 0..n {
+            cluster.wait_listening(i);
+        }
+        cluster
+    }
+
+    pub fn voters(&self) -> String {
+        self.specs
+            .iter()
+            .map(|s| format!("{}@127.0.0.1:{}", s.id, s.controller_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.specs[i].data.with_extension("log")
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Starts node `i` without waiting (it waits for its quorum itself).
+    pub fn spawn(&mut self, i: usize) {
+        let s = &self.specs[i];
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        let mut overrides = vec![
+            format!("node.id={}", s.id),
+            format!(
+                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                s.port, s.controller_port
+            ),
+            "controller.listener.names=CONTROLLER".to_string(),
+            format!("controller.quorum.voters={}", self.voters()),
+            format!("log.dirs={}", s.data.display()),
+            "broker.heartbeat.interval.ms=300".to_string(),
+            "broker.session.timeout.ms=3000".to_string(),
+        ];
+        overrides.extend(self.extra.iter().cloned());
+        for o in overrides {
+            cmd.arg("--override").arg(o);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap();
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn strata");
+        self.procs[i] = Some(child);
+    }
+
+    pub fn wait_listening(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.specs[i].port).parse().unwrap();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(Ok(Some(status))) = self.procs[i].as_mut().map(|c| c.try_wait()) {
+                panic!("node {} exited with {status}: {}", i + 1, self.log(i));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not start listening: {}",
+                i + 1,
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_listening(i);
+    }
+
+    pub fn bootstrap(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.specs[i].port)
+    }
+
+    /// Every running node's address, for `bootstrap.servers`.
+    pub fn bootstrap_all(&self) -> String {
+        (0..self.specs.len())
+            .filter(|i| self.procs[*i].is_some())
+            .map(|i| self.bootstrap(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, i: usize, sig: &str) {
+        let pid = self.procs[i].as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM and wait for the process to exit (up to 60 s).
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        self.signal(i, "TERM");
+        let mut child = self.procs[i].take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {} did not stop on SIGTERM: {}", i + 1, self.log(i));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The index of node `id`.
+    pub fn index_of(&self, id: i32) -> usize {
+        self.specs.iter().position(|s| s.id == id).unwrap()
+    }
+
+    /// DescribeQuorum through node `i`.
+    pub fn describe_quorum(&self, i: usize) -> DescribeQuorumResponse {
+        let mut raw = RawClient::connect(&self.bootstrap(i));
+        let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        match raw.call(ApiKey::DescribeQuorum, 2, RequestKind::DescribeQuorum(req)) {
+            ResponseKind::DescribeQuorum(r) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// (leader id, leader epoch) of the quorum as node `i` reports it.
+    pub fn quorum_leader(&self, i: usize) -> Option<(i32, i32)> {
+        let r = self.describe_quorum(i);
+        if r.error_code != 0 {
+            return None;
+        }
+        let p = &r.topics.first()?.partitions.first()?;
+        (p.error_code == 0).then_some((p.leader_id.0, p.leader_epoch))
+    }
+
+    /// Metadata for every topic through node `i`.
+    pub fn metadata(&self, i: usize) -> MetadataResponse {
+        let mut raw = RawClient::connect(&self.bootstrap(i));
+        match raw.call(
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        ) {
+            ResponseKind::Metadata(r) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Polls `check` every 100 ms until it returns Some, failing after `within`.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = (0..self.specs.len())
+                    .map(|i| format!("--- node {} ---\n{}", i + 1, tail(&self.log(i), 60)))
+                    .collect();
+                panic!(
+                    "timed out after {within:?} waiting for {what}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.procs.iter_mut().flatten() {
+            // A frozen process must be woken to die cleanly.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
