@@ -107,6 +107,10 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
     match e {
         PartitionError::Log(l) => log_error_code(l),
         PartitionError::NotEnoughReplicas { .. } => code::NOT_ENOUGH_REPLICAS,
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+            code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        }
+        PartitionError::ReplicationTimeout => code::REQUEST_TIMED_OUT,
         PartitionError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
         PartitionError::FencedLeaderEpoch { .. } => code::FENCED_LEADER_EPOCH,
         PartitionError::UnknownLeaderEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,

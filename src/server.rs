@@ -22,8 +22,8 @@ use crate::coordinator::{GroupCoordinator, ProducerIdPool};
 use crate::log::manager::METADATA_DIR_PREFIX;
 use crate::log::LogManager;
 use crate::metadata::{
-    BrokerEndpoint, BrokerHeartbeat, BrokerImage, ControllerReply, ControllerRequest,
-    ControllerSettings, MetadataQuorum, MetadataRecord, QuorumOptions,
+    AlterPartition, BrokerEndpoint, BrokerHeartbeat, BrokerImage, ControllerReply,
+    ControllerRequest, ControllerSettings, MetadataQuorum, MetadataRecord, QuorumOptions,
 };
 use crate::network::listener::accept_loop;
 use crate::replication::ReplicaManager;
@@ -385,6 +385,9 @@ pub async fn start_with(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningBroker> {
     let config = Arc::new(config);
+    // Background tasks and listeners stop on `stop`, which the shutdown sequence
+    // cancels only after leaderships have moved away (controlled shutdown).
+    let stop = CancellationToken::new();
     info!(
         "effective configuration (* = set explicitly):\n{}",
         config.describe()
@@ -530,6 +533,7 @@ pub async fn start_with(
 
     let clean_start = logs.clean_start();
     let replicas = Arc::new(ReplicaManager::new(config.clone(), logs));
+    replicas.start_fetchers(stop.child_token());
     let image = quorum.view().current();
     info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
     let recovery_started = std::time::Instant::now();
@@ -652,10 +656,48 @@ pub async fn start_with(
         groups: groups.clone(),
     });
 
-    // Background tasks and listeners stop on `stop`, which the shutdown sequence
-    // cancels only after leaderships have moved away (controlled shutdown).
-    let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Leaders ask the controller for ISR changes (AlterPartition) and use them only
+    // once committed; the ISR shrink check runs every replica.lag.time.max.ms / 2.
+    if let Some(mut changes) = replicas.take_isr_changes() {
+        let quorum = quorum.clone();
+        let stop = stop.clone();
+        let heartbeats = heartbeats.clone();
+        tracker.spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    c = changes.recv() => match c { Some(c) => c, None => break },
+                    _ = stop.cancelled() => break,
+                };
+                let request = ControllerRequest::AlterPartition(AlterPartition {
+                    node_id: heartbeats.node_id,
+                    broker_epoch: heartbeats.epoch.load(std::sync::atomic::Ordering::Relaxed),
+                    topic_id: change.topic_id,
+                    partition: change.partition,
+                    leader_epoch: change.leader_epoch,
+                    partition_epoch: change.partition_epoch,
+                    isr: change.isr.clone(),
+                });
+                match quorum.call_controller(request).await {
+                    Ok(ControllerReply::AlterPartition(Ok(done))) => {
+                        info!(topic = %change.topic, partition = change.partition, isr = ?done.isr, "ISR change committed")
+                    }
+                    Ok(other) => {
+                        warn!(topic = %change.topic, partition = change.partition, reply = ?other, "ISR change refused")
+                    }
+                    Err(e) => {
+                        warn!(topic = %change.topic, partition = change.partition, error = %e, "ISR change failed")
+                    }
+                }
+            }
+        });
+    }
+    {
+        let replicas = replicas.clone();
+        let interval =
+            Duration::from_millis((num(&config, "replica.lag.time.max.ms") / 2).max(10) as u64);
+        every(&tracker, interval, &stop, move || replicas.shrink_isrs());
+    }
     {
         let heartbeats = heartbeats.clone();
         let stop = stop.clone();

@@ -354,3 +354,202 @@ fn a_misconfigured_voter_list_stops_start_up_naming_the_key() {
         );
     }
 }
+
+/// Concatenated segment files of `topic`-`partition` on node `i` (every `.log` file in
+/// offset order): replicas must end up byte for byte identical.
+fn segment_bytes(c: &Cluster, i: usize, topic: &str, partition: i32) -> Vec<u8> {
+    let dir = c.specs[i].data.join(format!("{topic}-{partition}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap_or_default())
+        .collect()
+}
+
+async fn create_with(c: &Cluster, name: &str, partitions: i32, rf: i32, configs: &[(&str, &str)]) {
+    let admin = common::admin(&c.bootstrap_all());
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    admin
+        .create_topics(&[t], &common::admin_opts())
+        .await
+        .expect("create_topics")
+        .remove(0)
+        .expect("created");
+}
+
+fn values(got: &[common::Got]) -> Vec<u64> {
+    got.iter()
+        .map(|g| {
+            String::from_utf8(g.value.clone().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_kill9_of_the_leader_and_replicas_converge() {
+    use rdkafka::producer::FutureRecord;
+    let mut c = Cluster::start(3, &[]);
+    create_with(&c, "durable", 1, 3, &[("min.insync.replicas", "2")]).await;
+    let producer = common::producer(
+        &c.bootstrap_all(),
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "60000"),
+            ("retry.backoff.ms", "100"),
+        ],
+    );
+    let leader = c.wait_for("a leader", Duration::from_secs(10), || {
+        partitions(&c, 0, "durable").map(|p| p[&0].0)
+    });
+    let total = 50_000u64;
+    let mut acked = Vec::new();
+    let mut killed_at = None;
+    let mut first_ack_after_kill = None;
+    for chunk in 0..(total / 1000) {
+        let mut pending = Vec::new();
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            let value = i.to_string();
+            let f = producer
+                .send_result(FutureRecord::<(), String>::to("durable").payload(&value))
+                .map_err(|(e, _)| e)
+                .expect("enqueue");
+            pending.push((i, f));
+        }
+        if chunk == 15 {
+            c.kill9(c.index_of(leader));
+            killed_at = Some(Instant::now());
+        }
+        for (i, f) in pending {
+            if let Ok(Ok(_)) = f.await {
+                acked.push(i);
+                if killed_at.is_some() && first_ack_after_kill.is_none() && chunk > 15 {
+                    first_ack_after_kill = Some(Instant::now());
+                }
+            }
+        }
+    }
+    let failover = first_ack_after_kill.unwrap() - killed_at.unwrap();
+    assert!(
+        failover < Duration::from_secs(10),
+        "no acks=all write for {failover:?} after the kill"
+    );
+    assert_eq!(
+        acked.len() as u64,
+        total,
+        "an idempotent producer retries through the failover"
+    );
+
+    // The killed broker comes back, truncates what it had beyond the new leader,
+    // catches up and rejoins the ISR; then all three logs are identical.
+    let killed = c.index_of(leader);
+    c.restart(killed);
+    c.wait_for(
+        "the old leader back in the ISR",
+        Duration::from_secs(60),
+        || {
+            partitions(&c, 0, "durable")
+                .filter(|p| p[&0].3.len() == 3)
+                .map(|_| ())
+        },
+    );
+    c.wait_for("identical segment files", Duration::from_secs(30), || {
+        let a = segment_bytes(&c, 0, "durable", 0);
+        (!a.is_empty()
+            && a == segment_bytes(&c, 1, "durable", 0)
+            && a == segment_bytes(&c, 2, "durable", 0))
+        .then_some(())
+    });
+
+    // Every acknowledged record is there exactly once, in order.
+    let got = common::consume_all(&c.bootstrap_all(), "durable", 1, Duration::from_secs(60));
+    let got = values(&got);
+    assert_eq!(got.len(), acked.len(), "no duplicates, no loss");
+    assert_eq!(got, acked, "in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
+    use rdkafka::producer::FutureRecord;
+    let c = Cluster::start(3, &["replica.lag.time.max.ms=2000"]);
+    create_with(&c, "strict", 1, 3, &[("min.insync.replicas", "3")]).await;
+    let (leader, _, replicas, _) = c.wait_for("a leader", Duration::from_secs(10), || {
+        partitions(&c, 0, "strict").map(|p| p[&0].clone())
+    });
+    let follower = *replicas.iter().find(|r| **r != leader).unwrap();
+    let producer = common::producer(
+        &c.bootstrap_all(),
+        &[
+            ("acks", "all"),
+            ("message.timeout.ms", "5000"),
+            ("retries", "0"),
+        ],
+    );
+    let send = |v: &str| {
+        producer
+            .send_result(FutureRecord::<(), str>::to("strict").payload(v))
+            .map_err(|(e, _)| e)
+            .unwrap()
+    };
+    assert!(send("before").await.unwrap().is_ok());
+
+    c.signal(c.index_of(follower), "STOP");
+    let frozen = Instant::now();
+    c.wait_for(
+        "the frozen follower out of the ISR",
+        Duration::from_secs(20),
+        || {
+            partitions(&c, c.index_of(leader), "strict")
+                .filter(|p| !p[&0].3.contains(&follower))
+                .map(|_| ())
+        },
+    );
+    // replica.lag.time.max.ms is 2 s, and the check runs every 1 s.
+    assert!(
+        frozen.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        frozen.elapsed()
+    );
+    let refused = send("while-frozen").await.unwrap();
+    let (err, _) = refused.expect_err("min.insync.replicas=3 with two in sync");
+    assert!(
+        matches!(
+            err,
+            rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas)
+                | rdkafka::error::KafkaError::MessageProduction(
+                    RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                )
+        ),
+        "{err:?}"
+    );
+
+    c.signal(c.index_of(follower), "CONT");
+    c.wait_for(
+        "the follower back in the ISR",
+        Duration::from_secs(30),
+        || {
+            partitions(&c, c.index_of(leader), "strict")
+                .filter(|p| p[&0].3.len() == 3)
+                .map(|_| ())
+        },
+    );
+    let ok = c.wait_for("acks=all accepted again", Duration::from_secs(20), || {
+        let r = futures::executor::block_on(send("after"));
+        r.unwrap().ok()
+    });
+    assert!(ok.offset >= 1);
+}

@@ -27,15 +27,15 @@ use crate::error::{code, partition_error_code};
 use crate::replication::{Partition, PartitionError, ReadSource};
 use crate::tiered::RemoteReadError;
 
-struct Wanted {
-    topic_index: usize,
-    partition: i32,
-    fetch_offset: i64,
-    max_bytes: usize,
-    current_leader_epoch: i32,
+pub(super) struct Wanted {
+    pub(super) topic_index: usize,
+    pub(super) partition: i32,
+    pub(super) fetch_offset: i64,
+    pub(super) max_bytes: usize,
+    pub(super) current_leader_epoch: i32,
 }
 
-fn empty_partition(index: i32, error: i16) -> PartitionData {
+pub(super) fn empty_partition(index: i32, error: i16) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)
         .with_error_code(error)
@@ -55,6 +55,13 @@ pub async fn handle_fetch(
     version: i16,
     listener: &str,
 ) -> FetchResponse {
+    let replica = super::replica_fetch::replica_id(&request, version);
+    if replica >= 0 {
+        return super::replica_fetch::handle_replica_fetch(
+            broker, request, version, replica, listener,
+        )
+        .await;
+    }
     if request.session_id != 0 {
         // We never hand out sessions, so any id is unknown; the client starts over.
         return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
@@ -344,7 +351,7 @@ async fn read_remote(
     }
 }
 
-fn build_response(
+pub(super) fn build_response(
     broker: &Broker,
     listener: &str,
     topics: &[(Option<String>, Uuid)],

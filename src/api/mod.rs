@@ -4,6 +4,7 @@
 
 mod configs;
 mod coordinator;
+mod epochs;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -11,6 +12,7 @@ mod metadata;
 mod produce;
 mod producer_id;
 mod quorum;
+mod replica_fetch;
 mod topics;
 
 use std::sync::Arc;
@@ -189,6 +191,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::handle_consumer_group_describe(broker, r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(epochs::handle_offset_for_leader_epoch(broker, r))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(quorum::handle_describe_quorum(broker, r).await)

@@ -62,6 +62,9 @@ pub async fn handle_produce(
 ) -> Option<ProduceResponse> {
     let acks = Acks::from_kafka(request.acks);
     let mut endpoints = Vec::new();
+    // acks=all appends waiting for the ISR: (topic slot, partition slot, replica, last offset).
+    let mut waits = Vec::new();
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.as_str().to_string();
@@ -103,6 +106,15 @@ pub async fn handle_produce(
             match partition.append_produce(records, acks).await {
                 Ok(info) => {
                     debug!(topic = %name, partition = index, base_offset = info.base_offset, duplicate = info.duplicate, "appended");
+                    if acks == Acks::All {
+                        // Answered once the ISR has it (below, all partitions at once).
+                        waits.push((
+                            responses.len(),
+                            partitions.len(),
+                            partition.clone(),
+                            info.last_offset,
+                        ));
+                    }
                     partitions.push(
                         PartitionProduceResponse::default()
                             .with_index(index)
@@ -130,6 +142,25 @@ pub async fn handle_produce(
     }
     if acks == Some(Acks::None) {
         return None;
+    }
+    let outcomes = futures::future::join_all(
+        waits
+            .iter()
+            .map(|(_, _, p, last)| p.wait_for_replication(*last, timeout)),
+    )
+    .await;
+    for ((t, i, p, _), outcome) in waits.iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            let name = responses[*t].name.0.as_str().to_string();
+            let index = responses[*t].partition_responses[*i].index;
+            warn!(topic = %name, partition = index, error = %e, "acks=all not satisfied");
+            responses[*t].partition_responses[*i] = match e {
+                PartitionError::NotLeader => {
+                    not_leader(broker, &name, p.index, listener, &mut endpoints)
+                }
+                e => partition_error(index, partition_error_code(&e), Some(e.to_string())),
+            };
+        }
     }
     Some(
         ProduceResponse::default()

@@ -307,6 +307,21 @@ impl RecoveryPoint {
             .unwrap_or(0)
     }
 
+    /// Moves the recovery point back to a truncation point.
+    fn retreat(&self, dir: &Path, offset: i64) {
+        let mut current = self.offset.lock();
+        if offset >= *current {
+            return;
+        }
+        let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+        if std::fs::write(&tmp, offset.to_string())
+            .and_then(|_| std::fs::rename(&tmp, dir.join(RECOVERY_POINT_FILE)))
+            .is_ok()
+        {
+            *current = offset;
+        }
+    }
+
     /// Moves the recovery point forward (never back) and persists it.
     fn advance(&self, dir: &Path, offset: i64) {
         let mut current = self.offset.lock();
@@ -653,6 +668,147 @@ impl Log {
             log_start_offset: self.log_start_offset,
             duplicate: false,
         })
+    }
+
+    /// Appends batches fetched from the leader exactly as the leader stored them
+    /// (offsets, epochs and timestamps already assigned), so replicas stay byte for
+    /// byte identical. The first batch must start at this log's end. Producer state
+    /// and the leader-epoch cache follow the batches, as on the leader.
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        batches: &[(usize, BatchHeader)],
+    ) -> LogResult<i64> {
+        let Some((_, first)) = batches.first() else {
+            return Ok(self.log_end_offset());
+        };
+        let end = self.log_end_offset();
+        if first.base_offset != end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: first.base_offset,
+                start: end,
+                end,
+            });
+        }
+        let mut expected = end;
+        for (_, h) in batches {
+            if h.base_offset != expected {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: h.base_offset,
+                    start: expected,
+                    end: expected,
+                });
+            }
+            expected = h.next_offset();
+        }
+        let now = now_ms();
+        let max_timestamp = batches
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        self.maybe_roll(records.len() as u64, expected, max_timestamp, now)?;
+        for (_, h) in batches {
+            if self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|e| h.partition_leader_epoch > e)
+            {
+                self.epochs
+                    .assign(h.partition_leader_epoch, h.base_offset)
+                    .map_err(io_err(&self.dir))?;
+            }
+        }
+        let mut slices = [std::io::IoSlice::new(records)];
+        let interval = self.config.index_interval_bytes;
+        let dir = self.dir.clone();
+        self.active_mut()
+            .append(&mut slices, records.len() as u64, batches, interval)
+            .map_err(io_err(&dir))?;
+        for (_, h) in batches {
+            if h.producer_id >= 0 && !h.is_control() {
+                self.producers.update(h);
+            }
+        }
+        let total_records: i64 = batches.iter().map(|(_, h)| h.record_count as i64).sum();
+        self.unflushed_messages += total_records;
+        if self.unflushed_messages >= self.config.flush_messages
+            || now - self.last_flush_ms >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(expected)
+    }
+
+    /// Cuts the log so it ends before `offset` (a follower whose log diverged from
+    /// its leader's): later segments are deleted, the epoch cache and producer state
+    /// forget what was cut. An offset at or below the log start empties the log and
+    /// starts it at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> LogResult<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        warn!(dir = %dir.display(), from = self.log_end_offset(), to = offset, "truncating the log to the leader's");
+        if offset <= self.local_log_start_offset() {
+            let start = self.log_start_offset.min(offset);
+            return self.reset_to(offset, start);
+        }
+        let later: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in later {
+            if self.segments.len() == 1 {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete_files().map_err(io_err(&dir))?;
+            }
+        }
+        let active = self.active_mut();
+        active.truncate_to(offset).map_err(io_err(&dir))?;
+        // A sealed segment that now ends the log takes appends again.
+        active.sealed = false;
+        self.epochs
+            .truncate_from_end(offset)
+            .map_err(io_err(&dir))?;
+        self.producers.truncate_from(offset);
+        ProducerState::prune_segment_snapshots(&dir, |at| at > offset);
+        self.recovery.retreat(&dir, offset);
+        Ok(())
+    }
+
+    /// The position of the batch starting at `offset` (a batch boundary, such as a
+    /// follower's fetch offset), for a high watermark that reads stop at.
+    pub fn offset_position(&self, offset: i64) -> LogResult<OffsetPosition> {
+        let end = self.log_end();
+        if offset >= end.offset {
+            return Ok(end);
+        }
+        let Some((&base, seg)) = self.segments.range(..=offset).next_back() else {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: end.offset,
+            });
+        };
+        let position = seg
+            .position_of(offset, seg.size())
+            .map_err(io_err(&self.dir))?
+            .map_or(seg.size(), |(pos, _)| pos);
+        Ok(OffsetPosition {
+            offset,
+            segment_base: base,
+            position,
+        })
+    }
+
+    /// Kafka's endOffsetForEpoch: (the largest epoch ≤ `epoch`, where it ended).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The epoch of the last entry in the leader-epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
     }
 
     /// Rolls before an append when Kafka would (`LogSegment.shouldRoll`): the batch

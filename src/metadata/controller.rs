@@ -151,6 +151,14 @@ impl Controller {
         }
     }
 
+    /// How long one call to the active controller may take before it is retried
+    /// (towards a newly elected one): well inside a broker session, so a frozen or
+    /// dead controller never gets live brokers fenced for missed heartbeats.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        (self.settings.session_timeout / 4)
+            .clamp(Duration::from_millis(200), Duration::from_secs(3))
+    }
+
     pub(crate) fn term(&self) -> u64 {
         *self.term.lock()
     }

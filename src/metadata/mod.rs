@@ -569,7 +569,10 @@ impl MetadataQuorum {
                 }
                 Some(l) => match self
                     .client(l)
-                    .call(&RpcRequest::Controller(request.clone()), RPC_TIMEOUT)
+                    .call(
+                        &RpcRequest::Controller(request.clone()),
+                        self.inner.controller.call_timeout(),
+                    )
                     .await
                 {
                     Ok(RpcReply::Controller(reply, applied)) => Some((reply, applied)),

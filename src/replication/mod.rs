@@ -2,6 +2,8 @@
 //! waits for acknowledgements; the only layer the API handlers use for data.
 //! Imports `log`, `metadata` and `config`.
 
+pub mod client;
+pub mod fetcher;
 pub mod partition;
 pub mod registry;
 

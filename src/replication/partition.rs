@@ -6,6 +6,7 @@
 //! advances as soon as it is written; the log end and high watermark are still kept
 //! apart so follower replication can slot in between them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,6 +27,10 @@ pub enum PartitionError {
     Log(#[from] LogError),
     #[error("{isr} in-sync replicas, fewer than min.insync.replicas={min}")]
     NotEnoughReplicas { isr: usize, min: i32 },
+    #[error("written, but the ISR shrank to {isr}, fewer than min.insync.replicas={min}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
+    #[error("the in-sync replicas did not acknowledge in time")]
+    ReplicationTimeout,
     #[error("this broker is not the leader of the partition")]
     NotLeader,
     #[error("leader epoch {requested} is not the current {current}")]
@@ -47,6 +52,9 @@ impl From<BatchError> for PartitionError {
         PartitionError::Log(LogError::InvalidBatch(e))
     }
 }
+
+/// How long a leader waits before asking for the same ISR change again.
+const ISR_CHANGE_RETRY_MS: i64 = 1_000;
 
 /// Acknowledgement mode of a produce request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +84,36 @@ struct State {
     leader_epoch: i32,
     partition_epoch: i32,
     isr: Vec<i32>,
+    replicas: Vec<i32>,
     remote: RemoteBounds,
+    /// Leader only: what each follower has (from its fetches).
+    followers: HashMap<i32, FollowerProgress>,
+    /// Leader only: the log end when this leadership began; a follower joins the ISR
+    /// only once it reached it (Kafka's leaderEpochStartOffset).
+    leader_epoch_start: i64,
+    /// When an ISR change was last asked for, so one is not asked again and again
+    /// while the controller commits it.
+    isr_change_asked_ms: i64,
+}
+
+/// What the leader knows of one follower.
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    /// Its log end: the offset it fetched from last.
+    leo: i64,
+    /// The last time it had everything the leader had.
+    last_caught_up_ms: i64,
+}
+
+/// An ISR change the leader asks the controller for (Kafka's AlterPartition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// A partition's leadership as the metadata image states it.
@@ -139,6 +176,8 @@ pub struct Partition {
     pub node_id: i32,
     state: Mutex<State>,
     hw_tx: watch::Sender<i64>,
+    /// Changes with the log end: wakes follower fetches waiting at the leader.
+    leo_tx: watch::Sender<i64>,
     /// Set when the local log was behind the object store and restarted at this
     /// offset: its producer state is then fetched with the last tiered segment.
     pub restarted_from_remote_at: Option<i64>,
@@ -199,6 +238,8 @@ impl Partition {
         }
         let hw = log.log_end();
         let (hw_tx, _) = watch::channel(hw.offset);
+        let (leo_tx, _) = watch::channel(hw.offset);
+        let leader_epoch_start = hw.offset;
         Ok(Arc::new(Partition {
             topic,
             topic_id,
@@ -211,9 +252,14 @@ impl Partition {
                 leader_epoch: leadership.leader_epoch,
                 partition_epoch: leadership.partition_epoch,
                 isr: leadership.isr,
+                replicas: leadership.replicas,
                 remote,
+                followers: HashMap::new(),
+                leader_epoch_start,
+                isr_change_asked_ms: 0,
             }),
             hw_tx,
+            leo_tx,
             restarted_from_remote_at,
         }))
     }
@@ -256,12 +302,283 @@ impl Partition {
             state.leader != leadership.leader || state.leader_epoch != leadership.leader_epoch;
         if changed && leadership.leader == self.node_id {
             state.log.assign_epoch(leadership.leader_epoch)?;
+            // Followers get a full lag period from the start of this leadership.
+            let now = crate::log::now_ms();
+            state.followers = leadership
+                .replicas
+                .iter()
+                .filter(|r| **r != self.node_id)
+                .map(|r| {
+                    (
+                        *r,
+                        FollowerProgress {
+                            leo: -1,
+                            last_caught_up_ms: now,
+                        },
+                    )
+                })
+                .collect();
+            state.leader_epoch_start = state.log.log_end_offset();
+        }
+        if leadership.leader != self.node_id {
+            state.followers.clear();
         }
         state.leader = leadership.leader;
         state.leader_epoch = leadership.leader_epoch;
         state.partition_epoch = leadership.partition_epoch;
         state.isr = leadership.isr.clone();
+        state.replicas = leadership.replicas.clone();
+        state.isr_change_asked_ms = 0;
+        if state.leader == self.node_id {
+            // A smaller ISR may let the high watermark move.
+            self.advance_high_watermark(&mut state)?;
+        }
+        drop(state);
+        // Wake acks=all waiters so they see the new leadership.
+        self.hw_tx.send_modify(|_| {});
         Ok(changed)
+    }
+
+    /// Leader: moves the high watermark to the smallest log end in the ISR (as
+    /// committed in the metadata), never backwards.
+    fn advance_high_watermark(&self, state: &mut State) -> Result<(), LogError> {
+        let mut hw = state.log.log_end_offset();
+        for r in &state.isr {
+            if *r == self.node_id {
+                continue;
+            }
+            let leo = state.followers.get(r).map_or(-1, |f| f.leo);
+            hw = hw.min(leo);
+        }
+        if hw > state.high_watermark.offset {
+            state.high_watermark = state.log.offset_position(hw)?;
+            self.hw_tx.send_replace(hw);
+        }
+        Ok(())
+    }
+
+    /// Leader: a follower fetches from `fetch_offset`, which tells that it has
+    /// everything below. Updates its progress and the high watermark, plans the read
+    /// up to the log end (a follower is never limited to the high watermark) and says
+    /// whether the follower should now join the ISR.
+    pub fn read_for_follower(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+    ) -> Result<(ReadPlan, PartitionOffsets, Option<IsrChange>), PartitionError> {
+        let mut state = self.state.lock();
+        if state.leader != self.node_id || !state.replicas.contains(&replica) {
+            return Err(PartitionError::NotLeader);
+        }
+        let now = crate::log::now_ms();
+        let leo = state.log.log_end_offset();
+        if fetch_offset > leo || fetch_offset < state.log.log_start_offset() {
+            return Err(PartitionError::Log(LogError::OffsetOutOfRange {
+                offset: fetch_offset,
+                start: state.log.log_start_offset(),
+                end: leo,
+            }));
+        }
+        let progress = state.followers.entry(replica).or_insert(FollowerProgress {
+            leo: -1,
+            last_caught_up_ms: now,
+        });
+        progress.leo = fetch_offset;
+        if fetch_offset >= leo {
+            progress.last_caught_up_ms = now;
+        }
+        self.advance_high_watermark(&mut state)?;
+        let hw = state.high_watermark.offset;
+        let mut change = None;
+        if !state.isr.contains(&replica)
+            && fetch_offset >= hw
+            && fetch_offset >= state.leader_epoch_start
+            && now - state.isr_change_asked_ms > ISR_CHANGE_RETRY_MS
+        {
+            let mut isr = state.isr.clone();
+            isr.push(replica);
+            state.isr_change_asked_ms = now;
+            change = Some(self.isr_change(&state, isr));
+        }
+        let plan = state.log.plan_read(fetch_offset, state.log.log_end())?;
+        Ok((plan, Self::offsets_of(&state), change))
+    }
+
+    fn isr_change(&self, state: &State, isr: Vec<i32>) -> IsrChange {
+        IsrChange {
+            topic: self.topic.clone(),
+            topic_id: self.topic_id,
+            partition: self.index,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            isr,
+        }
+    }
+
+    /// Leader: followers in the ISR that have not caught up for `lag_ms` leave it.
+    pub fn isr_shrink(&self, lag_ms: i64) -> Option<IsrChange> {
+        let mut state = self.state.lock();
+        if state.leader != self.node_id {
+            return None;
+        }
+        let now = crate::log::now_ms();
+        if now - state.isr_change_asked_ms <= ISR_CHANGE_RETRY_MS {
+            return None;
+        }
+        let leo = state.log.log_end_offset();
+        let lagging = |r: &i32| {
+            *r != self.node_id
+                && state
+                    .followers
+                    .get(r)
+                    .is_some_and(|f| f.leo < leo && now - f.last_caught_up_ms > lag_ms)
+        };
+        if !state.isr.iter().any(lagging) {
+            return None;
+        }
+        let isr: Vec<i32> = state.isr.iter().copied().filter(|r| !lagging(r)).collect();
+        state.isr_change_asked_ms = now;
+        Some(self.isr_change(&state, isr))
+    }
+
+    /// Follower: what to fetch next: (log end, leader epoch it follows, latest epoch in
+    /// its log). `None` when this broker leads.
+    pub fn follower_position(&self) -> Option<(i64, i32, Option<i32>)> {
+        let state = self.state.lock();
+        if state.leader == self.node_id {
+            return None;
+        }
+        Some((
+            state.log.log_end_offset(),
+            state.leader_epoch,
+            state.log.latest_epoch(),
+        ))
+    }
+
+    /// (the largest epoch ≤ `epoch` in this log, where it ended).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.state.lock().log.end_offset_for_epoch(epoch)
+    }
+
+    /// Leader: OffsetForLeaderEpoch. Checks the requester's current leader epoch.
+    pub fn leader_end_offset_for_epoch(
+        &self,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), PartitionError> {
+        self.check_leader_epoch(current_leader_epoch)?;
+        let state = self.state.lock();
+        if state.leader != self.node_id {
+            return Err(PartitionError::NotLeader);
+        }
+        Ok(state.log.end_offset_for_epoch(epoch))
+    }
+
+    /// Follower: cuts the log to end before `offset` (divergence from the leader).
+    pub fn truncate_to(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut state = self.state.lock();
+        if state.leader == self.node_id {
+            return Err(PartitionError::NotLeader);
+        }
+        state.log.truncate_to(offset)?;
+        let end = state.log.log_end();
+        if state.high_watermark.offset > end.offset {
+            state.high_watermark = end;
+        }
+        drop(state);
+        self.leo_tx.send_replace(end.offset);
+        Ok(())
+    }
+
+    /// Follower: the leader's log starts after this log's end (retention or
+    /// DeleteRecords there): start over empty at `offset`.
+    pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut state = self.state.lock();
+        if state.leader == self.node_id {
+            return Err(PartitionError::NotLeader);
+        }
+        state.log.reset_to(offset, offset)?;
+        state.high_watermark = state.log.log_end();
+        drop(state);
+        self.leo_tx.send_replace(offset);
+        Ok(())
+    }
+
+    /// Follower: appends batches fetched from the leader of `leader_epoch` as they
+    /// are, then follows the leader's high watermark and log start offset.
+    pub fn append_from_leader(
+        &self,
+        leader_epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) -> Result<(), PartitionError> {
+        let batches = if records.is_empty() {
+            Vec::new()
+        } else {
+            batch::split_and_validate(records, usize::MAX)?
+        };
+        let mut state = self.state.lock();
+        if state.leader == self.node_id || state.leader_epoch != leader_epoch {
+            // The leadership moved since this fetch was sent.
+            return Err(PartitionError::NotLeader);
+        }
+        if !batches.is_empty() {
+            state.log.append_as_follower(records, &batches)?;
+        }
+        let end = state.log.log_end();
+        let hw = leader_high_watermark.min(end.offset);
+        if hw > state.high_watermark.offset {
+            state.high_watermark = state.log.offset_position(hw)?;
+        }
+        let hw = state.high_watermark.offset;
+        if leader_log_start > state.log.log_start_offset() {
+            state.log.advance_log_start(leader_log_start.min(hw))?;
+        }
+        drop(state);
+        self.leo_tx.send_replace(end.offset);
+        self.hw_tx.send_replace(hw);
+        Ok(())
+    }
+
+    /// A receiver that changes whenever the log end moves.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.leo_tx.subscribe()
+    }
+
+    /// acks=all: waits until the high watermark passes `last_offset` while this
+    /// broker still leads, then checks the ISR against `min.insync.replicas` (Kafka
+    /// answers NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank below meanwhile).
+    pub async fn wait_for_replication(
+        &self,
+        last_offset: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), PartitionError> {
+        let mut rx = self.hw_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let state = self.state.lock();
+                if state.leader != self.node_id {
+                    return Err(PartitionError::NotLeader);
+                }
+                if state.high_watermark.offset > last_offset {
+                    let min = state.log.config().min_insync_replicas;
+                    if (state.isr.len() as i32) < min {
+                        return Err(PartitionError::NotEnoughReplicasAfterAppend {
+                            isr: state.isr.len(),
+                            min,
+                        });
+                    }
+                    return Ok(());
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(PartitionError::NotLeader),
+                Err(_) => return Err(PartitionError::ReplicationTimeout),
+            }
+        }
     }
 
     /// The leadership this replica acts on.
@@ -354,11 +671,11 @@ impl Partition {
         let epoch = state.leader_epoch;
         let info = state.log.append_as_leader(records, batches, epoch)?;
         if !info.duplicate {
-            // Single-replica ISR: everything written is replicated.
-            state.high_watermark = state.log.log_end();
-            let hw = state.high_watermark.offset;
+            let leo = state.log.log_end_offset();
+            // With this broker alone in the ISR, everything written is replicated.
+            self.advance_high_watermark(&mut state)?;
             drop(state);
-            self.hw_tx.send_replace(hw);
+            self.leo_tx.send_replace(leo);
         }
         Ok(info)
     }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
-use super::partition::{Leadership, Partition, RemoteBounds};
+use super::fetcher::{FetcherManager, FetcherSettings, Followed};
+use super::partition::{IsrChange, Leadership, Partition, RemoteBounds};
 use crate::config::{BrokerConfig, LogConfig};
 use crate::log::producer_state::ProducerState;
 use crate::log::{LogError, LogManager};
@@ -30,10 +31,16 @@ pub struct ReplicaManager {
     reconcile_lock: Mutex<()>,
     /// Serves reads below the local log start of tiered partitions; set once at start.
     remote_reader: std::sync::OnceLock<RemoteReader>,
+    /// Follower fetching; set once the broker is registered.
+    fetchers: std::sync::OnceLock<FetcherManager>,
+    /// ISR changes for the controller (consumed by the server's AlterPartition task).
+    isr_changes: tokio::sync::mpsc::UnboundedSender<IsrChange>,
+    isr_changes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>>>,
 }
 
 impl ReplicaManager {
     pub fn new(config: Arc<BrokerConfig>, logs: LogManager) -> ReplicaManager {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         ReplicaManager {
             node_id: config.node_id,
             config,
@@ -41,6 +48,51 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             reconcile_lock: Mutex::new(()),
             remote_reader: std::sync::OnceLock::new(),
+            fetchers: std::sync::OnceLock::new(),
+            isr_changes: tx,
+            isr_changes_rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// Starts follower fetching (the partitions to follow come with each reconcile).
+    pub fn start_fetchers(&self, stop: tokio_util::sync::CancellationToken) {
+        let c = &self.config;
+        let settings = FetcherSettings {
+            node_id: self.node_id,
+            fetchers_per_broker: c.num("num.replica.fetchers").max(1) as usize,
+            max_wait_ms: c.num("replica.fetch.wait.max.ms") as i32,
+            min_bytes: c.num("replica.fetch.min.bytes") as i32,
+            max_bytes: c.num("replica.fetch.response.max.bytes") as i32,
+            partition_max_bytes: c.num("replica.fetch.max.bytes") as i32,
+            backoff: std::time::Duration::from_millis(
+                c.num("replica.fetch.backoff.ms").max(10) as u64
+            ),
+            socket_timeout: std::time::Duration::from_millis(
+                c.num("replica.socket.timeout.ms").max(1) as u64,
+            ),
+        };
+        let _ = self.fetchers.set(FetcherManager::new(settings, stop));
+    }
+
+    /// Asks the controller (through the server's AlterPartition task) for an ISR change.
+    pub fn request_isr_change(&self, change: IsrChange) {
+        let _ = self.isr_changes.send(change);
+    }
+
+    /// The receiving end of [`request_isr_change`](Self::request_isr_change); taken once.
+    pub fn take_isr_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>> {
+        self.isr_changes_rx.lock().take()
+    }
+
+    /// One pass of the ISR shrink check: followers that have not caught up for
+    /// `replica.lag.time.max.ms` leave the ISRs this broker leads.
+    pub fn shrink_isrs(&self) {
+        let lag = self.config.num("replica.lag.time.max.ms");
+        for p in self.all() {
+            if let Some(change) = p.isr_shrink(lag) {
+                info!(topic = %p.topic, partition = p.index, isr = ?change.isr, "follower(s) fell behind: shrinking the ISR");
+                self.request_isr_change(change);
+            }
         }
     }
 
@@ -264,7 +316,35 @@ impl ReplicaManager {
                 });
             }
         }
-        self.open_partitions(to_open)
+        self.open_partitions(to_open)?;
+        self.follow(image);
+        Ok(())
+    }
+
+    /// Points the fetchers at the leaders of the partitions this broker follows.
+    fn follow(&self, image: &ClusterImage) {
+        let Some(fetchers) = self.fetchers.get() else {
+            return;
+        };
+        let listener = &self.config.inter_broker_listener;
+        let mut followed = Vec::new();
+        for p in self.all() {
+            let leader = p.leader();
+            if leader == self.node_id || leader < 0 {
+                continue;
+            }
+            let Some(b) = image.brokers.get(&leader) else {
+                continue;
+            };
+            let (host, port) = b.address_for(listener);
+            followed.push(Followed {
+                leader,
+                leader_epoch: p.leader_epoch(),
+                leader_addr: format!("{host}:{port}"),
+                partition: p,
+            });
+        }
+        fetchers.set_followed(followed);
     }
 
     /// Opens (and after a crash, recovers) partition logs on
@@ -434,6 +514,9 @@ impl crate::tiered::TieredPartitions for ReplicaManager {
     fn tiered_partitions(&self) -> Vec<crate::tiered::TieredPartition> {
         self.all()
             .into_iter()
+            // Only the leader uploads and cleans up (KIP-405); followers keep their
+            // local copies until retention, which honours what is uploaded.
+            .filter(|p| p.is_leader())
             .filter(|p| p.config().remote_storage_enable || p.remote_bounds().first.is_some())
             .map(|p| p.tiered_view())
             .collect()
