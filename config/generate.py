@@ -94,6 +94,30 @@ EXAMPLES = {
     ),
 }
 
+# Three combined broker+controller nodes on one machine (the example ports).
+VOTERS = "1@127.0.0.1:19091,2@127.0.0.1:19092,3@127.0.0.1:19093"
+for n in (1, 2, 3):
+    EXAMPLES[f"cluster-3-node/broker-{n}.toml"] = (
+        f"node {n} of a three-node cluster on one machine (combined mode).",
+        "#\n# Each node is a broker and a metadata voter (process.roles=broker,controller).\n"
+        "# Start all three (any order; each waits for a majority of voters):\n"
+        f"#   strata --config config/cluster-3-node/broker-{n}.toml\n"
+        "# Clients bootstrap from 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094.\n",
+        {
+            "process.roles": "broker,controller",
+            "node.id": str(n),
+            "controller.quorum.voters": VOTERS,
+            "controller.listener.names": "CONTROLLER",
+            "listeners": f"PLAINTEXT://127.0.0.1:{9091 + n},CONTROLLER://127.0.0.1:{19090 + n}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": f"./data-cluster/broker-{n}",
+            "broker.rack": f"az-{n}",
+            "default.replication.factor": "3",
+            "min.insync.replicas": "2",
+            "offsets.topic.replication.factor": "3",
+        },
+    )
+
 KEY_LINE = re.compile(r'^(\S+) = "(.*)"  \[(\w+)\]$')
 
 
@@ -143,6 +167,7 @@ def main():
         unknown = set(settings) - {k[0] for k in all_keys}
         if unknown:
             sys.exit(f"{file}: unknown keys {sorted(unknown)}")
+        (HERE / file).parent.mkdir(parents=True, exist_ok=True)
         (HERE / file).write_text(render(title, notes, settings, all_keys))
         print(f"wrote config/{file}")
 

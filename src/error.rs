@@ -4,7 +4,7 @@ use crate::coordinator::ProducerIdError;
 use crate::log::batch::BatchError;
 use crate::log::compression::CompressionError;
 use crate::log::LogError;
-use crate::metadata::{ApplyError, MetadataError};
+use crate::metadata::{ApplyError, ElectionOutcome, MetadataError};
 use crate::replication::PartitionError;
 
 /// Kafka error codes used by the broker (names as in Kafka's `Errors` enum).
@@ -126,6 +126,16 @@ pub fn metadata_error_code(e: &MetadataError) -> i16 {
         MetadataError::NotLeader => code::NOT_CONTROLLER,
         MetadataError::ShuttingDown | MetadataError::NoController(_) => code::REQUEST_TIMED_OUT,
         _ => code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+pub fn election_code(o: ElectionOutcome) -> i16 {
+    match o {
+        ElectionOutcome::Elected => code::NONE,
+        ElectionOutcome::NotNeeded => code::ELECTION_NOT_NEEDED,
+        ElectionOutcome::PreferredNotAvailable => code::PREFERRED_LEADER_NOT_AVAILABLE,
+        ElectionOutcome::NoEligibleLeader => code::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+        ElectionOutcome::UnknownPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
     }
 }
 

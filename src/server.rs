@@ -450,6 +450,14 @@ pub async fn start_with(
                 session_timeout: Duration::from_millis(
                     num(&config, "broker.session.timeout.ms") as u64
                 ),
+                rebalance: (config.get("auto.leader.rebalance.enable") == "true").then(|| {
+                    (
+                        Duration::from_secs(
+                            num(&config, "leader.imbalance.check.interval.seconds").max(1) as u64,
+                        ),
+                        num(&config, "leader.imbalance.per.broker.percentage"),
+                    )
+                }),
                 unclean_default: config
                     .get("unclean.leader.election.enable")
                     .eq_ignore_ascii_case("true"),
@@ -591,29 +599,11 @@ pub async fn start_with(
         quorum: quorum.clone(),
         replicas: replicas.clone(),
     };
-    // The internal offsets topic: compacted in Kafka, so time and size retention never
-    // remove commits (compaction itself is not implemented yet). A single node makes
-    // it at start; a cluster on first use, once enough brokers registered (Kafka).
-    if !config.is_cluster() && admin.image().topic_by_name(OFFSETS_TOPIC).is_none() {
-        let configs = [
-            ("cleanup.policy", "compact".to_string()),
-            // As Kafka: the coordinator's batches are kept as it writes them.
-            ("compression.type", "producer".to_string()),
-            (
-                "segment.bytes",
-                config.get("offsets.topic.segment.bytes").to_string(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let partitions: i32 = config
-            .get("offsets.topic.num.partitions")
-            .parse()
-            .unwrap_or(50);
-        let rf = config.offsets_topic_replication_factor();
+    // The internal offsets topic: a single node makes it at start; a cluster on first
+    // use (FindCoordinator), once enough brokers registered, as Kafka does.
+    if !config.is_cluster() {
         admin
-            .create_topic(OFFSETS_TOPIC, partitions, rf, Vec::new(), configs, false)
+            .ensure_offsets_topic()
             .await
             .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?;
     }
@@ -622,9 +612,10 @@ pub async fn start_with(
         replicas.clone(),
         quorum.view(),
     ));
-    groups
-        .load()
-        .context("loading consumer groups from __consumer_offsets")?;
+    // Load the groups of the offsets partitions led here before serving.
+    for load in groups.sync_leadership() {
+        let _ = load.await;
+    }
     groups.forget_missing_topics().await;
 
     // Metrics endpoint: bound now so a bad address stops start-up.
@@ -722,6 +713,8 @@ pub async fn start_with(
                         if let Err(e) = replicas.reconcile(&image) {
                             error!(error = %e, "applying a metadata change to local replicas failed");
                         }
+                        // Coordinators move with their offsets partitions.
+                        drop(groups.sync_leadership());
                         let now = topic_names_by_id(&image);
                         let gone: std::collections::BTreeSet<String> = known
                             .iter()

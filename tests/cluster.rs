@@ -553,3 +553,169 @@ async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
     });
     assert!(ok.offset >= 1);
 }
+
+/// The coordinator of `group` as node `i` answers FindCoordinator.
+fn coordinator_of(c: &Cluster, i: usize, group: &str) -> Option<i32> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, RequestKind, ResponseKind};
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = FindCoordinatorRequest::default()
+        .with_key(kafka_protocol::protocol::StrBytes::from_string(
+            group.to_string(),
+        ))
+        .with_key_type(0);
+    match raw.call(
+        ApiKey::FindCoordinator,
+        3,
+        RequestKind::FindCoordinator(req),
+    ) {
+        ResponseKind::FindCoordinator(r) if r.error_code == 0 => Some(r.node_id.0),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_the_death_of_their_coordinator() {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut c = Cluster::start(3, &["offsets.topic.num.partitions=3"]);
+    create_with(&c, "events", 1, 3, &[]).await;
+    // __consumer_offsets is made on first use, with replication factor 3 (the default).
+    let coordinator = c.wait_for("a coordinator", Duration::from_secs(30), || {
+        coordinator_of(&c, 0, "survivors")
+    });
+    let offsets_rf = partitions(&c, 0, "__consumer_offsets").expect("offsets topic");
+    assert!(offsets_rf
+        .values()
+        .all(|(_, _, replicas, _)| replicas.len() == 3));
+
+    let consumer = common::consumer(
+        &c.bootstrap_all(),
+        &[("group.id", "survivors"), ("enable.auto.commit", "false")],
+    );
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("events", 0, Offset::Offset(42))
+        .unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    drop(consumer);
+
+    c.kill9(c.index_of(coordinator));
+    let survivor = (c.index_of(coordinator) + 1) % 3;
+    let moved = c.wait_for("a new coordinator", Duration::from_secs(30), || {
+        coordinator_of(&c, survivor, "survivors").filter(|n| *n != coordinator)
+    });
+    assert_ne!(moved, coordinator);
+    let consumer = common::consumer(
+        &c.bootstrap(survivor),
+        &[("group.id", "survivors"), ("enable.auto.commit", "false")],
+    );
+    let mut want = TopicPartitionList::new();
+    want.add_partition("events", 0);
+    let committed = c.wait_for("the committed offset", Duration::from_secs(30), || {
+        consumer
+            .committed_offsets(want.clone(), Duration::from_secs(5))
+            .ok()
+            .and_then(|t| t.find_partition("events", 0).map(|p| p.offset()))
+            .filter(|o| *o != Offset::Invalid)
+    });
+    assert_eq!(committed, Offset::Offset(42), "no commit is lost");
+}
+
+/// ElectLeaders (preferred) for every partition of `topic` through node `i`: the
+/// error code of each partition.
+fn elect_preferred(c: &Cluster, i: usize, topic: &str, partitions: i32) -> Vec<i16> {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        ApiKey, ElectLeadersRequest, RequestKind, ResponseKind, TopicName,
+    };
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.into(),
+            )))
+            .with_partitions((0..partitions).collect())]))
+        .with_timeout_ms(10_000);
+    match raw.call(ApiKey::ElectLeaders, 2, RequestKind::ElectLeaders(req)) {
+        ResponseKind::ElectLeaders(r) => {
+            assert_eq!(r.error_code, 0);
+            r.replica_election_results
+                .iter()
+                .flat_map(|t| t.partition_result.iter().map(|p| p.error_code))
+                .collect()
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferred_leaders_come_back_by_election_and_by_auto_rebalance() {
+    for auto in [false, true] {
+        let extra: &[&str] = if auto {
+            &[
+                "auto.leader.rebalance.enable=true",
+                "leader.imbalance.check.interval.seconds=1",
+            ]
+        } else {
+            &["auto.leader.rebalance.enable=false"]
+        };
+        let mut c = Cluster::start(3, extra);
+        create_with(&c, "pref", 6, 3, &[]).await;
+        let before = c.wait_for("partitions", Duration::from_secs(10), || {
+            partitions(&c, 0, "pref").filter(|p| p.len() == 6)
+        });
+        let victim = 2usize;
+        let victim_id = c.specs[victim].id;
+        c.kill9(victim);
+        c.wait_for(
+            "leaders moved off the dead broker",
+            Duration::from_secs(20),
+            || {
+                partitions(&c, 0, "pref")
+                    .filter(|p| p.values().all(|(l, _, _, _)| *l != victim_id))
+                    .map(|_| ())
+            },
+        );
+        c.restart(victim);
+        c.wait_for(
+            "the broker back in every ISR",
+            Duration::from_secs(30),
+            || {
+                partitions(&c, 0, "pref")
+                    .filter(|p| p.values().all(|(_, _, _, isr)| isr.contains(&victim_id)))
+                    .map(|_| ())
+            },
+        );
+        if !auto {
+            let led = partitions(&c, 0, "pref").unwrap();
+            assert!(
+                led.values().all(|(l, _, _, _)| *l != victim_id),
+                "no automatic move back"
+            );
+            let codes = elect_preferred(&c, 0, "pref", 6);
+            assert_eq!(codes.len(), 6);
+            assert!(codes.iter().all(|c| *c == 0 || *c == 84), "{codes:?}");
+        }
+        // Every partition is led by its preferred (first) replica again.
+        c.wait_for("preferred leaders", Duration::from_secs(20), || {
+            partitions(&c, 0, "pref")
+                .filter(|p| p.values().all(|(l, _, r, _)| *l == r[0]))
+                .map(|_| ())
+        });
+        let after = partitions(&c, 0, "pref").unwrap();
+        for (idx, (l, e, _, _)) in &after {
+            assert_eq!(
+                *l, before[idx].0,
+                "partition {idx} led by its preferred replica"
+            );
+            if before[idx].0 == victim_id {
+                assert!(
+                    *e >= before[idx].1 + 2,
+                    "two leader changes bump the epoch twice"
+                );
+            }
+        }
+        // Nothing left to elect: ELECTION_NOT_NEEDED everywhere.
+        assert!(elect_preferred(&c, 1, "pref", 6).iter().all(|c| *c == 84));
+    }
+}

@@ -294,6 +294,18 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         ]),
                 ]),
         ),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+                )
+                .with_topic(t())
+                .with_partitions(vec![0])]))
+                .with_timeout_ms(10_000),
+        ),
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
+        }
         ApiKey::DescribeQuorum => {
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()
@@ -347,6 +359,17 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::DescribeCluster(r) => vec![r.error_code],
+        // The single leader already is the preferred one.
+        ResponseKind::ElectLeaders(r) => std::iter::once(r.error_code)
+            .chain(r.replica_election_results.iter().flat_map(|t| {
+                t.partition_result
+                    .iter()
+                    .map(|p| if p.error_code == 84 { 0 } else { p.error_code })
+            }))
+            .collect(),
+        ResponseKind::DescribeLogDirs(r) => std::iter::once(r.error_code)
+            .chain(r.results.iter().map(|d| d.error_code))
+            .collect(),
         ResponseKind::OffsetForLeaderEpoch(r) => r
             .topics
             .iter()

@@ -286,6 +286,38 @@ impl Admin {
         Ok(out)
     }
 
+    /// Creates `__consumer_offsets` if it does not exist (compacted as in Kafka, so
+    /// time and size retention never remove commits; written as the coordinator
+    /// writes it), with `offsets.topic.replication.factor` replicas: refused with
+    /// INVALID_REPLICATION_FACTOR until that many brokers are registered.
+    pub async fn ensure_offsets_topic(&self) -> AdminResult<()> {
+        use crate::metadata::OFFSETS_TOPIC;
+        if self.image().topic_by_name(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let configs = [
+            ("cleanup.policy", "compact".to_string()),
+            ("compression.type", "producer".to_string()),
+            (
+                "segment.bytes",
+                self.config.get("offsets.topic.segment.bytes").to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let partitions = self.config.num("offsets.topic.num.partitions") as i32;
+        let rf = self.config.offsets_topic_replication_factor();
+        match self
+            .create_topic(OFFSETS_TOPIC, partitions, rf, Vec::new(), configs, false)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == code::TOPIC_ALREADY_EXISTS => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// CreateTopics for one topic. `num_partitions`/`replication_factor` -1 mean the
     /// broker defaults; `assignments` (partition → brokers) override both.
     pub async fn create_topic(

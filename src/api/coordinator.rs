@@ -1,16 +1,15 @@
-//! FindCoordinator (v0–v6, batched keys from v4). A single broker coordinates every
-//! group; the group coordinator issue moves group placement to the leader of the
-//! group's `__consumer_offsets` partition. Transactional ids have no coordinator until
+//! FindCoordinator (v0–v6, batched keys from v4). A group's coordinator is the leader
+//! of its `__consumer_offsets` partition, as in Kafka. Transactional ids have no coordinator until
 //! transactions exist: they are answered COORDINATOR_NOT_AVAILABLE, as Kafka answers
 //! while its transaction coordinator cannot be placed, so a transactional client
 //! retries and then times out instead of hunting for ACLs that do not exist.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
-use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, Broker};
 use crate::error::code;
+use crate::metadata::{NO_LEADER, OFFSETS_TOPIC};
 
 const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
@@ -19,9 +18,14 @@ const KEY_TRANSACTION: i8 = 1;
 pub const TRANSACTIONS_UNSUPPORTED: &str =
     "transactions are not supported by this Strata version yet (idempotent producers are)";
 
-fn locate(
+/// The broker that coordinates `key`: the leader of its `__consumer_offsets`
+/// partition, whose endpoint for `listener` is returned. The offsets topic is created
+/// on first use (in a cluster, once `offsets.topic.replication.factor` brokers are
+/// registered; until then COORDINATOR_NOT_AVAILABLE, as in Kafka).
+async fn locate(
     broker: &Broker,
     key_type: i8,
+    key: &str,
     listener: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
     if key_type != KEY_GROUP && key_type != KEY_TRANSACTION {
@@ -36,27 +40,41 @@ fn locate(
             TRANSACTIONS_UNSUPPORTED.into(),
         ));
     }
+    if broker.admin.image().topic_by_name(OFFSETS_TOPIC).is_none() {
+        if let Err(e) = broker.admin.ensure_offsets_topic().await {
+            return Err((
+                code::COORDINATOR_NOT_AVAILABLE,
+                format!("{OFFSETS_TOPIC} cannot be created yet: {}", e.message),
+            ));
+        }
+    }
     let image = broker.admin.image();
-    match image.brokers.get(&broker.config.node_id) {
+    let partition = broker.groups.partition_for(key);
+    let leader = image
+        .topic_by_name(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .map(|p| p.leader)
+        .unwrap_or(NO_LEADER);
+    match image.brokers.get(&leader).filter(|b| !b.fenced) {
         Some(b) => {
             let (host, port) = b.address_for(listener);
             Ok((b.node_id, host.to_string(), port))
         }
         None => Err((
             code::COORDINATOR_NOT_AVAILABLE,
-            "this broker is not registered yet".into(),
+            format!("{OFFSETS_TOPIC} partition {partition} has no leader"),
         )),
     }
 }
 
-pub fn handle_find_coordinator(
+pub async fn handle_find_coordinator(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
     listener: &str,
 ) -> FindCoordinatorResponse {
     if version < 4 {
-        return match locate(broker, request.key_type, listener) {
+        return match locate(broker, request.key_type, request.key.as_str(), listener).await {
             Ok((node, host, port)) => FindCoordinatorResponse::default()
                 .with_error_code(code::NONE)
                 .with_node_id(BrokerId(node))
@@ -69,12 +87,11 @@ pub fn handle_find_coordinator(
                 .with_port(-1),
         };
     }
-    let coordinators = request
-        .coordinator_keys
-        .iter()
-        .map(|key: &StrBytes| {
-            let c = Coordinator::default().with_key(key.clone());
-            match locate(broker, request.key_type, listener) {
+    let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+    for key in &request.coordinator_keys {
+        let c = Coordinator::default().with_key(key.clone());
+        coordinators.push(
+            match locate(broker, request.key_type, key.as_str(), listener).await {
                 Ok((node, host, port)) => c
                     .with_error_code(code::NONE)
                     .with_node_id(BrokerId(node))
@@ -85,8 +102,8 @@ pub fn handle_find_coordinator(
                     .with_error_message(Some(str_bytes(&message)))
                     .with_node_id(BrokerId(-1))
                     .with_port(-1),
-            }
-        })
-        .collect();
+            },
+        );
+    }
     FindCoordinatorResponse::default().with_coordinators(coordinators)
 }

@@ -295,6 +295,11 @@ pub fn handle_offset_fetch(
             .groups
             .iter()
             .map(|g| {
+                if let Err(e) = broker.groups.status(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(e);
+                }
                 if version >= 9 {
                     let member = g.member_id.as_ref().map(|m| m.as_str());
                     let check = broker.groups.check_offset_fetch(
@@ -380,6 +385,32 @@ pub fn handle_offset_fetch(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(e) = broker.groups.status(r.group_id.0.as_str()) {
+        // v2+ carries a top-level error; v0-1 clients see it on every partition.
+        let topics = r
+            .topics
+            .iter()
+            .flatten()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(e)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default()
+            .with_error_code(e)
+            .with_topics(topics);
     }
     let topics = r.topics.as_ref().map(|ts| {
         ts.iter()
@@ -472,6 +503,9 @@ pub fn handle_describe_groups(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if let Err(e) = broker.groups.status(id.0.as_str()) {
+                return base.with_error_code(e).with_group_state(str_bytes(""));
+            }
             match broker.groups.describe_group(id.0.as_str()) {
                 None => {
                     let dead = base.with_group_state(str_bytes("Dead"));

@@ -2,6 +2,7 @@
 //! and returns a response value, never touching the socket or a file directly.
 //! Imports `admin`, `replication`, `metadata`, `config`, `error`, `protocol`.
 
+mod admin_ops;
 mod configs;
 mod coordinator;
 mod epochs;
@@ -156,7 +157,7 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
             configs::handle_incremental_alter_configs(broker, r).await,
         ),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            coordinator::handle_find_coordinator(broker, r, version, &listener),
+            coordinator::handle_find_coordinator(broker, r, version, &listener).await,
         ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
             groups::handle_join_group(broker, r, version, &client_id, &client_host).await,
@@ -194,6 +195,12 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(epochs::handle_offset_for_leader_epoch(broker, r))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(admin_ops::handle_elect_leaders(broker, r, version).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(admin_ops::handle_describe_log_dirs(broker, r))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(quorum::handle_describe_quorum(broker, r).await)

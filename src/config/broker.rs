@@ -49,7 +49,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
             allowed: &["broker", "controller"],
         },
         true,
-        "KRaft roles: broker,controller (combined), broker, or controller",
+        "KRaft roles; only broker,controller (combined mode) so far",
     ),
     key(
         "controller.quorum.voters",
@@ -160,21 +160,21 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "auto.leader.rebalance.enable",
         "true",
         Kind::Bool,
-        false,
+        true,
         "move leadership back to preferred replicas",
     ),
     key(
         "leader.imbalance.check.interval.seconds",
         "300",
         long(1, I64_MAX),
-        false,
+        true,
         "how often the preferred-leader check runs",
     ),
     key(
         "leader.imbalance.per.broker.percentage",
         "10",
         int(0, 100),
-        false,
+        true,
         "imbalance per broker that triggers preferred leader election",
     ),
     key(
@@ -1205,6 +1205,14 @@ fn validate_quorum<'a>(
             "name broker, controller or both".into(),
         ));
     }
+    if roles.broker != roles.controller {
+        // Dedicated controllers and broker-only nodes (metadata observers) are not
+        // built yet: refuse clearly rather than start something half-working.
+        return Err(invalid(
+            "process.roles",
+            "only broker,controller (combined mode) is supported so far".into(),
+        ));
+    }
     let voters = parse_voters(get("controller.quorum.voters"))?;
     if controller_names.len() > 1 {
         return Err(invalid(
@@ -1745,6 +1753,21 @@ mod tests {
             let c = BrokerConfig::from_settings(flatten_toml(text, name).unwrap()).unwrap();
             assert!(c.get("object_store.url").starts_with("s3://"), "{name}");
             assert!(c.remote_storage_system_enable, "{name}");
+        }
+        for (n, text) in [
+            include_str!("../../config/cluster-3-node/broker-1.toml"),
+            include_str!("../../config/cluster-3-node/broker-2.toml"),
+            include_str!("../../config/cluster-3-node/broker-3.toml"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = BrokerConfig::from_settings(flatten_toml(text, "cluster").unwrap()).unwrap();
+            assert_eq!(c.node_id, n as i32 + 1);
+            assert_eq!(c.voters.len(), 3);
+            assert_eq!(c.controller_listener.as_deref(), Some("CONTROLLER"));
+            assert_eq!(c.inter_broker_listener, "PLAINTEXT");
+            assert_eq!(c.client_listeners().count(), 1);
         }
     }
 

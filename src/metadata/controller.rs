@@ -36,7 +36,16 @@ pub enum ControllerRequest {
     AlterPartition(AlterPartition),
     /// The quorum's state, for DescribeQuorum.
     DescribeQuorum,
+    /// ElectLeaders: the preferred replica (`preferred`) or, for offline partitions,
+    /// any live replica (unclean); `None` means every partition.
+    ElectLeaders {
+        preferred: bool,
+        partitions: Option<Vec<(Uuid, i32)>>,
+    },
 }
+
+/// One partition's ElectLeaders outcome.
+pub type ElectionResult = (Uuid, i32, ElectionOutcome);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrokerHeartbeat {
@@ -97,6 +106,7 @@ pub enum ControllerReply {
     },
     AlterPartition(Result<AlteredPartition, AlterPartitionError>),
     Quorum(QuorumStatus),
+    Elected(Vec<ElectionResult>),
     /// This node is not the active controller; ask `leader`.
     NotController {
         leader: Option<u64>,
@@ -125,6 +135,8 @@ pub struct VoterStatus {
 #[derive(Debug, Clone)]
 pub struct ControllerSettings {
     pub session_timeout: Duration,
+    /// `auto.leader.rebalance.enable`: (check interval, imbalance percentage).
+    pub rebalance: Option<(Duration, i64)>,
     /// The static broker default of `unclean.leader.election.enable`.
     pub unclean_default: bool,
 }
@@ -134,6 +146,7 @@ pub struct ControllerSettings {
 /// the time the quorum had no leader.
 pub(crate) struct Controller {
     settings: ControllerSettings,
+    pub(crate) rebalance: Option<(Duration, i64)>,
     heartbeats: Mutex<HashMap<i32, Instant>>,
     /// The term the heartbeat clocks were started in.
     term: Mutex<u64>,
@@ -144,6 +157,7 @@ pub(crate) struct Controller {
 impl Controller {
     pub(crate) fn new(settings: ControllerSettings) -> Self {
         Controller {
+            rebalance: settings.rebalance,
             settings,
             heartbeats: Mutex::new(HashMap::new()),
             term: Mutex::new(0),
@@ -297,6 +311,87 @@ impl Controller {
         }
         let next = PartitionImage { isr, ..p.clone() };
         Ok(Some(change(req.topic_id, req.partition as usize, p, &next)))
+    }
+}
+
+/// How one partition's leader election ended (mapped to Kafka codes in `error.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionOutcome {
+    Elected,
+    NotNeeded,
+    PreferredNotAvailable,
+    NoEligibleLeader,
+    UnknownPartition,
+}
+
+impl Controller {
+    /// ElectLeaders: the changes to make and every partition's outcome.
+    pub(crate) fn elect_leaders(
+        &self,
+        image: &ClusterImage,
+        preferred: bool,
+        targets: &[(Uuid, i32)],
+    ) -> (Vec<PartitionChange>, Vec<ElectionResult>) {
+        let mut changes = Vec::new();
+        let mut results = Vec::new();
+        for &(topic_id, index) in targets {
+            let Some(p) = image.partition(&topic_id, index) else {
+                results.push((topic_id, index, ElectionOutcome::UnknownPartition));
+                continue;
+            };
+            let mut next = p.clone();
+            let outcome = if preferred {
+                let want = p.replicas.first().copied().unwrap_or(NO_LEADER);
+                if p.leader == want {
+                    ElectionOutcome::NotNeeded
+                } else if !p.isr.contains(&want) || !image.is_usable(want) {
+                    ElectionOutcome::PreferredNotAvailable
+                } else {
+                    next.leader = want;
+                    ElectionOutcome::Elected
+                }
+            } else if p.leader != NO_LEADER {
+                ElectionOutcome::NotNeeded
+            } else {
+                elect_into(&mut next, |r| image.is_usable(r), true);
+                if next.leader == NO_LEADER {
+                    ElectionOutcome::NoEligibleLeader
+                } else {
+                    ElectionOutcome::Elected
+                }
+            };
+            if outcome == ElectionOutcome::Elected {
+                changes.push(change(topic_id, index as usize, p, &next));
+            }
+            results.push((topic_id, index, outcome));
+        }
+        (changes, results)
+    }
+
+    /// `auto.leader.rebalance.enable`: partitions to hand back to their preferred
+    /// replica, for every broker whose share of preferred partitions it does not lead
+    /// is above `percentage` (Kafka's leader.imbalance.per.broker.percentage).
+    pub(crate) fn imbalanced(&self, image: &ClusterImage, percentage: i64) -> Vec<(Uuid, i32)> {
+        let mut per_broker: HashMap<i32, (usize, Vec<(Uuid, i32)>)> = HashMap::new();
+        for topic in image.topics.values() {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                let Some(&want) = p.replicas.first() else {
+                    continue;
+                };
+                let entry = per_broker.entry(want).or_default();
+                entry.0 += 1;
+                if p.leader != want && p.isr.contains(&want) && image.is_usable(want) {
+                    entry.1.push((topic.id, index as i32));
+                }
+            }
+        }
+        per_broker
+            .into_values()
+            .filter(|(total, off)| {
+                *total > 0 && (off.len() as i64) * 100 > percentage * (*total as i64)
+            })
+            .flat_map(|(_, off)| off)
+            .collect()
     }
 }
 

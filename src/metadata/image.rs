@@ -78,6 +78,9 @@ pub struct PartitionImage {
     pub partition_epoch: i32,
 }
 
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
 /// No leader: the partition is offline (every ISR member is down).
 pub const NO_LEADER: i32 = -1;
 

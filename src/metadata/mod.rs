@@ -16,7 +16,7 @@ pub mod view;
 
 pub use controller::{
     AlterPartition, AlterPartitionError, AlteredPartition, BrokerHeartbeat, ControllerReply,
-    ControllerRequest, ControllerSettings, QuorumStatus, VoterStatus,
+    ControllerRequest, ControllerSettings, ElectionOutcome, QuorumStatus, VoterStatus,
 };
 pub use image::*;
 pub use view::MetadataView;
@@ -250,6 +250,7 @@ impl MetadataQuorum {
             listener: None,
             controller: ControllerSettings {
                 session_timeout: Duration::from_secs(9),
+                rebalance: None,
                 unclean_default: false,
             },
             joined_before: false,
@@ -735,6 +736,19 @@ impl MetadataQuorum {
                 })))
             }
             ControllerRequest::DescribeQuorum => Ok(ControllerReply::Quorum(self.quorum_status())),
+            ControllerRequest::ElectLeaders {
+                preferred,
+                partitions,
+            } => {
+                let image = self.view().current();
+                let targets = partitions.unwrap_or_else(|| all_partitions(&image));
+                let (changes, results) = ctl.elect_leaders(&image, preferred, &targets);
+                if !changes.is_empty() {
+                    info!(preferred, partitions = changes.len(), "electing leaders");
+                }
+                self.write_changes(changes).await?;
+                Ok(ControllerReply::Elected(results))
+            }
         }
     }
 
@@ -822,8 +836,11 @@ impl MetadataQuorum {
         Ok(())
     }
 
-    /// Fences brokers whose session expired, while this node leads.
+    /// Fences brokers whose session expired, and (with `auto.leader.rebalance.enable`)
+    /// hands leadership back to preferred replicas every check interval, while this
+    /// node leads.
     async fn controller_timer(self) {
+        let mut last_rebalance = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -849,6 +866,24 @@ impl MetadataQuorum {
                 );
                 if let Err(e) = self.fence(broker, false).await {
                     warn!(node_id, error = %e, "could not fence the broker");
+                }
+            }
+            if let Some((every, percentage)) = self.inner.controller.rebalance {
+                if last_rebalance.elapsed() >= every {
+                    last_rebalance = Instant::now();
+                    let image = self.view().current();
+                    let targets = self.inner.controller.imbalanced(&image, percentage);
+                    if !targets.is_empty() {
+                        let (changes, _) =
+                            self.inner.controller.elect_leaders(&image, true, &targets);
+                        info!(
+                            partitions = changes.len(),
+                            "leader imbalance: electing preferred leaders"
+                        );
+                        if let Err(e) = self.write_changes(changes).await {
+                            warn!(error = %e, "preferred leader election failed");
+                        }
+                    }
                 }
             }
         }
@@ -908,6 +943,15 @@ impl MetadataQuorum {
 }
 
 const SHUTTING_DOWN: &str = "the controller is shutting down";
+
+/// Every partition of every topic.
+fn all_partitions(image: &ClusterImage) -> Vec<(uuid::Uuid, i32)> {
+    image
+        .topics
+        .values()
+        .flat_map(|t| (0..t.partitions.len() as i32).map(move |i| (t.id, i)))
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

@@ -797,6 +797,11 @@ impl Partition {
         self.state.lock().isr.clone()
     }
 
+    /// The partition's directory.
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self.state.lock().log.dir().to_path_buf()
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.state.lock().log.size_bytes()
     }

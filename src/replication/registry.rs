@@ -96,6 +96,11 @@ impl ReplicaManager {
         }
     }
 
+    /// The configured log dirs.
+    pub fn log_dirs(&self) -> &[std::path::PathBuf] {
+        self.logs.dirs()
+    }
+
     pub fn set_remote_reader(&self, reader: RemoteReader) {
         let _ = self.remote_reader.set(reader);
     }

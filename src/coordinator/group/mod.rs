@@ -57,7 +57,29 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     /// Serialises membership snapshots so the last write is always the latest state.
     persist_lock: tokio::sync::Mutex<()>,
+    /// The `__consumer_offsets` partitions this broker coordinates (it leads them),
+    /// and whether their groups are loaded yet, at the leader epoch they were taken at.
+    owned: Mutex<HashMap<i32, Ownership>>,
 }
+
+/// How far this broker is in taking over an offsets partition it leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    Loading(i32),
+    Loaded(i32),
+}
+
+impl Ownership {
+    fn epoch(self) -> i32 {
+        match self {
+            Ownership::Loading(e) | Ownership::Loaded(e) => e,
+        }
+    }
+}
+
+/// How long an offset commit waits for the offsets partition's ISR
+/// (Kafka's `offsets.commit.timeout.ms` default).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `__consumer_offsets` records that delete `group`'s offsets for `partitions`.
 fn offset_tombstones(group: &str, partitions: &[(String, i32)]) -> Vec<(StoreKey, StoreValue)> {
@@ -126,6 +148,93 @@ impl GroupCoordinator {
             },
             groups: Mutex::new(HashMap::new()),
             persist_lock: tokio::sync::Mutex::new(()),
+            owned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether this broker coordinates `group` now: Ok, or the error to answer with
+    /// (NOT_COORDINATOR when another broker leads its offsets partition,
+    /// COORDINATOR_LOAD_IN_PROGRESS while its groups are being loaded).
+    pub fn status(&self, group: &str) -> Result<(), i16> {
+        match self.owned.lock().get(&self.partition_for(group)) {
+            Some(Ownership::Loaded(_)) => Ok(()),
+            Some(Ownership::Loading(_)) => Err(code::COORDINATOR_LOAD_IN_PROGRESS),
+            None => Err(code::NOT_COORDINATOR),
+        }
+    }
+
+    /// Brings coordination in line with the local replicas: offsets partitions this
+    /// broker now leads are loaded (their groups answer COORDINATOR_LOAD_IN_PROGRESS
+    /// meanwhile); those it no longer leads are dropped, with their groups. Returns the
+    /// loads started, for start-up to wait on.
+    pub fn sync_leadership(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut started = Vec::new();
+        for p in 0..self.offsets_partitions {
+            let leads = self
+                .replicas
+                .get(OFFSETS_TOPIC, p)
+                .filter(|r| r.is_leader())
+                .map(|r| r.leader_epoch());
+            let current = self.owned.lock().get(&p).copied();
+            match (leads, current) {
+                (Some(epoch), Some(o)) if o.epoch() == epoch => {}
+                (Some(epoch), _) => {
+                    self.owned.lock().insert(p, Ownership::Loading(epoch));
+                    self.drop_groups_of(p);
+                    let me = self.clone();
+                    started.push(tokio::spawn(
+                        async move { me.load_partition(p, epoch).await },
+                    ));
+                }
+                (None, Some(_)) => {
+                    self.owned.lock().remove(&p);
+                    self.drop_groups_of(p);
+                    info!(
+                        partition = p,
+                        "no longer the coordinator of this offsets partition"
+                    );
+                }
+                (None, None) => {}
+            }
+        }
+        started
+    }
+
+    fn drop_groups_of(&self, p: i32) {
+        self.groups
+            .lock()
+            .retain(|id, _| store::partition_for(id, self.offsets_partitions) != p);
+    }
+
+    /// Loads one offsets partition this broker just became leader of (at `epoch`):
+    /// waits (bounded) until its high watermark reaches the log end, so everything
+    /// the previous leader acknowledged is read, then rebuilds its groups.
+    async fn load_partition(self: Arc<Self>, p: i32, epoch: i32) {
+        let Some(replica) = self.replicas.get(OFFSETS_TOPIC, p) else {
+            return;
+        };
+        let end = replica.offsets().log_end_offset;
+        let _ = replica
+            .wait_for_replication(end - 1, Duration::from_secs(10))
+            .await;
+        let me = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || me.load_one(p)).await;
+        let mut owned = self.owned.lock();
+        if owned.get(&p) != Some(&Ownership::Loading(epoch)) {
+            return; // Leadership moved on meanwhile.
+        }
+        match loaded {
+            Ok(Ok(records)) => {
+                owned.insert(p, Ownership::Loaded(epoch));
+                info!(
+                    partition = p,
+                    leader_epoch = epoch,
+                    records,
+                    "coordinating the groups of this offsets partition"
+                );
+            }
+            Ok(Err(e)) => warn!(partition = p, error = %e, "loading an offsets partition failed"),
+            Err(e) => warn!(partition = p, error = %e, "loading an offsets partition failed"),
         }
     }
 
@@ -159,14 +268,14 @@ impl GroupCoordinator {
             .clone()
     }
 
-    /// Reads every `__consumer_offsets` partition from its start and rebuilds offsets
+    /// Reads one `__consumer_offsets` partition from its start and rebuilds offsets
     /// and group memberships. Returns the number of records applied.
-    pub fn load(&self) -> anyhow::Result<usize> {
+    fn load_one(&self, p: i32) -> anyhow::Result<usize> {
         let mut applied = 0;
         let now = Instant::now();
-        for p in 0..self.offsets_partitions {
+        {
             let Some(partition) = self.replicas.get(OFFSETS_TOPIC, p) else {
-                continue;
+                return Ok(0);
             };
             // The offsets topic is never tiered (compacted), so it is all local.
             let mut offset = partition.offsets().log_start_offset;
@@ -196,11 +305,6 @@ impl GroupCoordinator {
                 offset = last_next;
             }
         }
-        let groups = self.groups.lock().len();
-        info!(
-            records = applied,
-            groups, "loaded consumer groups and offsets"
-        );
         Ok(applied)
     }
 
@@ -250,13 +354,27 @@ impl GroupCoordinator {
         };
         let batch = store::encode_batch(entries, crate::log::now_ms())
             .map_err(|_| code::UNKNOWN_SERVER_ERROR)?;
-        partition
-            .append(&batch, Acks::All)
-            .map(|_| ())
-            .map_err(|e| {
-                warn!(group, error = %e, "writing to {OFFSETS_TOPIC} failed");
-                crate::error::partition_error_code(&e)
-            })
+        // Acknowledged once the ISR has it, so a commit survives the coordinator's
+        // death; errors map as Kafka's GroupMetadataManager maps them.
+        let written = match partition.append(&batch, Acks::All) {
+            Ok(info) => {
+                partition
+                    .wait_for_replication(info.last_offset, COMMIT_TIMEOUT)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| {
+            warn!(group, error = %e, "writing to {OFFSETS_TOPIC} failed");
+            match crate::error::partition_error_code(&e) {
+                code::NOT_LEADER_OR_FOLLOWER | code::KAFKA_STORAGE_ERROR => code::NOT_COORDINATOR,
+                code::NOT_ENOUGH_REPLICAS
+                | code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                | code::REQUEST_TIMED_OUT
+                | code::UNKNOWN_TOPIC_OR_PARTITION => code::COORDINATOR_NOT_AVAILABLE,
+                other => other,
+            }
+        })
     }
 
     /// Persists the group's current membership (latest state wins).
@@ -299,6 +417,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return JoinOutcome::error(code::INVALID_GROUP_ID, &req.member_id);
         }
+        if let Err(e) = self.status(group_id) {
+            return JoinOutcome::error(e, &req.member_id);
+        }
         let wait_limit = req.rebalance_timeout + Duration::from_secs(5);
         let member_id = req.member_id.clone();
         let group = self.group_or_create(group_id);
@@ -327,6 +448,9 @@ impl GroupCoordinator {
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncOutcome {
+        if let Err(e) = self.status(group_id) {
+            return SyncOutcome::error(e);
+        }
         let Some(group) = self.group(group_id) else {
             return SyncOutcome::error(code::UNKNOWN_MEMBER_ID);
         };
@@ -354,6 +478,9 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> i16 {
+        if let Err(e) = self.status(group_id) {
+            return e;
+        }
         match self.group(group_id) {
             None => code::UNKNOWN_MEMBER_ID,
             Some(group) => {
@@ -366,6 +493,9 @@ impl GroupCoordinator {
 
     /// LeaveGroup for several members; one error code per member.
     pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        if let Err(e) = self.status(group_id) {
+            return vec![e; members.len()];
+        }
         let Some(group) = self.group(group_id) else {
             return vec![code::UNKNOWN_MEMBER_ID; members.len()];
         };
@@ -400,6 +530,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(code::INVALID_GROUP_ID);
         }
+        self.status(group_id)?;
         let group = self.group_or_create(group_id);
         {
             let g = group.lock();
@@ -499,6 +630,9 @@ impl GroupCoordinator {
     /// epoch (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH). Requests without a member (admin
     /// clients, classic members) are always answered.
     pub fn check_offset_fetch(&self, group_id: &str, member_id: Option<&str>, epoch: i32) -> i16 {
+        if let Err(e) = self.status(group_id) {
+            return e;
+        }
         let Some(member_id) = member_id else {
             return code::NONE;
         };
@@ -620,6 +754,9 @@ impl GroupCoordinator {
 
     /// DeleteGroups: only groups without members; their offsets are tombstoned.
     pub async fn delete_group(&self, group_id: &str) -> i16 {
+        if let Err(e) = self.status(group_id) {
+            return e;
+        }
         let Some(group) = self.group(group_id) else {
             return code::GROUP_ID_NOT_FOUND;
         };
@@ -673,6 +810,7 @@ impl GroupCoordinator {
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, i32, i16)>, i16> {
+        self.status(group_id)?;
         let Some(group) = self.group(group_id) else {
             return Err(code::GROUP_ID_NOT_FOUND);
         };
@@ -860,6 +998,16 @@ impl GroupCoordinator {
             member_epoch: -1,
             assignment: None,
         };
+        if let Err(e) = self.status(group_id) {
+            return (
+                refuse(
+                    e,
+                    "this broker does not coordinate the group".into(),
+                    req.member_id,
+                ),
+                false,
+            );
+        }
         if group_id.is_empty() {
             return (
                 refuse(
@@ -910,6 +1058,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
     ) -> Result<(consumer::ConsumerGroupState, &'static str), i16> {
+        self.status(group_id)?;
         let Some(group) = self.group(group_id) else {
             return Err(code::GROUP_ID_NOT_FOUND);
         };

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::consumer::ConsumerGroupSnapshot;
 use super::state::{CommittedOffset, GroupSnapshot};
 
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::metadata::OFFSETS_TOPIC;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
