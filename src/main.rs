@@ -68,6 +68,10 @@ enum Command {
     /// Lists consumer groups and describes their offsets, lag, members and state, as
     /// kafka-consumer-groups.sh does (a client: works against any Kafka cluster).
     ConsumerGroups(ConsumerGroupsArgs),
+    /// Shows the metadata quorum, the live brokers and every partition's leader,
+    /// replicas and ISR, as kafka-metadata-quorum describe --status and
+    /// kafka-topics --describe do.
+    Cluster(strata::cli::cluster::ClusterArgs),
 }
 
 /// Runs `strata consumer-groups`: prints what it returns (tables on stdout, notices
@@ -188,8 +192,22 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     tune_allocator();
     let cli = Cli::parse();
-    if let Some(Command::ConsumerGroups(args)) = &cli.command {
-        return consumer_groups(args);
+    match &cli.command {
+        Some(Command::ConsumerGroups(args)) => return consumer_groups(args),
+        Some(Command::Cluster(args)) => {
+            match strata::cli::cluster::run(args) {
+                Ok(text) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    std::process::exit(1);
+                }
+            }
+            return Ok(());
+        }
+        None => {}
     }
     if cli.list_config {
         // A closed pipe (e.g. `| head`) is not an error worth reporting.

@@ -163,6 +163,34 @@ async fn three_voters_form_one_cluster_fail_over_and_take_a_wiped_voter_back() {
         }
         assert_eq!(isr.len(), 2);
     }
+    // `strata cluster` shows the quorum and the six under-replicated partitions.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cluster", "--bootstrap-server", &c.bootstrap(survivor)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("LeaderId:               {new_leader}")),
+        "{text}"
+    );
+    assert!(text.contains("UnderReplicatedPartitions: 6"), "{text}");
+    assert_eq!(
+        text.matches("\tTopic: spread\tPartition:").count(),
+        6,
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "cluster",
+            "--bootstrap-server",
+            &c.bootstrap(survivor),
+            "--under-replicated-partitions",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("Isr: ").count(), 6, "{text}");
     create(&c, survivor, "after-failover", 2, 2)
         .await
         .expect("create with two brokers");

@@ -159,7 +159,11 @@ impl Error {
     }
 }
 
-fn broker_error(api: ApiKey, code: i16, message: Option<&StrBytes>) -> Result<(), Error> {
+pub(crate) fn broker_error(
+    api: ApiKey,
+    code: i16,
+    message: Option<&StrBytes>,
+) -> Result<(), Error> {
     match ResponseError::try_from_code(code) {
         None => Ok(()),
         Some(error) => Err(Error::Broker {
@@ -679,15 +683,16 @@ impl Connection {
     }
 }
 
-/// A blocking client over connections kept per broker address.
-struct Client {
+/// A blocking client over connections kept per broker address (also used by
+/// `strata cluster`).
+pub(crate) struct Client {
     bootstrap: Vec<String>,
     timeout: Duration,
     connections: HashMap<String, Connection>,
 }
 
 impl Client {
-    fn new(bootstrap: &str, timeout: Duration) -> Result<Client, Error> {
+    pub(crate) fn new(bootstrap: &str, timeout: Duration) -> Result<Client, Error> {
         let bootstrap: Vec<String> = bootstrap
             .split(',')
             .map(str::trim)
@@ -730,7 +735,11 @@ impl Client {
     }
 
     /// Sends `request` to the first bootstrap server that can be reached.
-    fn call_any<R: Request>(&mut self, version: i16, request: &R) -> Result<R::Response, Error> {
+    pub(crate) fn call_any<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, Error> {
         let mut last = None;
         for addr in self.bootstrap.clone() {
             match self.call_at(&addr, version, request) {
@@ -865,7 +874,10 @@ impl Client {
         })
     }
 
-    fn metadata(&mut self, topics: Option<Vec<String>>) -> Result<MetadataResponse, Error> {
+    pub(crate) fn metadata(
+        &mut self,
+        topics: Option<Vec<String>>,
+    ) -> Result<MetadataResponse, Error> {
         let request = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.into_iter()

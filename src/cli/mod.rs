@@ -6,4 +6,5 @@
 //! does its work in [`consumer_groups::run`]-style functions that return text, and
 //! leaves printing and exit codes to `main.rs`.
 
+pub mod cluster;
 pub mod consumer_groups;
