@@ -69,6 +69,7 @@ pub mod code {
     pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
     pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const INELIGIBLE_REPLICA: i16 = 107;
+    pub const OFFSET_MOVED_TO_TIERED_STORAGE: i16 = 109;
 }
 
 pub fn batch_error_code(e: &BatchError) -> i16 {
@@ -111,6 +112,7 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
             code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
         }
         PartitionError::ReplicationTimeout => code::REQUEST_TIMED_OUT,
+        PartitionError::OffsetMovedToTieredStorage { .. } => code::OFFSET_MOVED_TO_TIERED_STORAGE,
         PartitionError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
         PartitionError::FencedLeaderEpoch { .. } => code::FENCED_LEADER_EPOCH,
         PartitionError::UnknownLeaderEpoch { .. } => code::UNKNOWN_LEADER_EPOCH,

@@ -460,6 +460,25 @@ async fn fetch_round(
                     }
                     pause_target(targets, &key, partition, Duration::from_millis(10));
                 }
+                code::OFFSET_MOVED_TO_TIERED_STORAGE => {
+                    // Fell behind a tiered leader's local log: skip the tiered range
+                    // (never copied to followers) and fetch from where uploads end.
+                    let ours = partition.offsets();
+                    let tiered_end = partition.remote_bounds().end;
+                    if tiered_end > ours.log_end_offset {
+                        info!(
+                            topic,
+                            partition = p.partition_index,
+                            from = ours.log_end_offset,
+                            to = tiered_end,
+                            "follower restarts after the tiered range"
+                        );
+                        if let Err(e) = partition.restart_at(tiered_end) {
+                            warn!(topic, error = %e, "could not restart the follower log");
+                        }
+                    }
+                    pause_target(targets, &key, partition, Duration::from_millis(100));
+                }
                 error => {
                     debug!(
                         topic,

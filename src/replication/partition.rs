@@ -31,6 +31,8 @@ pub enum PartitionError {
     NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
     #[error("the in-sync replicas did not acknowledge in time")]
     ReplicationTimeout,
+    #[error("offset {offset} is only in tiered storage (local log starts at {local_start})")]
+    OffsetMovedToTieredStorage { offset: i64, local_start: i64 },
     #[error("this broker is not the leader of the partition")]
     NotLeader,
     #[error("leader epoch {requested} is not the current {current}")]
@@ -372,6 +374,15 @@ impl Partition {
         }
         let now = crate::log::now_ms();
         let leo = state.log.log_end_offset();
+        let local_start = state.log.local_log_start_offset();
+        if fetch_offset < local_start && fetch_offset >= state.log.log_start_offset() {
+            // A follower never copies tiered history (KIP-405): it restarts at the
+            // tiered end and fetches only the local tail.
+            return Err(PartitionError::OffsetMovedToTieredStorage {
+                offset: fetch_offset,
+                local_start,
+            });
+        }
         if fetch_offset > leo || fetch_offset < state.log.log_start_offset() {
             return Err(PartitionError::Log(LogError::OffsetOutOfRange {
                 offset: fetch_offset,
@@ -497,7 +508,17 @@ impl Partition {
         if state.leader == self.node_id {
             return Err(PartitionError::NotLeader);
         }
-        state.log.reset_to(offset, offset)?;
+        // Offsets below stay readable from the object store when they were tiered.
+        let remote = state.remote;
+        let start = if remote.end >= offset && remote.first.is_some() {
+            remote
+                .log_start
+                .max(remote.first.unwrap_or(offset))
+                .min(offset)
+        } else {
+            offset
+        };
+        state.log.reset_to(offset, start)?;
         state.high_watermark = state.log.log_end();
         drop(state);
         self.leo_tx.send_replace(offset);
