@@ -882,3 +882,158 @@ async fn a_tiered_topic_keeps_uploading_after_its_leader_dies() {
         },
     );
 }
+
+/// Produces `value-<n>` records (idempotent, acks=all) until `stop`, returning the
+/// numbers that were acknowledged, in send order.
+async fn produce_until(
+    bootstrap: String,
+    topic: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<u64> {
+    use rdkafka::producer::FutureRecord;
+    let producer = common::producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    let mut acked = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut pending = Vec::new();
+        for _ in 0..100 {
+            let value = n.to_string();
+            let f = producer
+                .send_result(FutureRecord::<(), String>::to(topic).payload(&value))
+                .map_err(|(e, _)| e)
+                .unwrap();
+            pending.push((n, f));
+            n += 1;
+        }
+        for (i, f) in pending {
+            if let Ok(Ok(_)) = f.await {
+                acked.push(i);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    acked
+}
+
+/// Sends one acks=all record straight to node `i` (no client-side re-routing).
+fn raw_produce(c: &Cluster, i: usize, topic: &str) -> i16 {
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let batch = common::idempotent::batch(-1, -1, -1, 1);
+    common::idempotent::produce_to(&mut raw, topic, 0, batch).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_fenced_and_never_acknowledges_again() {
+    let c = Cluster::start(3, &[]);
+    create_with(&c, "split", 1, 3, &[("min.insync.replicas", "2")]).await;
+    let old = c.wait_for("a leader", Duration::from_secs(10), || {
+        partitions(&c, 0, "split").map(|p| p[&0].0)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until(c.bootstrap_all(), "split", stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let frozen = c.index_of(old);
+    let other = (frozen + 1) % 3;
+    c.signal(frozen, "STOP");
+    let new = c.wait_for("a new leader", Duration::from_secs(20), || {
+        partitions(&c, other, "split")
+            .map(|p| p[&0].0)
+            .filter(|l| *l != old && *l >= 0)
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.signal(frozen, "CONT");
+    // The old leader wakes up: whatever it believes for a moment, an acks=all write
+    // sent straight to it is never acknowledged.
+    let answer = raw_produce(&c, frozen, "split");
+    assert_ne!(
+        answer, 0,
+        "the fenced leader acknowledged an acks=all write"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = producing.await.unwrap();
+    assert!(acked.len() > 100);
+
+    // Every acknowledged record is in the final log exactly once, in order; the woken
+    // broker truncated what it wrote alone and converged to the new leader's log.
+    c.wait_for(
+        "the old leader back in the ISR",
+        Duration::from_secs(60),
+        || {
+            partitions(&c, other, "split")
+                .filter(|p| p[&0].3.len() == 3)
+                .map(|_| ())
+        },
+    );
+    c.wait_for("identical segment files", Duration::from_secs(30), || {
+        let a = segment_bytes(&c, 0, "split", 0);
+        (a == segment_bytes(&c, 1, "split", 0) && a == segment_bytes(&c, 2, "split", 0))
+            .then_some(())
+    });
+    let got = common::consume_all(
+        &c.bootstrap(c.index_of(new)),
+        "split",
+        1,
+        Duration::from_secs(60),
+    );
+    let values: Vec<u64> = got
+        .iter()
+        .filter_map(|g| String::from_utf8(g.value.clone()?).ok()?.parse().ok())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for v in &values {
+        assert!(seen.insert(*v), "record {v} appears twice");
+    }
+    for a in &acked {
+        assert!(seen.contains(a), "acknowledged record {a} is missing");
+    }
+    let acked_order: Vec<u64> = values
+        .iter()
+        .copied()
+        .filter(|v| acked.contains(v))
+        .collect();
+    assert_eq!(acked_order, acked, "acknowledged records keep their order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_acks_all_loses_nothing() {
+    let mut c = Cluster::start(3, &[]);
+    create_with(&c, "rolling", 3, 3, &[("min.insync.replicas", "2")]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until(c.bootstrap_all(), "rolling", stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..3 {
+        let status = c.terminate(i);
+        assert!(status.success(), "{status}");
+        c.restart(i);
+        let id = c.specs[i].id;
+        c.wait_for("the ISR recovered", Duration::from_secs(60), || {
+            partitions(&c, (i + 1) % 3, "rolling")
+                .filter(|p| p.values().all(|(_, _, _, isr)| isr.contains(&id)))
+                .map(|_| ())
+        });
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = producing.await.unwrap();
+    let sent = acked.last().copied().unwrap_or(0) + 1;
+    assert_eq!(
+        acked.len() as u64,
+        sent,
+        "zero delivery errors through the rolling restart"
+    );
+    let got = common::consume_all(&c.bootstrap_all(), "rolling", 3, Duration::from_secs(60));
+    let mut values: Vec<u64> = got
+        .iter()
+        .filter_map(|g| String::from_utf8(g.value.clone()?).ok()?.parse().ok())
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, acked, "every acknowledged record exactly once");
+}
