@@ -1037,3 +1037,96 @@ async fn a_rolling_restart_under_acks_all_loses_nothing() {
     values.sort_unstable();
     assert_eq!(values, acked, "every acknowledged record exactly once");
 }
+
+/// A raw consumer Fetch v12 (client metadata: `rack`) of partition 0 from offset 0 at
+/// node `i`: (error code, preferred read replica, bytes of records).
+fn rack_fetch(c: &Cluster, i: usize, topic: &str, rack: &str) -> (i16, i32, usize) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_rack_id(StrBytes::from_string(rack.to_string()))
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(0)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)])]);
+    match raw.call(ApiKey::Fetch, 12, RequestKind::Fetch(req)) {
+        ResponseKind::Fetch(r) => {
+            let p = &r.responses[0].partitions[0];
+            (
+                p.error_code,
+                p.preferred_read_replica.0,
+                p.records.as_ref().map_or(0, |b| b.len()),
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_read_from_a_replica_in_their_rack() {
+    use rdkafka::producer::FutureRecord;
+    let c = Cluster::start(
+        3,
+        &["replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector"],
+    );
+    create_with(&c, "nearby", 1, 3, &[]).await;
+    let producer = common::producer(&c.bootstrap_all(), &[("acks", "all")]);
+    for i in 0..200 {
+        let v = format!("v{i}");
+        producer
+            .send(
+                FutureRecord::<(), String>::to("nearby").payload(&v),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let (leader, _, replicas, _) = partitions(&c, 0, "nearby").unwrap()[&0].clone();
+    let follower = *replicas.iter().find(|r| **r != leader).unwrap();
+    let rack = format!("az-{follower}");
+    // The leader points a consumer from the follower's rack at that follower ...
+    let (err, preferred, bytes) = rack_fetch(&c, c.index_of(leader), "nearby", &rack);
+    assert_eq!((err, preferred, bytes), (0, follower, 0));
+    // ... and sends one from its own rack nowhere else.
+    let (err, preferred, bytes) =
+        rack_fetch(&c, c.index_of(leader), "nearby", &format!("az-{leader}"));
+    assert_eq!((err, preferred), (0, -1));
+    assert!(bytes > 0);
+    // The follower serves consumer fetches (up to its high watermark).
+    let got = c.wait_for(
+        "the follower serving reads",
+        Duration::from_secs(10),
+        || {
+            let (err, _, bytes) = rack_fetch(&c, c.index_of(follower), "nearby", &rack);
+            (err == 0 && bytes > 0).then_some(bytes)
+        },
+    );
+    assert!(got > 0);
+    // librdkafka with client.rack follows the preference and reads everything.
+    let consumer = common::consumer(&c.bootstrap_all(), &[("client.rack", rack.as_str())]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("nearby", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n < 200 && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+            n += 1;
+        }
+    }
+    assert_eq!(n, 200);
+}

@@ -46,6 +46,9 @@ pub(super) fn empty_partition(index: i32, error: i16) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
+/// Kafka's rack-aware replica selector (KIP-392), by its class name.
+pub const RACK_AWARE_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
 /// How long a remote read may take even when the client asked for no wait at all.
 const MIN_REMOTE_WAIT: Duration = Duration::from_millis(100);
 
@@ -92,6 +95,12 @@ pub async fn handle_fetch(
             });
         }
     }
+    let rack_aware = broker.config.get("replica.selector.class") == RACK_AWARE_SELECTOR;
+    let rack = request.rack_id.as_str();
+    let from = ReadFrom {
+        rack: (rack_aware && version >= 11 && !rack.is_empty()).then_some(rack),
+        followers_serve: version >= 11,
+    };
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -116,7 +125,7 @@ pub async fn handle_fetch(
             any_error,
             remote,
             starved,
-        } = read_all(broker, &topics, &wanted, response_max);
+        } = read_all(broker, &topics, &wanted, response_max, from);
         if !remote.is_empty() {
             // History is there to read: answer as soon as the remote reads are done.
             read_remote(
@@ -136,7 +145,7 @@ pub async fn handle_fetch(
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
         if Instant::now() >= deadline {
-            let outcome = read_all(broker, &topics, &wanted, response_max);
+            let outcome = read_all(broker, &topics, &wanted, response_max, from);
             let mut results = outcome.results;
             if !outcome.remote.is_empty() {
                 let wait = Instant::now() + MIN_REMOTE_WAIT;
@@ -169,11 +178,38 @@ struct ReadOutcome {
     starved: Vec<Starved>,
 }
 
+/// Where a consumer may read (KIP-392).
+#[derive(Clone, Copy)]
+struct ReadFrom<'a> {
+    /// The consumer's `client.rack` when rack-aware replica selection is on.
+    rack: Option<&'a str>,
+    /// Fetch v11+ (client metadata): a follower may serve it, bounded by its own
+    /// high watermark.
+    followers_serve: bool,
+}
+
+/// The in-sync replica in `rack` a consumer should read from instead of this leader
+/// (RackAwareReplicaSelector), if the leader is not in that rack itself.
+fn preferred_read_replica(broker: &Broker, partition: &Partition, rack: &str) -> Option<i32> {
+    let image = broker.admin.image();
+    let in_rack = |id: &i32| {
+        image
+            .brokers
+            .get(id)
+            .is_some_and(|b| b.is_usable() && b.rack.as_deref() == Some(rack))
+    };
+    if in_rack(&partition.node_id) {
+        return None;
+    }
+    partition.isr().into_iter().find(|r| in_rack(r))
+}
+
 fn read_all(
     broker: &Broker,
     topics: &[(Option<String>, Uuid)],
     wanted: &[Wanted],
     response_max: usize,
+    from: ReadFrom<'_>,
 ) -> ReadOutcome {
     let mut out = Vec::with_capacity(wanted.len());
     let mut total = 0usize;
@@ -196,9 +232,33 @@ fn read_all(
             any_error = true;
             continue;
         };
+        let leads = partition.is_leader();
+        if leads {
+            if let Some(preferred) = from
+                .rack
+                .and_then(|rack| preferred_read_replica(broker, &partition, rack))
+            {
+                // Tell the consumer to read from the replica in its rack (no records).
+                let offsets = partition.offsets();
+                out.push(
+                    empty_partition(w.partition, code::NONE)
+                        .with_high_watermark(offsets.high_watermark)
+                        .with_last_stable_offset(offsets.last_stable_offset)
+                        .with_log_start_offset(offsets.log_start_offset)
+                        .with_preferred_read_replica(BrokerId(preferred)),
+                );
+                continue;
+            }
+        }
+        let may_serve = leads || (from.followers_serve && partition.leader() >= 0);
+        let allowed = if may_serve {
+            Ok(())
+        } else {
+            Err(PartitionError::NotLeader)
+        };
         if let Err(e) = partition
             .check_leader_epoch(w.current_leader_epoch)
-            .and_then(|()| partition.require_leader())
+            .and(allowed)
         {
             out.push(empty_partition(w.partition, partition_error_code(&e)));
             any_error = true;

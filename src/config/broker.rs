@@ -153,7 +153,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "replica.selector.class",
         "",
         Kind::Str,
-        false,
+        true,
         "org.apache.kafka.common.replica.RackAwareReplicaSelector lets consumers read from their rack (KIP-392)",
     ),
     key(
@@ -1172,6 +1172,14 @@ fn parse_listeners(
     Ok(out)
 }
 
+/// `replica.selector.class` values: none (consumers read from leaders), Kafka's
+/// leader selector (the same) and its rack-aware selector (KIP-392).
+const REPLICA_SELECTORS: &[&str] = &[
+    "",
+    "org.apache.kafka.common.replica.LeaderSelector",
+    "org.apache.kafka.common.replica.RackAwareReplicaSelector",
+];
+
 /// The validated quorum and listener roles of a node.
 struct QuorumSettings {
     roles: Roles,
@@ -1425,6 +1433,14 @@ impl BrokerConfig {
         };
         let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
         let quorum = validate_quorum(get, node_id, &listeners, &controller_names)?;
+        let selector = get("replica.selector.class").trim();
+        if !REPLICA_SELECTORS.contains(&selector) {
+            return Err(ConfigError::InvalidValue {
+                key: "replica.selector.class".into(),
+                value: selector.into(),
+                reason: format!("Strata knows {}", REPLICA_SELECTORS[1..].join(" and ")),
+            });
+        }
         Ok(BrokerConfig {
             roles: quorum.roles,
             voters: quorum.voters,

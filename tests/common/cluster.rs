@@ -90,6 +90,8 @@ impl Cluster {
             "controller.listener.names=CONTROLLER".to_string(),
             format!("controller.quorum.voters={}", self.voters()),
             format!("log.dirs={}", s.data.display()),
+            // One rack (availability zone) per node, as a three-AZ deployment.
+            format!("broker.rack=az-{}", s.id),
             "broker.heartbeat.interval.ms=300".to_string(),
             "broker.session.timeout.ms=3000".to_string(),
         ];
