@@ -4,7 +4,7 @@ use crate::coordinator::ProducerIdError;
 use crate::log::batch::BatchError;
 use crate::log::compression::CompressionError;
 use crate::log::LogError;
-use crate::metadata::{ApplyError, ElectionOutcome, MetadataError};
+use crate::metadata::{ApplyError, ElectionOutcome, MetadataError, ReassignOutcome};
 use crate::replication::PartitionError;
 
 /// Kafka error codes used by the broker (names as in Kafka's `Errors` enum).
@@ -138,6 +138,15 @@ pub fn election_code(o: ElectionOutcome) -> i16 {
         ElectionOutcome::PreferredNotAvailable => code::PREFERRED_LEADER_NOT_AVAILABLE,
         ElectionOutcome::NoEligibleLeader => code::ELIGIBLE_LEADERS_NOT_AVAILABLE,
         ElectionOutcome::UnknownPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+    }
+}
+
+pub fn reassign_code(o: &ReassignOutcome) -> i16 {
+    match o {
+        ReassignOutcome::Started => code::NONE,
+        ReassignOutcome::UnknownPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        ReassignOutcome::InvalidAssignment(_) => code::INVALID_REPLICA_ASSIGNMENT,
+        ReassignOutcome::NoReassignmentInProgress => code::NO_REASSIGNMENT_IN_PROGRESS,
     }
 }
 

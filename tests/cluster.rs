@@ -1130,3 +1130,104 @@ async fn consumers_read_from_a_replica_in_their_rack() {
     }
     assert_eq!(n, 200);
 }
+
+/// AlterPartitionReassignments of partition 0 of `topic` to `replicas` through node
+/// `i`: the partition's error code.
+fn reassign(c: &Cluster, i: usize, topic: &str, replicas: &[i32]) -> i16 {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, ApiKey, BrokerId, RequestKind, ResponseKind, TopicName,
+    };
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.into(),
+            )))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(
+                    replicas.iter().map(|b| BrokerId(*b)).collect(),
+                ))])]);
+    match raw.call(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        RequestKind::AlterPartitionReassignments(req),
+    ) {
+        ResponseKind::AlterPartitionReassignments(r) => {
+            assert_eq!(r.error_code, 0);
+            r.responses[0].partitions[0].error_code
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassignment_moves_replicas_under_load_and_raises_the_replication_factor() {
+    let c = Cluster::start(3, &[]);
+    let admin = common::admin(&c.bootstrap_all());
+    admin
+        .create_topics(
+            &[
+                NewTopic::new("moving", 1, TopicReplication::Variable(&[&[1, 2]])),
+                NewTopic::new("growing", 1, TopicReplication::Variable(&[&[1]])),
+            ],
+            &common::admin_opts(),
+        )
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until(c.bootstrap_all(), "moving", stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // [1,2] -> [2,3] while producing: 3 catches up, then 1 leaves.
+    assert_eq!(reassign(&c, 0, "moving", &[2, 3]), 0);
+    c.wait_for("the reassignment done", Duration::from_secs(60), || {
+        partitions(&c, 1, "moving")
+            .filter(|p| p[&0].2 == vec![2, 3] && p[&0].3.len() == 2 && p[&0].0 != 1)
+            .map(|_| ())
+    });
+    // Node 1 dropped its copy.
+    c.wait_for(
+        "the old replica's data removed",
+        Duration::from_secs(20),
+        || (!c.specs[0].data.join("moving-0").exists()).then_some(()),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = producing.await.unwrap();
+    assert_eq!(
+        acked.len() as u64,
+        acked.last().unwrap() + 1,
+        "no delivery errors"
+    );
+    c.wait_for("identical replicas", Duration::from_secs(30), || {
+        let a = segment_bytes(&c, 1, "moving", 0);
+        (!a.is_empty() && a == segment_bytes(&c, 2, "moving", 0)).then_some(())
+    });
+    let got = common::consume_all(&c.bootstrap_all(), "moving", 1, Duration::from_secs(60));
+    let got = values(&got);
+    assert_eq!(got, acked, "everything acknowledged, once, in order");
+
+    // Raising the replication factor: [1] -> [1,2,3].
+    assert_eq!(reassign(&c, 0, "growing", &[1, 2, 3]), 0);
+    c.wait_for("three in-sync replicas", Duration::from_secs(60), || {
+        partitions(&c, 2, "growing")
+            .filter(|p| p[&0].2 == vec![1, 2, 3] && p[&0].3.len() == 3)
+            .map(|_| ())
+    });
+    // Invalid targets are refused.
+    assert_eq!(
+        reassign(&c, 0, "growing", &[1, 1]),
+        39,
+        "INVALID_REPLICA_ASSIGNMENT"
+    );
+    assert_eq!(
+        reassign(&c, 0, "growing", &[7]),
+        39,
+        "INVALID_REPLICA_ASSIGNMENT"
+    );
+}

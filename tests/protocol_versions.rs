@@ -303,6 +303,25 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                 .with_partitions(vec![0])]))
                 .with_timeout_ms(10_000),
         ),
+        // Cancelling a reassignment that is not in progress: answered per partition.
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(t())
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(None),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(None),
+        ),
         ApiKey::DescribeLogDirs => {
             RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
         }
@@ -367,6 +386,15 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
                     .map(|p| if p.error_code == 84 { 0 } else { p.error_code })
             }))
             .collect(),
+        ResponseKind::AlterPartitionReassignments(r) => std::iter::once(r.error_code)
+            .chain(r.responses.iter().flat_map(|t| {
+                t.partitions
+                    .iter()
+                    // NO_REASSIGNMENT_IN_PROGRESS is the right answer here.
+                    .map(|p| if p.error_code == 85 { 0 } else { p.error_code })
+            }))
+            .collect(),
+        ResponseKind::ListPartitionReassignments(r) => vec![r.error_code],
         ResponseKind::DescribeLogDirs(r) => std::iter::once(r.error_code)
             .chain(r.results.iter().map(|d| d.error_code))
             .collect(),

@@ -36,6 +36,8 @@ fn new_partition(image: &ClusterImage, replicas: Vec<i32>) -> PartitionImage {
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
     }
 }
 use crate::replication::ReplicaManager;

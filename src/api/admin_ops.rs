@@ -1,19 +1,27 @@
 //! Operations APIs: ElectLeaders (API 43, preferred and unclean elections through the
-//! active controller) and DescribeLogDirs (API 35, partition sizes per log dir).
+//! active controller), AlterPartitionReassignments / ListPartitionReassignments (45,
+//! 46, KIP-455) and DescribeLogDirs (API 35, partition sizes per log dir).
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
 use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
     DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest, ElectLeadersResponse,
-    TopicName,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 
 use super::{str_bytes, Broker};
-use crate::error::{code, election_code, metadata_error_code};
+use crate::error::{code, election_code, metadata_error_code, reassign_code};
 use crate::metadata::{ControllerReply, ControllerRequest};
 
 const PREFERRED: i8 = 0;
@@ -161,4 +169,132 @@ pub fn handle_describe_log_dirs(
     DescribeLogDirsResponse::default()
         .with_error_code(code::NONE)
         .with_results(results)
+}
+
+pub async fn handle_alter_partition_reassignments(
+    broker: &Broker,
+    request: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    let image = broker.admin.image();
+    let mut targets = Vec::new();
+    let mut unknown = Vec::new();
+    for t in &request.topics {
+        match image.topic_by_name(t.name.0.as_str()) {
+            Some(topic) => targets.extend(t.partitions.iter().map(|p| {
+                (
+                    topic.id,
+                    p.partition_index,
+                    p.replicas
+                        .as_ref()
+                        .map(|r| r.iter().map(|b| b.0).collect::<Vec<i32>>()),
+                )
+            })),
+            None => unknown.extend(
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.as_str().to_string(), p.partition_index)),
+            ),
+        }
+    }
+    let results = match broker
+        .admin
+        .quorum
+        .call_controller(ControllerRequest::Reassign(targets))
+        .await
+    {
+        Ok(ControllerReply::Reassigned(r)) => r,
+        Ok(other) => {
+            return AlterPartitionReassignmentsResponse::default()
+                .with_error_code(code::UNKNOWN_SERVER_ERROR)
+                .with_error_message(Some(str_bytes(&format!("{other:?}"))))
+        }
+        Err(e) => {
+            return AlterPartitionReassignmentsResponse::default()
+                .with_error_code(metadata_error_code(&e))
+                .with_error_message(Some(str_bytes(&e.to_string())))
+        }
+    };
+    let mut by_topic: BTreeMap<String, Vec<ReassignablePartitionResponse>> = BTreeMap::new();
+    for (topic_id, partition, outcome) in results {
+        let name = image
+            .topic_by_id(&topic_id)
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        let message = match &outcome {
+            crate::metadata::ReassignOutcome::InvalidAssignment(m) => Some(str_bytes(m)),
+            _ => None,
+        };
+        by_topic.entry(name).or_default().push(
+            ReassignablePartitionResponse::default()
+                .with_partition_index(partition)
+                .with_error_code(reassign_code(&outcome))
+                .with_error_message(message),
+        );
+    }
+    for (name, partition) in unknown {
+        by_topic.entry(name).or_default().push(
+            ReassignablePartitionResponse::default()
+                .with_partition_index(partition)
+                .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
+        );
+    }
+    AlterPartitionReassignmentsResponse::default()
+        .with_error_code(code::NONE)
+        .with_responses(
+            by_topic
+                .into_iter()
+                .map(|(name, partitions)| {
+                    ReassignableTopicResponse::default()
+                        .with_name(TopicName(str_bytes(&name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+pub fn handle_list_partition_reassignments(
+    broker: &Broker,
+    request: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    let image = broker.admin.image();
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let mut topics: Vec<_> = image.topics.values().collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    let out = topics
+        .into_iter()
+        .filter_map(|t| {
+            let wanted: Option<&Vec<i32>> = match &request.topics {
+                None => None,
+                Some(ts) => Some(
+                    &ts.iter()
+                        .find(|x| x.name.0.as_str() == t.name)?
+                        .partition_indexes,
+                ),
+            };
+            let partitions: Vec<OngoingPartitionReassignment> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| {
+                    (!p.adding.is_empty() || !p.removing.is_empty())
+                        && wanted.is_none_or(|w| w.contains(&(*i as i32)))
+                })
+                .map(|(i, p)| {
+                    OngoingPartitionReassignment::default()
+                        .with_partition_index(i as i32)
+                        .with_replicas(ids(&p.replicas))
+                        .with_adding_replicas(ids(&p.adding))
+                        .with_removing_replicas(ids(&p.removing))
+                })
+                .collect();
+            (!partitions.is_empty()).then(|| {
+                OngoingTopicReassignment::default()
+                    .with_name(TopicName(str_bytes(&t.name)))
+                    .with_partitions(partitions)
+            })
+        })
+        .collect();
+    ListPartitionReassignmentsResponse::default()
+        .with_error_code(code::NONE)
+        .with_topics(out)
 }

@@ -199,6 +199,12 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(admin_ops::handle_elect_leaders(broker, r, version).await)
         }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            admin_ops::handle_alter_partition_reassignments(broker, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            admin_ops::handle_list_partition_reassignments(broker, r),
+        ),
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(admin_ops::handle_describe_log_dirs(broker, r))
         }

@@ -42,6 +42,20 @@ pub enum ControllerRequest {
         preferred: bool,
         partitions: Option<Vec<(Uuid, i32)>>,
     },
+    /// AlterPartitionReassignments: target replicas per partition (`None` cancels).
+    Reassign(Vec<(Uuid, i32, Option<Vec<i32>>)>),
+}
+
+/// How one partition's reassignment request ended (mapped to Kafka codes in
+/// `error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReassignOutcome {
+    Started,
+    UnknownPartition,
+    /// A broker that is not registered, a duplicate, or no replica at all.
+    InvalidAssignment(String),
+    /// Cancelling where nothing is in progress.
+    NoReassignmentInProgress,
 }
 
 /// One partition's ElectLeaders outcome.
@@ -107,6 +121,7 @@ pub enum ControllerReply {
     AlterPartition(Result<AlteredPartition, AlterPartitionError>),
     Quorum(QuorumStatus),
     Elected(Vec<ElectionResult>),
+    Reassigned(Vec<(Uuid, i32, ReassignOutcome)>),
     /// This node is not the active controller; ask `leader`.
     NotController {
         leader: Option<u64>,
@@ -368,6 +383,116 @@ impl Controller {
         (changes, results)
     }
 
+    /// AlterPartitionReassignments: the changes that start (or cancel) each
+    /// reassignment. Replicas become target + the current ones not in it; the new
+    /// ones catch up as followers and join the ISR; [`Self::finish_reassignments`]
+    /// then drops the old ones.
+    pub(crate) fn reassign(
+        &self,
+        image: &ClusterImage,
+        targets: &[(Uuid, i32, Option<Vec<i32>>)],
+    ) -> (Vec<PartitionChange>, Vec<(Uuid, i32, ReassignOutcome)>) {
+        let mut changes = Vec::new();
+        let mut results = Vec::new();
+        for (topic_id, index, target) in targets {
+            let Some(p) = image.partition(topic_id, *index) else {
+                results.push((*topic_id, *index, ReassignOutcome::UnknownPartition));
+                continue;
+            };
+            // The replica set before any reassignment in progress.
+            let original: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !p.adding.contains(r))
+                .collect();
+            let mut next = p.clone();
+            match target {
+                None => {
+                    if p.adding.is_empty() && p.removing.is_empty() {
+                        results.push((
+                            *topic_id,
+                            *index,
+                            ReassignOutcome::NoReassignmentInProgress,
+                        ));
+                        continue;
+                    }
+                    next.replicas = original;
+                    next.adding.clear();
+                    next.removing.clear();
+                }
+                Some(target) => {
+                    let mut seen = std::collections::BTreeSet::new();
+                    if target.is_empty()
+                        || !target.iter().all(|r| seen.insert(*r))
+                        || target.iter().any(|r| !image.brokers.contains_key(r))
+                    {
+                        results.push((
+                            *topic_id,
+                            *index,
+                            ReassignOutcome::InvalidAssignment(format!(
+                                "{target:?}: replicas must be distinct registered brokers"
+                            )),
+                        ));
+                        continue;
+                    }
+                    next.adding = target
+                        .iter()
+                        .copied()
+                        .filter(|r| !original.contains(r))
+                        .collect();
+                    next.removing = original
+                        .iter()
+                        .copied()
+                        .filter(|r| !target.contains(r))
+                        .collect();
+                    next.replicas = target.clone();
+                    next.replicas.extend(next.removing.iter().copied());
+                }
+            }
+            next.isr.retain(|r| next.replicas.contains(r));
+            if !next.isr.contains(&next.leader) {
+                elect_into(&mut next, |r| image.is_usable(r), false);
+            }
+            changes.push(change(*topic_id, *index as usize, p, &next));
+            results.push((*topic_id, *index, ReassignOutcome::Started));
+        }
+        (changes, results)
+    }
+
+    /// Reassignments whose target replicas are all in the ISR: the removed replicas
+    /// leave the replica set and ISR (a new leader from the target if the leader
+    /// was one of them).
+    pub(crate) fn finish_reassignments(&self, image: &ClusterImage) -> Vec<PartitionChange> {
+        let mut changes = Vec::new();
+        for topic in image.topics.values() {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.adding.is_empty() && p.removing.is_empty() {
+                    continue;
+                }
+                let target: Vec<i32> = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| !p.removing.contains(r))
+                    .collect();
+                if !target.iter().all(|r| p.isr.contains(r)) {
+                    continue;
+                }
+                let mut next = p.clone();
+                next.replicas = target.clone();
+                next.isr.retain(|r| target.contains(r));
+                next.adding.clear();
+                next.removing.clear();
+                if !target.contains(&p.leader) {
+                    elect_into(&mut next, |r| image.is_usable(r), false);
+                }
+                changes.push(change(topic.id, index, p, &next));
+            }
+        }
+        changes
+    }
+
     /// `auto.leader.rebalance.enable`: partitions to hand back to their preferred
     /// replica, for every broker whose share of preferred partitions it does not lead
     /// is above `percentage` (Kafka's leader.imbalance.per.broker.percentage).
@@ -425,5 +550,7 @@ fn change(
         leader: to.leader,
         isr: to.isr.clone(),
         replicas: (to.replicas != from.replicas).then(|| to.replicas.clone()),
+        reassignment: (to.adding != from.adding || to.removing != from.removing)
+            .then(|| (to.adding.clone(), to.removing.clone())),
     }
 }

@@ -76,6 +76,12 @@ pub struct PartitionImage {
     /// so a change computed from an older state is refused.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas being added (catching up) and
+    /// being removed once every target replica is in sync. `replicas` holds both.
+    #[serde(default)]
+    pub adding: Vec<i32>,
+    #[serde(default)]
+    pub removing: Vec<i32>,
 }
 
 /// The internal topic holding committed offsets and group metadata.
@@ -119,6 +125,9 @@ pub struct PartitionChange {
     pub isr: Vec<i32>,
     #[serde(default)]
     pub replicas: Option<Vec<i32>>,
+    /// A new reassignment state: (adding, removing); `Some` replaces the current one.
+    #[serde(default)]
+    pub reassignment: Option<(Vec<i32>, Vec<i32>)>,
 }
 
 /// A topic: its id, partitions (index = partition number) and its explicitly set configs.
@@ -567,6 +576,10 @@ impl ClusterImage {
         if let Some(replicas) = change.replicas {
             p.replicas = replicas;
         }
+        if let Some((adding, removing)) = change.reassignment {
+            p.adding = adding;
+            p.removing = removing;
+        }
         p.partition_epoch += 1;
         Some(p.partition_epoch)
     }
@@ -640,6 +653,8 @@ mod tests {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

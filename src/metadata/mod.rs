@@ -16,7 +16,8 @@ pub mod view;
 
 pub use controller::{
     AlterPartition, AlterPartitionError, AlteredPartition, BrokerHeartbeat, ControllerReply,
-    ControllerRequest, ControllerSettings, ElectionOutcome, QuorumStatus, VoterStatus,
+    ControllerRequest, ControllerSettings, ElectionOutcome, QuorumStatus, ReassignOutcome,
+    VoterStatus,
 };
 pub use image::*;
 pub use view::MetadataView;
@@ -717,6 +718,11 @@ impl MetadataQuorum {
                             if e.first().copied().flatten().is_some() =>
                         {
                             info!(topic_id = %req.topic_id, partition = req.partition, ?isr, "ISR changed");
+                            let done = ctl.finish_reassignments(&self.view().current());
+                            if !done.is_empty() {
+                                info!(partitions = done.len(), "partition reassignment finished");
+                            }
+                            self.write_changes(done).await?;
                         }
                         _ => {
                             return Ok(ControllerReply::AlterPartition(Err(
@@ -748,6 +754,18 @@ impl MetadataQuorum {
                 }
                 self.write_changes(changes).await?;
                 Ok(ControllerReply::Elected(results))
+            }
+            ControllerRequest::Reassign(targets) => {
+                let image = self.view().current();
+                let (changes, results) = ctl.reassign(&image, &targets);
+                if !changes.is_empty() {
+                    info!(partitions = changes.len(), "partition reassignment started");
+                }
+                self.write_changes(changes).await?;
+                // A target already in sync (e.g. only removals) finishes at once.
+                let done = ctl.finish_reassignments(&self.view().current());
+                self.write_changes(done).await?;
+                Ok(ControllerReply::Reassigned(results))
             }
         }
     }
@@ -969,6 +987,8 @@ mod tests {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

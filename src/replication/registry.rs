@@ -252,9 +252,14 @@ impl ReplicaManager {
             .values()
             .flat_map(|parts| parts.values())
             .filter(|p| {
-                image
-                    .topic_by_name(&p.topic)
-                    .is_none_or(|t| t.id != p.topic_id)
+                // Deleted, re-created under the same name, or moved off this broker by
+                // a reassignment.
+                image.topic_by_name(&p.topic).is_none_or(|t| {
+                    t.id != p.topic_id
+                        || t.partitions
+                            .get(p.index as usize)
+                            .is_none_or(|part| !part.replicas.contains(&self.node_id))
+                })
             })
             .map(|p| ((p.topic.clone(), p.index), p.clone()))
             .collect();
