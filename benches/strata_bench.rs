@@ -7,6 +7,7 @@
 //! cargo bench --bench strata-bench -- --produce-mb 64 --seconds 3
 //! cargo bench --bench strata-bench -- --broker 127.0.0.1:9092   # an already running broker
 //! cargo bench --bench strata-bench -- --compression --produce-mb 256
+//! cargo bench --bench strata-bench -- --cluster                  # three nodes, ~1 min
 //! ```
 //!
 //! `--compression` runs a separate pair of phases instead, on compressible JSON-like
@@ -16,6 +17,27 @@
 //! into a `compression.type=producer` topic (stored as sent). Each produces
 //! `--produce-mb` MiB of records and reads them back verified; reported per phase:
 //! broker CPU-seconds per GiB produced, MiB/s, and the bytes of the topic on disk.
+//!
+//! `--cluster` starts three combined broker+controller nodes instead (one quorum of three
+//! voters, each node its own process, ports and data dir; broker.heartbeat.interval.ms
+//! 500 and broker.session.timeout.ms 3000, as the integration tests use) and runs, with
+//! acks=all throughout:
+//! (C1) phase 1's produce throughput (`--produce-mb`, same records and producer) into a
+//! topic with replication factor 3 and min.insync.replicas=2, then into one with
+//! replication factor 1 (each after a `sync`, so neither pays for the other's writeback),
+//! and their ratio; (C2) phase 2's fixed-rate latency into RF3 and RF1 topics, at
+//! `--rate` 5,000 msgs/s by default in this mode; (C3) failover: an idempotent producer
+//! (message.timeout.ms 60000) sends `--rate` msgs/s for `--seconds` to a one-partition
+//! RF3 topic (min.insync.replicas=2); a third of the way in, the partition's leader (from
+//! Metadata) gets kill -9. Reported: the time from the kill to the acknowledgement of the
+//! first record sent after it, whether the killed node was also the active controller
+//! (then a new one is elected first), when the controller fenced the killed broker (from
+//! its log), delivery latency over the phase, and a read-back from the surviving nodes
+//! that fails the bench unless every acknowledged record is there (plus duplicates and
+//! unacknowledged records found). The killed node is then restarted (time until it is
+//! back in the ISR) and all three stop together on SIGTERM (one by one, the last would
+//! find no controller quorum for its controlled shutdown). Broker CPU and RSS are sums
+//! over the three processes (over the two not killed for the failover row).
 //!
 //! Phases, each on its own topic with 6 partitions (replication 1):
 //!
@@ -45,7 +67,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -88,9 +110,14 @@ struct Args {
     /// Partitions mode: partitions written to at once in the produce-latency phase.
     #[arg(long, default_value_t = 1000)]
     active_partitions: i32,
-    /// Phase 2: messages per second.
-    #[arg(long, default_value_t = 10_000)]
+    /// Phase 2's messages per second (from `--rate`; 10,000 by default, 5,000 with
+    /// `--cluster`).
+    #[arg(skip = 10_000u64)]
     rate: u64,
+    /// `--rate N`: phase 2's messages per second (default 10,000; 5,000 with `--cluster`,
+    /// also the rate of its failover phase).
+    #[arg(long = "rate", value_name = "N")]
+    rate_flag: Option<u64>,
     /// Phase 2 duration in seconds (and phase 4's unless --e2e-seconds is given).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -124,7 +151,11 @@ struct Args {
     /// Compression mode: `compression.zstd.level` of the zstd topic.
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
-    /// Extra broker config for the spawned broker, KEY=VALUE (repeatable).
+    /// Cluster mode: three broker+controller nodes; produce throughput and latency at
+    /// replication factor 3 against 1, and a kill -9 of a partition leader under load.
+    #[arg(long)]
+    cluster: bool,
+    /// Extra broker config for the spawned broker(s), KEY=VALUE (repeatable).
     #[arg(long = "set")]
     set: Vec<String>,
     /// Passed by `cargo bench` to harness=false targets; ignored.
@@ -226,6 +257,18 @@ impl Drop for RssSampler {
 // ---------------------------------------------------------------------------------------
 // The broker process
 
+/// The `strata` binary cargo built for this bench, without the bench's environment's
+/// STRATA_* variables (they are broker config keys).
+fn strata_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("STRATA_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 struct Broker {
     bootstrap: String,
     /// The `/metrics` address when the broker was given `metrics.listener`.
@@ -255,7 +298,7 @@ impl Broker {
             .create(true)
             .append(true)
             .open(dir.path().join("broker.stderr"))?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        let mut cmd = strata_command();
         cmd.arg("--override")
             .arg(format!("listeners=PLAINTEXT://{bootstrap}"))
             .arg("--override")
@@ -269,12 +312,6 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
-        // STRATA_* variables are broker config keys: keep the bench's own environment out.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("STRATA_") {
-                cmd.env_remove(k);
-            }
-        }
         if let Some(nofile) = opts.nofile {
             use std::os::unix::process::CommandExt;
             let lim = libc::rlimit {
@@ -428,25 +465,40 @@ struct Usage {
     hwm_mb: Option<f64>,
 }
 
+/// Measures a phase: the broker processes' CPU and memory (summed when there are several,
+/// as in the cluster mode) and this process's CPU.
 struct Meter {
-    pid: Option<u32>,
-    max_kb: Option<Arc<AtomicU64>>,
+    /// The broker processes, each with its RSS sampler's maximum when it has one.
+    procs: Vec<(u32, Option<Arc<AtomicU64>>)>,
     cpu0: Option<u64>,
     self_cpu0: Option<u64>,
     t0: Instant,
 }
 
+/// The sum of all values; None when there are none or one is missing (a process gone).
+fn total(values: impl IntoIterator<Item = Option<u64>>) -> Option<u64> {
+    let mut sum = None;
+    for v in values {
+        sum = Some(sum.unwrap_or(0) + v?);
+    }
+    sum
+}
+
 impl Meter {
     fn begin(broker: &Broker) -> Meter {
-        let pid = broker.pid();
         let max_kb = broker.sampler.as_ref().map(|s| s.max_kb.clone());
-        if let (Some(pid), Some(m)) = (pid, &max_kb) {
-            m.store(status_kb(pid, "VmRSS").unwrap_or(0), Ordering::Relaxed);
+        Meter::begin_procs(broker.pid().map(|p| (p, max_kb)).into_iter().collect())
+    }
+
+    fn begin_procs(procs: Vec<(u32, Option<Arc<AtomicU64>>)>) -> Meter {
+        for (pid, max_kb) in &procs {
+            if let Some(m) = max_kb {
+                m.store(status_kb(*pid, "VmRSS").unwrap_or(0), Ordering::Relaxed);
+            }
         }
         Meter {
-            pid,
-            max_kb,
-            cpu0: pid.and_then(|p| cpu_ticks(&p.to_string())),
+            cpu0: total(procs.iter().map(|(p, _)| cpu_ticks(&p.to_string()))),
+            procs,
             self_cpu0: cpu_ticks("self"),
             t0: Instant::now(),
         }
@@ -459,24 +511,42 @@ impl Meter {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / tck),
             _ => None,
         };
-        let pid = self.pid;
-        let kb = |key: &str| {
-            pid.and_then(|p| status_kb(p, key))
-                .map(|k| k as f64 / 1024.0)
-        };
-        let rss_end_mb = kb("VmRSS");
-        let rss_peak_mb = self.max_kb.map(|m| {
-            let sampled = m.load(Ordering::Relaxed) as f64 / 1024.0;
-            sampled.max(rss_end_mb.unwrap_or(0.0))
-        });
+        let mb = |kb: Option<u64>| kb.map(|k| k as f64 / 1024.0);
+        let kb = |key: &str| total(self.procs.iter().map(|(p, _)| status_kb(*p, key)));
+        // Each process's sampled peak, at least its RSS now (the sampler can miss the end).
+        let rss_peak_kb = total(self.procs.iter().map(|(p, m)| {
+            let sampled = m.as_ref()?.load(Ordering::Relaxed);
+            Some(sampled.max(status_kb(*p, "VmRSS").unwrap_or(0)))
+        }));
         Usage {
             wall_s,
-            broker_cpu_s: secs(self.cpu0, pid.and_then(|p| cpu_ticks(&p.to_string()))),
+            broker_cpu_s: secs(
+                self.cpu0,
+                total(self.procs.iter().map(|(p, _)| cpu_ticks(&p.to_string()))),
+            ),
             client_cpu_s: secs(self.self_cpu0, cpu_ticks("self")),
-            rss_peak_mb,
-            rss_end_mb,
-            hwm_mb: kb("VmHWM"),
+            rss_peak_mb: mb(rss_peak_kb),
+            rss_end_mb: mb(kb("VmRSS")),
+            hwm_mb: mb(kb("VmHWM")),
         }
+    }
+}
+
+/// What the shared phases run against: one broker, or the cluster mode's three nodes.
+trait Target {
+    /// `bootstrap.servers` for the clients.
+    fn bootstrap(&self) -> &str;
+    /// Starts measuring the broker process(es).
+    fn meter(&self) -> Meter;
+}
+
+impl Target for Broker {
+    fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn meter(&self) -> Meter {
+        Meter::begin(self)
     }
 }
 
@@ -503,6 +573,34 @@ struct Ctx {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
     latencies: Option<Mutex<Vec<u64>>>,
+    /// The cluster mode's failover phase: acknowledgements around the kill.
+    failover: Option<Arc<FailoverLog>>,
+}
+
+/// What the failover phase's producer saw acknowledged.
+struct FailoverLog {
+    /// `now_ns` just before the leader was killed; u64::MAX until then.
+    kill_ns: AtomicU64,
+    /// `now_ns` of the first acknowledgement of a record sent after the kill; u64::MAX
+    /// until there is one.
+    first_ack_after_kill_ns: AtomicU64,
+    /// Record indices (the first 8 payload bytes) of every acknowledged record.
+    acked: Mutex<Vec<u64>>,
+}
+
+impl FailoverLog {
+    fn new(capacity: usize) -> FailoverLog {
+        FailoverLog {
+            kill_ns: AtomicU64::new(u64::MAX),
+            first_ack_after_kill_ns: AtomicU64::new(u64::MAX),
+            acked: Mutex::new(Vec::with_capacity(capacity)),
+        }
+    }
+}
+
+/// Locks a mutex of plain records, which stay usable even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Ctx {
@@ -547,10 +645,21 @@ impl ProducerContext for Ctx {
 
     fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
         match result {
-            Ok(_) => {
+            Ok(m) => {
+                let now = now_ns();
                 if let Some(l) = &self.latencies {
-                    let lat = now_ns().saturating_sub(sent_ns as u64);
+                    let lat = now.saturating_sub(sent_ns as u64);
                     l.lock().unwrap().push(lat);
+                }
+                if let Some(f) = &self.failover {
+                    // The kill time is stored by the sending thread before any record sent
+                    // after it, so such a record always compares above it here.
+                    if sent_ns as u64 > f.kill_ns.load(Ordering::SeqCst) {
+                        f.first_ack_after_kill_ns.fetch_min(now, Ordering::SeqCst);
+                    }
+                    if let Some(idx) = m.payload().and_then(|v| v.first_chunk::<8>()) {
+                        lock(&f.acked).push(u64::from_le_bytes(*idx));
+                    }
                 }
                 self.ok.fetch_add(1, Ordering::Relaxed);
             }
@@ -628,9 +737,20 @@ fn create_topic_with(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<()> {
+    create_topic_rf(rt, bootstrap, name, partitions, 1, configs)
+}
+
+fn create_topic_rf(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
     let admin: AdminClient<Ctx> = client_config(bootstrap).create_with_context(Ctx::default())?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }
@@ -771,9 +891,14 @@ impl PhaseResult {
     }
 }
 
-fn produce_throughput(b: &Broker, topic: &str, args: &Args, records: u64) -> Result<PhaseResult> {
+fn produce_throughput(
+    b: &impl Target,
+    topic: &str,
+    args: &Args,
+    records: u64,
+) -> Result<PhaseResult> {
     let p = producer(
-        &b.bootstrap,
+        b.bootstrap(),
         Ctx::default(),
         &[
             ("linger.ms", "5"),
@@ -784,7 +909,7 @@ fn produce_throughput(b: &Broker, topic: &str, args: &Args, records: u64) -> Res
         ],
     )?;
     let mut payload = random_payload(args.record_bytes);
-    let meter = Meter::begin(b);
+    let meter = b.meter();
     let t = Instant::now();
     for i in 0..records {
         // A distinct record index in the first 8 bytes; phase 3 checks every index once.
@@ -812,20 +937,37 @@ const WARM_UP: u64 = u64::MAX;
 
 /// Sends one record to each partition and waits for them: connections and metadata are
 /// then in place, so the first measured records do not pay for them. Resets the counts.
-fn warm_up(p: &ThreadedProducer<Ctx>, topic: &str, args: &Args) -> Result<()> {
-    let mut payload = random_payload(args.record_bytes);
+fn warm_up(
+    p: &ThreadedProducer<Ctx>,
+    topic: &str,
+    partitions: i32,
+    record_bytes: usize,
+) -> Result<()> {
+    let mut payload = random_payload(record_bytes);
     payload[..8].copy_from_slice(&WARM_UP.to_le_bytes());
-    for part in 0..args.partitions {
+    for part in 0..partitions {
         send(p, topic, part, &payload, now_ns() as usize)?;
     }
     p.flush(Duration::from_secs(60))?;
     let ctx = p.context();
-    check_delivered(ctx, args.partitions as u64, "warm-up")?;
+    check_delivered(ctx, partitions as u64, "warm-up")?;
     ctx.ok.store(0, Ordering::Relaxed);
     if let Some(l) = &ctx.latencies {
         l.lock().unwrap().clear();
     }
+    if let Some(f) = &ctx.failover {
+        lock(&f.acked).clear();
+    }
     Ok(())
+}
+
+/// Sleeps until record `i` of a `rate` msgs/s schedule that began at `start` is due.
+fn pace(start: Instant, i: u64, rate: u64) {
+    let due = start + Duration::from_nanos((i as u128 * 1_000_000_000 / rate as u128) as u64);
+    let now = Instant::now();
+    if due > now {
+        thread::sleep(due - now);
+    }
 }
 
 /// Sends `rate` msgs/s for `seconds`, each payload starting with its send time (ns since
@@ -841,11 +983,7 @@ fn paced_send(
     let total = rate * seconds;
     let start = Instant::now();
     for i in 0..total {
-        let due = start + Duration::from_nanos((i as u128 * 1_000_000_000 / rate as u128) as u64);
-        let now = Instant::now();
-        if due > now {
-            thread::sleep(due - now);
-        }
+        pace(start, i, rate);
         let sent = now_ns();
         payload[..8].copy_from_slice(&sent.to_le_bytes());
         send(
@@ -859,17 +997,17 @@ fn paced_send(
     Ok((total, start.elapsed().as_secs_f64()))
 }
 
-fn produce_latency(b: &Broker, topic: &str, args: &Args) -> Result<PhaseResult> {
+fn produce_latency(b: &impl Target, topic: &str, args: &Args) -> Result<PhaseResult> {
     let linger = args.linger_ms.to_string();
     let total = args.rate * args.seconds;
     let p = producer(
-        &b.bootstrap,
+        b.bootstrap(),
         Ctx::with_latencies(total as usize),
         &[("linger.ms", &linger)],
     )?;
-    warm_up(&p, topic, args)?;
+    warm_up(&p, topic, args.partitions, args.record_bytes)?;
     let mut payload = random_payload(args.record_bytes);
-    let meter = Meter::begin(b);
+    let meter = b.meter();
     let (sent, secs) = paced_send(
         &p,
         topic,
@@ -983,7 +1121,7 @@ fn end_to_end(b: &Broker, topic: &str, args: &Args) -> Result<PhaseResult> {
     let total = args.e2e_rate * seconds;
     let linger = args.linger_ms.to_string();
     let p = producer(&b.bootstrap, Ctx::default(), &[("linger.ms", &linger)])?;
-    warm_up(&p, topic, args)?;
+    warm_up(&p, topic, args.partitions, args.record_bytes)?;
     let c = consumer(
         &b.bootstrap,
         topic,
@@ -1265,6 +1403,11 @@ fn main() -> Result<()> {
     };
     let partitions_mode = matches!(args.partitions_flag, Some(None));
     args.partitions = args.partitions_flag.flatten().unwrap_or(6);
+    // The cluster mode measures latency at a rate that leaves the three processes and
+    // the client room on a small machine, and fails over at the same rate.
+    args.rate = args
+        .rate_flag
+        .unwrap_or(if args.cluster { 5_000 } else { 10_000 });
     if args.record_bytes < 16 || args.partitions < 1 || args.rate == 0 || args.e2e_rate == 0 {
         bail!("--record-bytes must be >= 16, --partitions >= 1, rates > 0");
     }
@@ -1272,6 +1415,15 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if args.cluster {
+        if partitions_mode || args.broker.is_some() || args.tiered || args.compression {
+            bail!("--cluster starts its own three nodes; it cannot be combined with --partitions (mode), --broker, --tiered or --compression");
+        }
+        let v = run_cluster(&args, &rt)?;
+        println!();
+        println!("{v}");
+        return Ok(());
+    }
     if partitions_mode {
         let v = run_partitions(&args, &rt)?;
         println!();
@@ -1869,6 +2021,8 @@ struct RawMetadata {
     partitions: u64,
     /// Partitions of the bench topic with no error and a leader.
     led: u64,
+    /// The active controller's node id (-1 when there is none).
+    controller: i32,
 }
 
 /// One Metadata v1 request for all topics (null topic array) on a fresh connection:
@@ -1920,7 +2074,7 @@ fn raw_metadata(bootstrap: &str, topic: &str, timeout: Duration) -> Result<RawMe
         let rack = i16_(take(2)?).max(0) as usize;
         take(rack)?;
     }
-    take(4)?;
+    let controller = i32_(take(4)?);
     let (mut total, mut partitions, mut led) = (0u64, 0u64, 0u64);
     for _ in 0..i32_(take(4)?).max(0) {
         take(2)?;
@@ -1950,6 +2104,7 @@ fn raw_metadata(bootstrap: &str, topic: &str, timeout: Duration) -> Result<RawMe
         total,
         partitions,
         led,
+        controller,
     })
 }
 
@@ -2328,4 +2483,818 @@ fn partitions_case(
         "broker_stderr_warn": warns,
         "broker_stderr_error": errors,
     }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cluster mode
+
+/// One node of the cluster mode: a combined broker+controller `strata` process.
+struct Node {
+    id: i32,
+    port: u16,
+    controller_port: u16,
+    child: Option<Child>,
+    sampler: Option<RssSampler>,
+}
+
+/// Three nodes on 127.0.0.1 started as tests/common/cluster.rs starts them, each with its
+/// own ports, data dir (`node-N`) and stderr file (`node-N.stderr`) under one temp dir.
+struct Cluster {
+    nodes: Vec<Node>,
+    /// Every node's client address, for `bootstrap.servers`.
+    bootstrap: String,
+    /// Overrides every node gets (`--set`).
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: usize, extra: &[String]) -> Result<Cluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-bench-cluster-")
+            .tempdir()?;
+        // Hold every probe socket until all ports are picked: two nodes must not draw the
+        // same free port.
+        let probes = (0..2 * n)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let ports = probes
+            .iter()
+            .map(|l| Ok(l.local_addr()?.port()))
+            .collect::<Result<Vec<u16>>>()?;
+        drop(probes);
+        let nodes: Vec<Node> = (0..n)
+            .map(|i| Node {
+                id: i as i32 + 1,
+                port: ports[2 * i],
+                controller_port: ports[2 * i + 1],
+                child: None,
+                sampler: None,
+            })
+            .collect();
+        let bootstrap = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes,
+            bootstrap,
+            extra: extra.to_vec(),
+            dir,
+        };
+        // A node listens only once a majority of the voters answers: start all, then wait.
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_listening(i)?;
+        }
+        cluster.wait_registered()?;
+        Ok(cluster)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// `bootstrap.servers` without node `i` (a killed node only adds connection errors).
+    fn bootstrap_except(&self, i: usize) -> String {
+        (0..self.nodes.len())
+            .filter(|j| *j != i)
+            .map(|j| self.addr(j))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn index_of(&self, node_id: i32) -> Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.id == node_id)
+            .ok_or_else(|| anyhow!("Metadata names node {node_id}, not one of ours"))
+    }
+
+    fn stderr_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("node-{}.stderr", self.nodes[i].id))
+    }
+
+    fn stderr_text(&self, i: usize) -> String {
+        std::fs::read_to_string(self.stderr_path(i)).unwrap_or_default()
+    }
+
+    /// Starts node `i` without waiting for it.
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let voters = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node = &self.nodes[i];
+        let mut overrides = vec![
+            format!("node.id={}", node.id),
+            format!(
+                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                node.port, node.controller_port
+            ),
+            "controller.listener.names=CONTROLLER".to_string(),
+            format!("controller.quorum.voters={voters}"),
+            format!(
+                "log.dirs={}",
+                self.dir.path().join(format!("node-{}", node.id)).display()
+            ),
+            // A dead broker is fenced (and its partitions get new leaders) after the
+            // session timeout: Kafka's 9 s would dominate the failover figure. These are
+            // the integration tests' settings.
+            "broker.heartbeat.interval.ms=500".to_string(),
+            "broker.session.timeout.ms=3000".to_string(),
+        ];
+        overrides.extend(self.extra.iter().cloned());
+        // Appended: a restarted node's log continues the file.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path(i))?;
+        let mut cmd = strata_command();
+        for o in overrides {
+            cmd.arg("--override").arg(o);
+        }
+        // strata=info: the controller's fencing and elections show in the logs.
+        let child = cmd
+            .env("RUST_LOG", "warn,strata=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("spawning strata node {}", node.id))?;
+        let node = &mut self.nodes[i];
+        // A restarted node's old sampler watched the killed process.
+        node.sampler = None;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node `i` accepts connections on its client port.
+    fn wait_listening(&mut self, i: usize) -> Result<()> {
+        let addr = self.addr(i);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(&addr).is_err() {
+            let node = &mut self.nodes[i];
+            let id = node.id;
+            let child = node
+                .child
+                .as_mut()
+                .ok_or_else(|| anyhow!("node {id} is not running"))?;
+            if let Some(st) = child.try_wait()? {
+                node.child = None;
+                bail!(
+                    "node {id} exited at start-up ({st}); stderr:\n{}",
+                    tail(&self.stderr_text(i), 40)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {id} did not listen on {addr} in 60 s; stderr:\n{}",
+                    tail(&self.stderr_text(i), 40)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let node = &mut self.nodes[i];
+        node.sampler = node.child.as_ref().map(|c| RssSampler::start(c.id()));
+        Ok(())
+    }
+
+    /// Waits until Metadata lists every node: a broker listens before its registration
+    /// is committed, and replication factor 3 needs all three registered.
+    fn wait_registered(&self) -> Result<()> {
+        let client: BaseConsumer<Ctx> =
+            client_config(&self.bootstrap).create_with_context(Ctx::default())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = client
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|md| md.brokers().len())
+                .unwrap_or(0);
+            if listed == self.nodes.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Metadata lists {listed} of {} brokers 60 s after start-up",
+                    self.nodes.len()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL to node `i`, reaped at once.
+    fn kill9(&mut self, i: usize) -> Result<()> {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Measures the running nodes except `skip`, summed.
+    fn meter_except(&self, skip: Option<usize>) -> Meter {
+        Meter::begin_procs(
+            self.nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != skip)
+                .filter_map(|(_, n)| {
+                    let pid = n.child.as_ref()?.id();
+                    Some((pid, n.sampler.as_ref().map(|s| s.max_kb.clone())))
+                })
+                .collect(),
+        )
+    }
+
+    /// SIGTERM to every running node at once, then waits up to 60 s for each (SIGKILL
+    /// after). At once, because each does a controlled shutdown through the controller
+    /// quorum: one after the other, the last node would find no quorum and wait out its
+    /// 30 s controlled-shutdown timeout. Returns (node id, exit status, seconds) per node.
+    fn stop_all(&mut self) -> Vec<(i32, String, f64)> {
+        for node in &mut self.nodes {
+            node.sampler = None;
+        }
+        let t = Instant::now();
+        for node in &self.nodes {
+            if let Some(c) = &node.child {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+            }
+        }
+        let mut stopped = Vec::new();
+        while self.nodes.iter().any(|n| n.child.is_some()) {
+            let late = t.elapsed() > Duration::from_secs(60);
+            for node in &mut self.nodes {
+                let Some(child) = node.child.as_mut() else {
+                    continue;
+                };
+                let status = match child.try_wait() {
+                    Ok(Some(st)) => st.to_string(),
+                    Ok(None) if !late => continue,
+                    _ => {
+                        let _ = child.kill();
+                        let st = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                        format!("no exit 60 s after SIGTERM, killed ({st})")
+                    }
+                };
+                node.child = None;
+                stopped.push((node.id, status, t.elapsed().as_secs_f64()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        stopped.sort_by_key(|(id, _, _)| *id);
+        stopped
+    }
+}
+
+impl Target for Cluster {
+    fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn meter(&self) -> Meter {
+        self.meter_except(None)
+    }
+}
+
+impl Drop for Cluster {
+    /// Only an error leaves nodes running (`stop_all` ends a run): kill them.
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut c) = node.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch of a log line's leading UTC timestamp, as tracing writes
+/// it (`2026-01-31T15:29:58.500087Z`).
+fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let h = t.next()?.parse::<i64>().ok()?;
+    let min = t.next()?.parse::<i64>().ok()?;
+    let sec = t.next()?.parse::<f64>().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // days_from_civil): years start in March so the leap day comes last.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3_600 + min * 60) as f64 + sec)
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until every node's Metadata gives each partition of `topic` a leader, so a
+/// phase does not start on a node that has not yet applied the topic.
+fn wait_leaders(cluster: &Cluster, topic: &str, partitions: i32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..cluster.nodes.len() {
+        let addr = cluster.addr(i);
+        loop {
+            match raw_metadata(&addr, topic, Duration::from_secs(10)) {
+                Ok(m) if m.led == partitions as u64 => break,
+                _ if Instant::now() > deadline => {
+                    bail!(
+                        "{topic}: not every partition has a leader in {addr}'s Metadata after 30 s"
+                    )
+                }
+                _ => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (leader, ISR) of partition 0 of `topic`, as Metadata through `bootstrap` says.
+fn leader_and_isr(bootstrap: &str, topic: &str) -> Result<(i32, Vec<i32>)> {
+    let client: BaseConsumer<Ctx> = client_config(bootstrap).create_with_context(Ctx::default())?;
+    let md = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let p = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| t.partitions().iter().find(|p| p.id() == 0))
+        .ok_or_else(|| anyhow!("Metadata does not list {topic}-0"))?;
+    Ok((p.leader(), p.isr().to_vec()))
+}
+
+fn run_cluster(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
+    let mut cluster = Cluster::start(3, &args.set)?;
+    println!(
+        "strata-bench --cluster: 3 broker+controller nodes at {} (pids {}), data {}",
+        cluster.bootstrap,
+        cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(|c| c.id().to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        cluster.dir.path().display()
+    );
+    let result = cluster_phases(args, rt, &mut cluster);
+    if result.is_err() {
+        for i in 0..cluster.nodes.len() {
+            eprintln!(
+                "node {} stderr (last 20 lines):\n{}",
+                cluster.nodes[i].id,
+                tail(&cluster.stderr_text(i), 20)
+            );
+        }
+    }
+    // On an error, dropping the cluster kills the nodes still running.
+    result
+}
+
+fn cluster_phases(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+) -> Result<Value> {
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let min_isr = [("min.insync.replicas", "2")];
+    let [tput3, tput1, lat3, lat1, fail] =
+        ["tput-rf3", "tput-rf1", "lat-rf3", "lat-rf1", "failover"]
+            .map(|t| format!("bench-{t}-{tag}"));
+    for (topic, partitions, rf, configs) in [
+        (&tput3, args.partitions, 3, &min_isr[..]),
+        (&tput1, args.partitions, 1, &[][..]),
+        (&lat3, args.partitions, 3, &min_isr[..]),
+        (&lat1, args.partitions, 1, &[][..]),
+        (&fail, 1, 3, &min_isr[..]),
+    ] {
+        create_topic_rf(rt, &cluster.bootstrap, topic, partitions, rf, configs)?;
+        wait_leaders(cluster, topic, partitions)?;
+    }
+    let records = args.produce_mb * 1024 * 1024 / args.record_bytes as u64;
+    let mut rows = Vec::new();
+
+    for (topic, name, what) in [
+        (&tput3, "C1 produce RF3", "RF3, min.insync.replicas=2"),
+        (&tput1, "C1 produce RF1", "RF1"),
+    ] {
+        // Write back dirty pages first: the RF3 phase leaves three copies of its data in
+        // the page cache, whose writeback would otherwise slow the phase after it.
+        Command::new("sync").status().context("running sync")?;
+        println!(
+            "cluster phase 1 ({what}): producing {records} x {} B to {topic} ...",
+            args.record_bytes
+        );
+        let r = produce_throughput(&*cluster, topic, args, records)?;
+        println!("  {:.1} MiB/s in {:.1} s", r.mb_s(), r.secs);
+        rows.push(PhaseResult { name, ..r });
+    }
+    let ratio = rows[0].mb_s() / rows[1].mb_s();
+
+    for (topic, name, what) in [
+        (&lat3, "C2 latency RF3", "RF3"),
+        (&lat1, "C2 latency RF1", "RF1"),
+    ] {
+        println!(
+            "cluster phase 2 ({what}): {} msgs/s for {} s (acks=all, linger.ms={}) ...",
+            args.rate, args.seconds, args.linger_ms
+        );
+        let r = produce_latency(&*cluster, topic, args)?;
+        if let Some(l) = r.lat {
+            println!(
+                "  p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                l.p50, l.p99, l.p999, l.max
+            );
+        }
+        rows.push(PhaseResult { name, ..r });
+    }
+
+    println!(
+        "cluster phase 3 (failover): {} msgs/s for {} s to {fail} (RF3, one partition, idempotent, acks=all), kill -9 of its leader a third of the way in ...",
+        args.rate, args.seconds
+    );
+    let errors_before = CLIENT_ERRORS.load(Ordering::Relaxed);
+    let mut r = failover(cluster, &fail, args)?;
+    let failover_client_errors = CLIENT_ERRORS.load(Ordering::Relaxed) - errors_before;
+    r.extra["client_errors"] = json!(failover_client_errors);
+    rows.push(r);
+    let f = &rows[4].extra;
+
+    let stopped = cluster.stop_all();
+    print_table(&rows);
+    println!("(broker CPU and RSS: sums over the three nodes; for the failover row, the two that were not killed)");
+    println!();
+    println!(
+        "produce throughput RF3/RF1: {ratio:.2} ({:.1} MiB/s, {:.0} msgs/s with replication factor 3 and min.insync.replicas=2; {:.1} MiB/s, {:.0} msgs/s with 1)",
+        rows[0].mb_s(),
+        rows[0].msgs_s(),
+        rows[1].mb_s(),
+        rows[1].msgs_s()
+    );
+    let p99 = |r: &PhaseResult| r.lat.map_or(f64::NAN, |l| l.p99);
+    println!(
+        "latency at {} msgs/s, p99: {:.2} ms RF3, {:.2} ms RF1",
+        args.rate,
+        p99(&rows[2]),
+        p99(&rows[3])
+    );
+    println!(
+        "failover: killed node {} (leader of {fail}-0{}) {:.2} s into the phase; the first record sent after the kill was acknowledged {:.3} s after it; new leader node {}, ISR {}",
+        f["killed_node"],
+        if f["killed_was_controller"] == json!(true) {
+            ", and the active controller"
+        } else {
+            ""
+        },
+        f["killed_after_s"].as_f64().unwrap_or(f64::NAN),
+        f["failover_s"].as_f64().unwrap_or(f64::NAN),
+        f["new_leader"],
+        f["isr_after"],
+    );
+    println!(
+        "  the controller (node {}) fenced the killed broker {} after the kill (broker.session.timeout.ms=3000)",
+        f["fenced_by"],
+        f["fenced_after_s"]
+            .as_f64()
+            .map_or("- (no \"broker fenced\" log line found)".to_string(), |s| format!("{s:.3} s")),
+    );
+    println!(
+        "  {} records sent, {} acknowledged, {} failed (first error: {}); librdkafka errors during the phase: {failover_client_errors}",
+        f["records_sent"],
+        f["acked"],
+        f["failed"],
+        f["first_error"].as_str().unwrap_or("none"),
+    );
+    println!(
+        "  read back {} records: all {} acknowledged present, {} duplicates, {} unacknowledged",
+        f["read_back"]["records"],
+        f["acked"],
+        f["read_back"]["duplicates"],
+        f["read_back"]["unacknowledged_present"],
+    );
+    println!(
+        "  node {} restarted: listening after {:.2} s, back in the ISR after {}",
+        f["killed_node"],
+        f["restart"]["listen_s"].as_f64().unwrap_or(f64::NAN),
+        f["restart"]["isr_rejoin_s"]
+            .as_f64()
+            .map_or("- (not within 60 s)".to_string(), |s| format!("{s:.2} s")),
+    );
+    println!(
+        "nodes stopped (SIGTERM to all at once): {}",
+        stopped
+            .iter()
+            .map(|(id, st, s)| format!("node {id} {st} after {s:.2} s"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let mut node_logs = Vec::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let stderr = cluster.stderr_text(i);
+        let problems: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        let errors = problems.iter().filter(|l| l.contains("ERROR")).count();
+        let warns = problems.len() - errors;
+        // openraft reports every failed RPC to a voter that is down (not yet started, or
+        // killed): expected here, so only the others are listed.
+        let (raft, own): (Vec<&str>, Vec<&str>) =
+            problems.iter().partition(|l| l.contains(" openraft::"));
+        println!(
+            "node {} stderr: {warns} WARN, {errors} ERROR ({} from openraft)",
+            node.id,
+            raft.len()
+        );
+        for l in own.iter().take(5) {
+            println!("  | {l}");
+        }
+        node_logs
+            .push(json!({"node": node.id, "warn": warns, "error": errors, "openraft": raft.len()}));
+    }
+    let client_errors = CLIENT_ERRORS.load(Ordering::Relaxed);
+    if client_errors > 0 {
+        println!("librdkafka client errors: {client_errors}");
+    }
+
+    let mut phases = serde_json::Map::new();
+    for (key, r) in [
+        "produce_rf3",
+        "produce_rf1",
+        "latency_rf3",
+        "latency_rf1",
+        "failover",
+    ]
+    .iter()
+    .zip(&rows)
+    {
+        phases.insert(key.to_string(), r.json());
+    }
+    Ok(json!({
+        "bench": "strata-bench --cluster",
+        "nodes": cluster.nodes.len(),
+        "record_bytes": args.record_bytes,
+        "partitions": args.partitions,
+        "produce_mb": args.produce_mb,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "linger_ms": args.linger_ms,
+        "rf3_min_insync_replicas": 2,
+        "produce_rf3_over_rf1": r3(ratio),
+        "clk_tck": clk_tck(),
+        "node_stop": stopped
+            .iter()
+            .map(|(id, st, s)| json!({"node": id, "status": st, "seconds": r3(*s)}))
+            .collect::<Vec<_>>(),
+        "node_stderr": node_logs,
+        "client_errors": client_errors,
+        "phases": phases,
+    }))
+}
+
+/// Produces at `--rate` for `--seconds` to a one-partition RF3 topic, kill -9s its leader
+/// a third of the way in, and measures the time from the kill to the first
+/// acknowledgement of a record sent after it. Then checks that a consumer reads back
+/// every acknowledged record, and restarts the killed node.
+fn failover(cluster: &mut Cluster, topic: &str, args: &Args) -> Result<PhaseResult> {
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let total = args.rate * args.seconds;
+    let kill_at = total / 3;
+    if kill_at == 0 {
+        bail!("failover: --rate x --seconds gives {total} records, too few to kill a leader in between");
+    }
+    let log = Arc::new(FailoverLog::new(total as usize));
+    let ctx = Ctx {
+        failover: Some(log.clone()),
+        ..Ctx::with_latencies(total as usize)
+    };
+    let linger = args.linger_ms.to_string();
+    // Idempotent: retries through the failover neither duplicate nor reorder records.
+    // message.timeout.ms bounds how long a record may wait for a new leader.
+    let p = producer(
+        &cluster.bootstrap,
+        ctx,
+        &[
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "60000"),
+            ("linger.ms", &linger),
+        ],
+    )?;
+    warm_up(&p, topic, 1, args.record_bytes)?;
+    let md = p
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let leader = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| t.partitions().iter().find(|p| p.id() == 0))
+        .map(|p| p.leader())
+        .filter(|l| *l >= 0)
+        .ok_or_else(|| anyhow!("failover: Metadata gives {topic}-0 no leader"))?;
+    let victim = cluster.index_of(leader)?;
+    let survivors = cluster.bootstrap_except(victim);
+    // A leader that is also the active controller takes longer to replace: the quorum
+    // elects a new controller first, whose broker session timer then starts afresh.
+    let controller =
+        raw_metadata(&cluster.addr(victim), topic, Duration::from_secs(10))?.controller;
+
+    // The killed node's CPU cannot be read after the kill: measure the other two.
+    let meter = cluster.meter_except(Some(victim));
+    let mut payload = random_payload(args.record_bytes);
+    let start = Instant::now();
+    let (mut killed_after, mut kill_unix) = (0.0, 0.0);
+    for i in 0..total {
+        if i == kill_at {
+            log.kill_ns.store(now_ns(), Ordering::SeqCst);
+            killed_after = start.elapsed().as_secs_f64();
+            // Wall clock, to place the controller's log lines relative to the kill.
+            kill_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs_f64();
+            cluster.kill9(victim)?;
+        }
+        pace(start, i, args.rate);
+        // The record index, for the read-back check; the opaque carries the send time.
+        payload[..8].copy_from_slice(&i.to_le_bytes());
+        send(&p, topic, 0, &payload, now_ns() as usize)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // Every record is acknowledged or failed within message.timeout.ms (60 s).
+    p.flush(Duration::from_secs(90))?;
+    let usage = meter.end();
+    let (ok, failed) = (
+        p.context().ok.load(Ordering::Relaxed),
+        p.context().failed.load(Ordering::Relaxed),
+    );
+    let first_error = lock(&p.context().first_error).clone();
+    let kill_ns = log.kill_ns.load(Ordering::SeqCst);
+    let first_ack = log.first_ack_after_kill_ns.load(Ordering::SeqCst);
+    if first_ack == u64::MAX {
+        bail!(
+            "failover: no record sent after the kill of node {leader} was acknowledged ({ok} acknowledged, {failed} failed; first error: {})",
+            first_error.as_deref().unwrap_or("none")
+        );
+    }
+    let failover_s = (first_ack - kill_ns) as f64 / 1e9;
+    let lat = p
+        .context()
+        .latencies
+        .as_ref()
+        .and_then(|l| percentiles(std::mem::take(&mut *lock(l))));
+    drop(p);
+    let acked = std::mem::take(&mut *lock(&log.acked));
+    let (new_leader, isr_after) = leader_and_isr(&survivors, topic)?;
+    // Server side of the failover: when the (possibly new) active controller fenced the
+    // killed broker, which is when its partitions got new leaders.
+    let fenced = (0..cluster.nodes.len())
+        .filter(|i| *i != victim)
+        .flat_map(|i| {
+            let id = cluster.nodes[i].id;
+            cluster
+                .stderr_text(i)
+                .lines()
+                .filter(|l| l.contains("broker fenced"))
+                .filter(|l| log_field(l, "node_id") == Some(leader.to_string().as_str()))
+                .filter_map(|l| log_time(l).map(|t| (t - kill_unix, id)))
+                .filter(|(after, _)| *after >= 0.0)
+                .collect::<Vec<_>>()
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+
+    // Read everything back from the survivors and look for every acknowledged record.
+    let c = consumer(&survivors, topic, 1, &[("fetch.wait.max.ms", "100")])?;
+    let mut seen = vec![0u32; total as usize];
+    let (mut read, mut unrecognised) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if Instant::now() > deadline {
+            bail!("failover read-back: no end of partition after 60 s ({read} records read)");
+        }
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let idx = m
+                    .payload()
+                    .and_then(|v| v.first_chunk::<8>())
+                    .map(|b| u64::from_le_bytes(*b));
+                match idx {
+                    Some(WARM_UP) => {}
+                    Some(i) if i < total => {
+                        read += 1;
+                        seen[i as usize] += 1;
+                    }
+                    _ => unrecognised += 1,
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => bail!("failover read-back: {e}"),
+            None => {}
+        }
+    }
+    drop(c);
+    let missing: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|i| seen.get(*i as usize).is_none_or(|n| *n == 0))
+        .collect();
+    let duplicates: u64 = seen.iter().map(|n| n.saturating_sub(1) as u64).sum();
+    let mut is_acked = vec![false; total as usize];
+    for i in &acked {
+        if let Some(a) = is_acked.get_mut(*i as usize) {
+            *a = true;
+        }
+    }
+    let unacked_present = seen
+        .iter()
+        .zip(&is_acked)
+        .filter(|(n, a)| **n > 0 && !**a)
+        .count();
+    if !missing.is_empty() || unrecognised > 0 {
+        bail!(
+            "failover read-back FAILED: {} of {} acknowledged records missing (first: {:?}); {read} records read, {unrecognised} unrecognised",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+
+    // Bring the killed node back: it catches up and rejoins the ISR, and the cluster
+    // stops with its quorum whole.
+    let t = Instant::now();
+    cluster.spawn(victim)?;
+    cluster.wait_listening(victim)?;
+    let listen_s = t.elapsed().as_secs_f64();
+    let mut rejoin_s = None;
+    while t.elapsed() < Duration::from_secs(60) {
+        if let Ok((_, isr)) = leader_and_isr(&cluster.bootstrap, topic) {
+            if isr.contains(&leader) {
+                rejoin_s = Some(t.elapsed().as_secs_f64());
+                break;
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    Ok(PhaseResult {
+        name: "C3 failover RF3",
+        records: total,
+        bytes: total * args.record_bytes as u64,
+        secs,
+        lat,
+        usage,
+        extra: json!({
+            "target_rate": args.rate,
+            "linger_ms": args.linger_ms,
+            "killed_node": leader,
+            "controller_before": controller,
+            "killed_was_controller": controller == leader,
+            "killed_after_s": r3(killed_after),
+            "failover_s": r3(failover_s),
+            "fenced_after_s": fenced.map(|(s, _)| r3(s)),
+            "fenced_by": fenced.map(|(_, id)| id),
+            "new_leader": new_leader,
+            "isr_after": isr_after,
+            "records_sent": total,
+            "sent_before_kill": kill_at,
+            "acked": ok,
+            "failed": failed,
+            "first_error": first_error,
+            "read_back": {
+                "records": read,
+                "acknowledged_missing": 0,
+                "duplicates": duplicates,
+                "unacknowledged_present": unacked_present,
+                "verified": true,
+            },
+            "restart": {
+                "listen_s": r3(listen_s),
+                "isr_rejoin_s": rejoin_s.map(r3),
+            },
+            "broker_cpu_of": "the two nodes not killed",
+        }),
+    })
 }
