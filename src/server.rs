@@ -124,10 +124,14 @@ impl Heartbeats {
 
     /// Kafka's controlled shutdown: the controller moves every leadership and ISR
     /// membership of this broker to others before it stops serving.
-    async fn controlled_shutdown(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            match self.beat(true).await {
+    /// Gives up after `budget` (the session timeout: by then the controller would
+    /// have fenced this broker anyway, e.g. when the whole quorum stops at once).
+    async fn controlled_shutdown(&self, budget: Duration) {
+        let deadline = tokio::time::Instant::now() + budget;
+        while tokio::time::Instant::now() < deadline {
+            let beat = tokio::time::timeout_at(deadline, self.beat(true)).await;
+            let Ok(beat) = beat else { break };
+            match beat {
                 Ok(ControllerReply::Heartbeat {
                     shutdown_ready: true,
                     ..
@@ -140,7 +144,10 @@ impl Heartbeats {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        warn!("controlled shutdown did not finish within 30 s; stopping anyway");
+        warn!(
+            budget_ms = budget.as_millis() as u64,
+            "controlled shutdown did not finish (no controller?); stopping anyway"
+        );
     }
 }
 
@@ -840,11 +847,13 @@ pub async fn start_with(
         let replicas = replicas.clone();
         let shutdown = shutdown.clone();
         let controlled = config.is_cluster() && config.get("controlled.shutdown.enable") == "true";
+        let session_timeout =
+            Duration::from_millis(num(&config, "broker.session.timeout.ms").max(1) as u64);
         tokio::spawn(async move {
             shutdown.cancelled().await;
             info!("stopping");
             if controlled {
-                heartbeats.controlled_shutdown().await;
+                heartbeats.controlled_shutdown(session_timeout).await;
                 if let Err(e) = replicas.reconcile(&heartbeats.quorum.view().current()) {
                     warn!(error = %e, "applying the controlled shutdown to local replicas");
                 }
