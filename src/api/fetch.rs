@@ -35,6 +35,41 @@ pub(super) struct Wanted {
     pub(super) current_leader_epoch: i32,
 }
 
+/// The request's topics by name and id (v13+ names them by id; an unknown id has no
+/// name) and its partitions, resolved once per request.
+pub(super) fn resolve(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+) -> (Vec<(Option<String>, Uuid)>, Vec<Wanted>) {
+    let image = broker.admin.image();
+    let mut topics: Vec<(Option<String>, Uuid)> = Vec::new();
+    let mut wanted = Vec::new();
+    for t in &request.topics {
+        let name = if version >= 13 {
+            image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(t.topic.0.as_str().to_string())
+        };
+        let id = name
+            .as_deref()
+            .and_then(|n| image.topic_by_name(n))
+            .map(|t| t.id)
+            .unwrap_or(t.topic_id);
+        topics.push((name, id));
+        for p in &t.partitions {
+            wanted.push(Wanted {
+                topic_index: topics.len() - 1,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: p.current_leader_epoch,
+            });
+        }
+    }
+    (topics, wanted)
+}
+
 pub(super) fn empty_partition(index: i32, error: i16) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)
@@ -69,32 +104,7 @@ pub async fn handle_fetch(
         // We never hand out sessions, so any id is unknown; the client starts over.
         return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
     }
-    let image = broker.admin.image();
-    // Resolve names (v13+ sends topic ids) once.
-    let mut topics: Vec<(Option<String>, Uuid)> = Vec::new();
-    let mut wanted = Vec::new();
-    for t in &request.topics {
-        let name = if version >= 13 {
-            image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
-        } else {
-            Some(t.topic.0.as_str().to_string())
-        };
-        let id = name
-            .as_deref()
-            .and_then(|n| image.topic_by_name(n))
-            .map(|t| t.id)
-            .unwrap_or(t.topic_id);
-        topics.push((name, id));
-        for p in &t.partitions {
-            wanted.push(Wanted {
-                topic_index: topics.len() - 1,
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-                current_leader_epoch: p.current_leader_epoch,
-            });
-        }
-    }
+    let (topics, wanted) = resolve(broker, &request, version);
     let rack_aware = broker.config.get("replica.selector.class") == RACK_AWARE_SELECTOR;
     let rack = request.rack_id.as_str();
     let from = ReadFrom {

@@ -11,9 +11,8 @@ use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::time::Instant;
-use uuid::Uuid;
 
-use super::fetch::{build_response, empty_partition, Wanted};
+use super::fetch::{build_response, empty_partition, resolve};
 use super::Broker;
 use crate::error::{code, partition_error_code};
 
@@ -33,31 +32,7 @@ pub async fn handle_replica_fetch(
     replica: i32,
     listener: &str,
 ) -> FetchResponse {
-    let image = broker.admin.image();
-    let mut topics: Vec<(Option<String>, Uuid)> = Vec::new();
-    let mut wanted = Vec::new();
-    for t in &request.topics {
-        let name = if version >= 13 {
-            image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
-        } else {
-            Some(t.topic.0.as_str().to_string())
-        };
-        let id = name
-            .as_deref()
-            .and_then(|n| image.topic_by_name(n))
-            .map(|t| t.id)
-            .unwrap_or(t.topic_id);
-        topics.push((name, id));
-        for p in &t.partitions {
-            wanted.push(Wanted {
-                topic_index: topics.len() - 1,
-                partition: p.partition,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-                current_leader_epoch: p.current_leader_epoch,
-            });
-        }
-    }
+    let (topics, wanted) = resolve(broker, &request, version);
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let response_max = if request.max_bytes <= 0 {
