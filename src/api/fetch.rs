@@ -70,6 +70,22 @@ pub(super) fn resolve(
     (topics, wanted)
 }
 
+/// A partition's answer carrying records.
+pub(super) fn records_partition(
+    index: i32,
+    offsets: &crate::replication::PartitionOffsets,
+    records: Bytes,
+) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(code::NONE)
+        .with_high_watermark(offsets.high_watermark)
+        .with_last_stable_offset(offsets.last_stable_offset)
+        .with_log_start_offset(offsets.log_start_offset)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_records(Some(records))
+}
+
 pub(super) fn empty_partition(index: i32, error: i16) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)
@@ -314,16 +330,7 @@ fn read_all(
         match result {
             Ok((bytes, offsets)) => {
                 total += bytes.len();
-                out.push(
-                    PartitionData::default()
-                        .with_partition_index(w.partition)
-                        .with_error_code(code::NONE)
-                        .with_high_watermark(offsets.high_watermark)
-                        .with_last_stable_offset(offsets.last_stable_offset)
-                        .with_log_start_offset(offsets.log_start_offset)
-                        .with_preferred_read_replica(BrokerId(-1))
-                        .with_records(Some(bytes)),
-                );
+                out.push(records_partition(w.partition, &offsets, bytes));
             }
             Err(e) => {
                 any_error = true;

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use super::fetch::{build_response, empty_partition, resolve};
+use super::fetch::{build_response, empty_partition, records_partition, resolve};
 use super::Broker;
 use crate::error::{code, partition_error_code};
 
@@ -79,16 +78,7 @@ pub async fn handle_replica_fetch(
                         }
                     };
                     total += bytes.len();
-                    results.push(
-                        PartitionData::default()
-                            .with_partition_index(w.partition)
-                            .with_error_code(code::NONE)
-                            .with_high_watermark(offsets.high_watermark)
-                            .with_last_stable_offset(offsets.last_stable_offset)
-                            .with_log_start_offset(offsets.log_start_offset)
-                            .with_preferred_read_replica(BrokerId(-1))
-                            .with_records(Some(bytes)),
-                    );
+                    results.push(records_partition(w.partition, &offsets, bytes));
                 }
                 Err(e) => {
                     let offsets = partition.offsets();
