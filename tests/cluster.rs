@@ -1231,3 +1231,156 @@ async fn reassignment_moves_replicas_under_load_and_raises_the_replication_facto
         "INVALID_REPLICA_ASSIGNMENT"
     );
 }
+
+/// ElectLeaders (UNCLEAN) for partition 0 of `topic` through node `i`.
+fn elect_unclean(c: &Cluster, i: usize, topic: &str) -> i16 {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        ApiKey, ElectLeadersRequest, RequestKind, ResponseKind, TopicName,
+    };
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = ElectLeadersRequest::default()
+        .with_election_type(1)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.into(),
+            )))
+            .with_partitions(vec![0])]))
+        .with_timeout_ms(10_000);
+    match raw.call(ApiKey::ElectLeaders, 2, RequestKind::ElectLeaders(req)) {
+        ResponseKind::ElectLeaders(r) => {
+            r.replica_election_results[0].partition_result[0].error_code
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_isr_member_down_the_partition_waits_offline_for_one_to_return() {
+    use rdkafka::producer::FutureRecord;
+    // Five voters, so the quorum survives two dead brokers.
+    let mut c = Cluster::start(5, &["replica.lag.time.max.ms=2000"]);
+    let admin = common::admin(&c.bootstrap_all());
+    admin
+        .create_topics(
+            &[
+                NewTopic::new("careful", 1, TopicReplication::Variable(&[&[1, 2, 3]])),
+                NewTopic::new("reckless", 1, TopicReplication::Variable(&[&[1, 2, 3]])),
+            ],
+            &common::admin_opts(),
+        )
+        .await
+        .unwrap();
+    // Node 3 falls out of sync.
+    c.signal(2, "STOP");
+    for topic in ["careful", "reckless"] {
+        c.wait_for("node 3 out of the ISR", Duration::from_secs(20), || {
+            partitions(&c, 0, topic)
+                .filter(|p| p[&0].3 == vec![1, 2])
+                .map(|_| ())
+        });
+    }
+    let producer = common::producer(&c.bootstrap(3), &[("acks", "all")]);
+    for topic in ["careful", "reckless"] {
+        for i in 0..100 {
+            let v = format!("v{i}");
+            producer
+                .send(
+                    FutureRecord::<(), String>::to(topic).payload(&v),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Every ISR member dies; the out-of-sync replica is alive.
+    c.kill9(0);
+    c.kill9(1);
+    c.signal(2, "CONT");
+    for topic in ["careful", "reckless"] {
+        c.wait_for("the partition offline", Duration::from_secs(20), || {
+            partitions(&c, 3, topic)
+                .filter(|p| p[&0].0 == -1)
+                .map(|_| ())
+        });
+    }
+    // Unclean election off: it stays offline although node 3 is up and unfenced.
+    c.wait_for("node 3 live", Duration::from_secs(20), || {
+        live_brokers(&c, 3).contains(&3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let careful = partitions(&c, 3, "careful").unwrap();
+    assert_eq!(careful[&0].0, -1, "never a leader from outside the ISR");
+
+    // An explicit unclean election takes the out-of-sync replica (losing what it
+    // missed, as Kafka warns).
+    assert_eq!(elect_unclean(&c, 3, "reckless"), 0);
+    let reckless = partitions(&c, 3, "reckless").unwrap();
+    assert_eq!((reckless[&0].0, reckless[&0].3.clone()), (3, vec![3]));
+
+    // The last ISR member (whichever of 1 and 2 was fenced second) returns: the
+    // careful partition is back with nothing lost.
+    let last = careful[&0].3.clone();
+    assert_eq!(last.len(), 1, "the last ISR member is kept: {last:?}");
+    assert!(last[0] == 1 || last[0] == 2);
+    c.restart(c.index_of(last[0]));
+    c.wait_for(
+        "the ISR member leading again",
+        Duration::from_secs(30),
+        || {
+            partitions(&c, 3, "careful")
+                .filter(|p| p[&0].0 == last[0])
+                .map(|_| ())
+        },
+    );
+    let got = common::consume_all(&c.bootstrap(3), "careful", 1, Duration::from_secs(30));
+    assert_eq!(
+        values_of(&got),
+        (0..100).map(|i| format!("v{i}")).collect::<Vec<_>>()
+    );
+}
+
+fn values_of(got: &[common::Got]) -> Vec<String> {
+    got.iter()
+        .map(|g| String::from_utf8(g.value.clone().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_under_load_catches_up_identically() {
+    let mut c = Cluster::start(3, &[]);
+    create_with(&c, "steady", 1, 3, &[("min.insync.replicas", "2")]).await;
+    let (leader, _, replicas, _) = c.wait_for("a leader", Duration::from_secs(10), || {
+        partitions(&c, 0, "steady").map(|p| p[&0].clone())
+    });
+    let follower = *replicas.iter().find(|r| **r != leader).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until(c.bootstrap_all(), "steady", stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.kill9(c.index_of(follower));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.restart(c.index_of(follower));
+    c.wait_for(
+        "the follower back in the ISR",
+        Duration::from_secs(60),
+        || {
+            partitions(&c, c.index_of(leader), "steady")
+                .filter(|p| p[&0].3.contains(&follower))
+                .map(|_| ())
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = producing.await.unwrap();
+    assert_eq!(
+        acked.len() as u64,
+        acked.last().unwrap() + 1,
+        "no delivery errors"
+    );
+    c.wait_for("identical segment files", Duration::from_secs(30), || {
+        let a = segment_bytes(&c, 0, "steady", 0);
+        (a == segment_bytes(&c, 1, "steady", 0) && a == segment_bytes(&c, 2, "steady", 0))
+            .then_some(())
+    });
+    let got = common::consume_all(&c.bootstrap_all(), "steady", 1, Duration::from_secs(60));
+    assert_eq!(values(&got), acked);
+}
