@@ -1266,6 +1266,7 @@ async fn with_every_isr_member_down_the_partition_waits_offline_for_one_to_retur
             &[
                 NewTopic::new("careful", 1, TopicReplication::Variable(&[&[1, 2, 3]])),
                 NewTopic::new("reckless", 1, TopicReplication::Variable(&[&[1, 2, 3]])),
+                NewTopic::new("lenient", 1, TopicReplication::Variable(&[&[1, 2, 3]])),
             ],
             &common::admin_opts(),
         )
@@ -1273,7 +1274,7 @@ async fn with_every_isr_member_down_the_partition_waits_offline_for_one_to_retur
         .unwrap();
     // Node 3 falls out of sync.
     c.signal(2, "STOP");
-    for topic in ["careful", "reckless"] {
+    for topic in ["careful", "reckless", "lenient"] {
         c.wait_for("node 3 out of the ISR", Duration::from_secs(20), || {
             partitions(&c, 0, topic)
                 .filter(|p| p[&0].3 == vec![1, 2])
@@ -1281,7 +1282,7 @@ async fn with_every_isr_member_down_the_partition_waits_offline_for_one_to_retur
         });
     }
     let producer = common::producer(&c.bootstrap(3), &[("acks", "all")]);
-    for topic in ["careful", "reckless"] {
+    for topic in ["careful", "reckless", "lenient"] {
         for i in 0..100 {
             let v = format!("v{i}");
             producer
@@ -1297,7 +1298,7 @@ async fn with_every_isr_member_down_the_partition_waits_offline_for_one_to_retur
     c.kill9(0);
     c.kill9(1);
     c.signal(2, "CONT");
-    for topic in ["careful", "reckless"] {
+    for topic in ["careful", "reckless", "lenient"] {
         c.wait_for("the partition offline", Duration::from_secs(20), || {
             partitions(&c, 3, topic)
                 .filter(|p| p[&0].0 == -1)
@@ -1317,6 +1318,21 @@ async fn with_every_isr_member_down_the_partition_waits_offline_for_one_to_retur
     assert_eq!(elect_unclean(&c, 3, "reckless"), 0);
     let reckless = partitions(&c, 3, "reckless").unwrap();
     assert_eq!((reckless[&0].0, reckless[&0].3.clone()), (3, vec![3]));
+    // So does turning unclean.leader.election.enable on for a topic.
+    let alter =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic("lenient"))
+            .set("unclean.leader.election.enable", "true");
+    common::admin(&c.bootstrap(3))
+        .alter_configs(&[alter], &common::admin_opts())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    c.wait_for("the unclean leader", Duration::from_secs(20), || {
+        partitions(&c, 3, "lenient")
+            .filter(|p| p[&0].0 == 3)
+            .map(|_| ())
+    });
 
     // The last ISR member (whichever of 1 and 2 was fenced second) returns: the
     // careful partition is back with nothing lost.

@@ -886,6 +886,18 @@ impl MetadataQuorum {
                     warn!(node_id, error = %e, "could not fence the broker");
                 }
             }
+            // Offline partitions whose ISR has a live member again, or whose topic
+            // now allows an unclean election (a config change), get a leader.
+            let offline = self.inner.controller.elect_offline(&self.view().current());
+            if !offline.is_empty() {
+                info!(
+                    partitions = offline.len(),
+                    "electing leaders for offline partitions"
+                );
+                if let Err(e) = self.write_changes(offline).await {
+                    warn!(error = %e, "electing leaders for offline partitions failed");
+                }
+            }
             if let Some((every, percentage)) = self.inner.controller.rebalance {
                 if last_rebalance.elapsed() >= every {
                     last_rebalance = Instant::now();
