@@ -1230,6 +1230,93 @@ async fn reassignment_moves_replicas_under_load_and_raises_the_replication_facto
         39,
         "INVALID_REPLICA_ASSIGNMENT"
     );
+
+    // A reassignment that cannot finish (its new replica is frozen) is listed, and
+    // cancelling it restores the replicas it started from (Kafka's revert: the
+    // replica list without the ones being added).
+    c.signal(0, "STOP");
+    assert_eq!(reassign(&c, 1, "moving", &[3, 1]), 0);
+    let listed = list_reassignments(&c, 1);
+    assert_eq!(
+        listed,
+        vec![("moving".to_string(), 0, vec![3, 1, 2], vec![1], vec![2])]
+    );
+    assert_eq!(cancel_reassignment(&c, 1, "moving"), 0);
+    assert!(list_reassignments(&c, 1).is_empty());
+    let (_, _, replicas, isr) = partitions(&c, 1, "moving").unwrap()[&0].clone();
+    assert_eq!(replicas, vec![3, 2]);
+    assert!(!isr.contains(&1));
+    assert_eq!(
+        cancel_reassignment(&c, 1, "moving"),
+        85,
+        "NO_REASSIGNMENT_IN_PROGRESS"
+    );
+    c.signal(0, "CONT");
+}
+
+/// A reassignment in progress: (topic, partition, replicas, adding, removing).
+type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// ListPartitionReassignments through node `i`: every reassignment in progress.
+fn list_reassignments(c: &Cluster, i: usize) -> Vec<Ongoing> {
+    use kafka_protocol::messages::{
+        ApiKey, ListPartitionReassignmentsRequest, RequestKind, ResponseKind,
+    };
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(None);
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    match raw.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        RequestKind::ListPartitionReassignments(req),
+    ) {
+        ResponseKind::ListPartitionReassignments(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    (
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        ids(&p.replicas),
+                        ids(&p.adding_replicas),
+                        ids(&p.removing_replicas),
+                    )
+                })
+            })
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Cancels the reassignment of partition 0 of `topic` (null replicas) through node `i`.
+fn cancel_reassignment(c: &Cluster, i: usize, topic: &str) -> i16 {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, ApiKey, RequestKind, ResponseKind, TopicName,
+    };
+    let mut raw = common::RawClient::connect(&c.bootstrap(i));
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                topic.into(),
+            )))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(None)])]);
+    match raw.call(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        RequestKind::AlterPartitionReassignments(req),
+    ) {
+        ResponseKind::AlterPartitionReassignments(r) => r.responses[0].partitions[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 /// ElectLeaders (UNCLEAN) for partition 0 of `topic` through node `i`.
