@@ -767,12 +767,17 @@ impl Log {
         active.truncate_to(offset).map_err(io_err(&dir))?;
         // A sealed segment that now ends the log takes appends again.
         active.sealed = false;
-        self.epochs
-            .truncate_from_end(offset)
+        // The log ends at a batch boundary, at or below `offset`.
+        let end = self.log_end_offset();
+        self.epochs.truncate_from_end(end).map_err(io_err(&dir))?;
+        self.producers.truncate_from(end);
+        ProducerState::prune_segment_snapshots(&dir, |at| at > end);
+        // A snapshot from before the truncation may describe batches that are gone;
+        // replace it so a restart never replays state the log no longer has.
+        self.producers
+            .write_snapshot(&dir, end)
             .map_err(io_err(&dir))?;
-        self.producers.truncate_from(offset);
-        ProducerState::prune_segment_snapshots(&dir, |at| at > offset);
-        self.recovery.retreat(&dir, offset);
+        self.recovery.retreat(&dir, end);
         Ok(())
     }
 
@@ -1277,6 +1282,57 @@ mod tests {
         assert_eq!(log.unflushed_messages(), 2);
         assert!(log.flush_if_due(now_ms() + 60_000).unwrap());
         assert_eq!(log.unflushed_messages(), 0);
+    }
+
+    /// A follower copies a leader's batches byte for byte, truncates a diverged tail
+    /// across segments, and after a crash (no clean close) reopens at the truncated
+    /// end with the same bytes.
+    #[test]
+    fn follower_appends_are_identical_and_truncation_survives_a_crash() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let follower_dir = tempfile::tempdir().unwrap();
+        let mut leader = Log::open(leader_dir.path(), small_segments(), true).unwrap();
+        let mut follower = Log::open(follower_dir.path(), small_segments(), true).unwrap();
+        leader.assign_epoch(3).unwrap();
+        for _ in 0..6 {
+            let b = make_batch(2, now_ms(), None);
+            let batches = batch::split_and_validate(&b, 1 << 20).unwrap();
+            leader.append_as_leader(&b, &batches, 3).unwrap();
+        }
+        // Copy everything the leader has, as fetches would.
+        let mut at = 0;
+        while at < leader.log_end_offset() {
+            let plan = leader.plan_read(at, leader.log_end()).unwrap();
+            let bytes = plan.execute(1 << 20, true).unwrap();
+            let batches = batch::split_and_validate(&bytes, usize::MAX).unwrap();
+            at = follower.append_as_follower(&bytes, &batches).unwrap();
+        }
+        assert_eq!(follower.log_end_offset(), 12);
+        assert_eq!(follower.latest_epoch(), Some(3));
+        assert_eq!(follower.end_offset_for_epoch(3), (3, 12));
+        let read_all = |log: &Log| {
+            log.plan_read(log.log_start_offset(), log.log_end())
+                .unwrap()
+                .execute(1 << 20, true)
+                .unwrap()
+        };
+        assert!(follower.segment_count() > 1, "the copy rolled too");
+        // A batch not starting at the log end is refused.
+        let stray = make_batch(1, now_ms(), None);
+        let stray_batches = batch::split_and_validate(&stray, 1 << 20).unwrap();
+        assert!(follower.append_as_follower(&stray, &stray_batches).is_err());
+
+        follower.truncate_to(5).unwrap_or_else(|e| panic!("{e}"));
+        // Offsets are batch boundaries (2 records per batch): 5 is inside one, so the
+        // whole batch holding it goes (Kafka truncates to a batch boundary the same way).
+        assert!(follower.log_end_offset() <= 5);
+        let end = follower.log_end_offset();
+        drop(follower); // a crash: no close
+        let follower = Log::open(follower_dir.path(), small_segments(), false).unwrap();
+        assert_eq!(follower.log_end_offset(), end);
+        let prefix = read_all(&follower);
+        let leader_bytes = read_all(&leader);
+        assert_eq!(&leader_bytes[..prefix.len()], &prefix[..]);
     }
 
     fn append(log: &mut Log, count: i32) -> AppendInfo {

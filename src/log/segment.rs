@@ -509,16 +509,17 @@ impl Segment {
     /// Cuts the segment so that it ends before `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         let end = self.size;
-        let pos = match self.position_of(offset, end)? {
-            Some((pos, _)) => pos,
+        let (pos, cut_from) = match self.position_of(offset, end)? {
+            // The whole batch holding `offset` goes: a log ends at a batch boundary.
+            Some((pos, h)) => (pos, h.base_offset.min(offset)),
             None => return Ok(()),
         };
         self.file.open()?.set_len(pos)?;
         self.size = pos;
         self.offset_index.truncate_to_position(pos as u32)?;
         self.time_index
-            .truncate_to_offset((offset - self.base_offset).max(0) as u32)?;
-        self.next_offset = offset.max(self.base_offset);
+            .truncate_to_offset((cut_from - self.base_offset).max(0) as u32)?;
+        self.next_offset = cut_from.max(self.base_offset);
         Ok(())
     }
 
