@@ -72,6 +72,9 @@ struct Heartbeats {
     /// The broker epoch of the current registration.
     epoch: Arc<std::sync::atomic::AtomicI64>,
     me: BrokerImage,
+    /// Set when the controlled shutdown begins: from then on every heartbeat asks
+    /// to shut down, so a periodic one can never unfence the broker again.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Heartbeats {
@@ -113,7 +116,7 @@ impl Heartbeats {
                 _ = stop.cancelled() => return,
             }
             let beat = tokio::select! {
-                beat = self.beat(false) => beat,
+                beat = self.beat(self.stopping.load(std::sync::atomic::Ordering::Relaxed)) => beat,
                 _ = stop.cancelled() => return,
             };
             if let Err(e) = beat {
@@ -127,6 +130,8 @@ impl Heartbeats {
     /// Gives up after `budget` (the session timeout: by then the controller would
     /// have fenced this broker anyway, e.g. when the whole quorum stops at once).
     async fn controlled_shutdown(&self, budget: Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + budget;
         while tokio::time::Instant::now() < deadline {
             let beat = tokio::time::timeout_at(deadline, self.beat(true)).await;
@@ -595,6 +600,7 @@ pub async fn start_with(
         node_id: config.node_id,
         epoch: Arc::new(std::sync::atomic::AtomicI64::new(broker_epoch)),
         me,
+        stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     heartbeats.beat(false).await?;
     replicas

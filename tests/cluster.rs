@@ -249,16 +249,16 @@ async fn sigterm_moves_leadership_away_before_the_broker_stops() {
     assert!(status.success(), "exit status {status}");
     let log = c.log(target);
     assert!(log.contains("controlled shutdown done"), "{log}");
-    // Right after it stopped, nothing names it as leader any more.
-    let after = partitions(&c, other, "moving").expect("metadata");
-    for (idx, (l, _, _, isr)) in &after {
-        assert_ne!(
-            *l, target_id,
-            "partition {idx} still led by the stopped broker"
-        );
-        assert!(!isr.contains(&target_id));
-    }
-    assert!(!live_brokers(&c, other).contains(&target_id));
+    // Right after it stopped (far sooner than the 60 s session timeout), nothing
+    // names it as leader or in-sync replica any more. The other node may apply the
+    // committed change a heartbeat later.
+    c.wait_for("leaderships moved", Duration::from_secs(3), || {
+        let after = partitions(&c, other, "moving")?;
+        let moved = after
+            .values()
+            .all(|(l, _, _, isr)| *l != target_id && !isr.contains(&target_id));
+        (moved && !live_brokers(&c, other).contains(&target_id)).then_some(())
+    });
     // It comes back and is a live broker again.
     c.restart(target);
     c.wait_for("the broker back", Duration::from_secs(20), || {
