@@ -118,6 +118,46 @@ for n in (1, 2, 3):
         },
     )
 
+# Kafka's dedicated-controller layout on one machine: three controller-only voters
+# and three broker-only nodes (ids 4-6) that fetch the metadata as observers.
+for n in (1, 2, 3):
+    EXAMPLES[f"cluster-3-node/dedicated-controllers/controller-{n}.toml"] = (
+        f"controller {n} of three dedicated controllers (process.roles=controller).",
+        "#\n# A controller-only node is a metadata voter and nothing else: it binds only its\n"
+        "# controller listener, holds no partitions and serves no clients. Start the three\n"
+        "# controllers and the three brokers beside them (any order):\n"
+        f"#   strata --config config/cluster-3-node/dedicated-controllers/controller-{n}.toml\n",
+        {
+            "process.roles": "controller",
+            "node.id": str(n),
+            "controller.quorum.voters": VOTERS,
+            "controller.listener.names": "CONTROLLER",
+            "listeners": f"CONTROLLER://127.0.0.1:{19090 + n}",
+            "log.dirs": f"./data-cluster/controller-{n}",
+        },
+    )
+for n in (4, 5, 6):
+    EXAMPLES[f"cluster-3-node/dedicated-controllers/broker-{n}.toml"] = (
+        f"broker {n} beside three dedicated controllers (process.roles=broker).",
+        "#\n# A broker-only node holds no vote: it registers with the active controller and\n"
+        "# fetches the metadata from it (a KRaft observer). Start it with:\n"
+        f"#   strata --config config/cluster-3-node/dedicated-controllers/broker-{n}.toml\n"
+        "# Clients bootstrap from 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094.\n",
+        {
+            "process.roles": "broker",
+            "node.id": str(n),
+            "controller.quorum.voters": VOTERS,
+            "controller.listener.names": "CONTROLLER",
+            "listeners": f"PLAINTEXT://127.0.0.1:{9088 + n}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": f"./data-cluster/broker-{n}",
+            "broker.rack": f"az-{n - 3}",
+            "default.replication.factor": "3",
+            "min.insync.replicas": "2",
+            "offsets.topic.replication.factor": "3",
+        },
+    )
+
 KEY_LINE = re.compile(r'^(\S+) = "(.*)"  \[(\w+)\]$')
 
 

@@ -37,7 +37,8 @@ pub struct RunningBroker {
     pub addrs: Vec<SocketAddr>,
     /// Bound address of the `/metrics` endpoint, if `metrics.listener` is set.
     pub metrics_addr: Option<SocketAddr>,
-    pub broker: Arc<Broker>,
+    /// The Kafka API side; `None` on a controller-only node.
+    pub broker: Option<Arc<Broker>>,
     shutdown: CancellationToken,
     done: JoinHandle<()>,
 }
@@ -45,7 +46,10 @@ pub struct RunningBroker {
 impl RunningBroker {
     /// `host:port` of the first listener, for clients' `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        self.addrs[0].to_string()
+        self.addrs
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     }
 
     /// Stops accepting, closes connections, closes logs cleanly, stops the quorum.
@@ -386,6 +390,136 @@ fn set_socket_buffers(socket: &TcpSocket, config: &BrokerConfig) -> anyhow::Resu
     Ok(())
 }
 
+/// Opens this node's member of the metadata quorum (a voter, or an observer on a
+/// broker-only node), waiting for the quorum as long as it takes or until `shutdown`.
+async fn open_quorum(
+    config: &BrokerConfig,
+    metadata_dir: &std::path::Path,
+    listener: Option<tokio::net::TcpListener>,
+    meta_properties: &MetaProperties,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<MetadataQuorum> {
+    let fresh_metadata = !metadata_dir.exists();
+    MetadataQuorum::open_member(
+        metadata_dir,
+        QuorumOptions {
+            node_id: config.node_id as u64,
+            voters: config
+                .voters
+                .iter()
+                .map(|(id, v)| (*id as u64, v.addr()))
+                .collect(),
+            listener,
+            controller: ControllerSettings {
+                session_timeout: Duration::from_millis(
+                    num(config, "broker.session.timeout.ms") as u64
+                ),
+                rebalance: (config.get("auto.leader.rebalance.enable") == "true").then(|| {
+                    (
+                        Duration::from_secs(
+                            num(config, "leader.imbalance.check.interval.seconds").max(1) as u64,
+                        ),
+                        num(config, "leader.imbalance.per.broker.percentage"),
+                    )
+                }),
+                unclean_default: config
+                    .get("unclean.leader.election.enable")
+                    .eq_ignore_ascii_case("true"),
+            },
+            joined_before: fresh_metadata && meta_properties.cluster_id.is_some(),
+            cancel: shutdown.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))
+}
+
+/// Gives a new cluster its id (the one in `meta.properties` if the data has one), and
+/// checks and records this node's `meta.properties`.
+async fn ensure_cluster_id(
+    quorum: &MetadataQuorum,
+    config: &BrokerConfig,
+    meta_properties: &MetaProperties,
+) -> anyhow::Result<()> {
+    if quorum.view().current().cluster_id.is_empty() {
+        quorum
+            .propose(MetadataRecord::InitCluster {
+                cluster_id: meta_properties
+                    .cluster_id
+                    .clone()
+                    .unwrap_or_else(new_cluster_id),
+            })
+            .await?;
+    }
+    let cluster_id = quorum.view().current().cluster_id.clone();
+    meta_properties.check_and_write(config, &cluster_id)
+}
+
+/// A controller-only node (`process.roles=controller`): a voter of the metadata quorum,
+/// the active controller while it leads; no client listeners, no partitions.
+async fn start_controller(
+    config: Arc<BrokerConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningBroker> {
+    let metadata_dir = config
+        .metadata_log_dir
+        .join(format!("{METADATA_DIR_PREFIX}-0"));
+    std::fs::create_dir_all(&config.metadata_log_dir).with_context(|| {
+        format!(
+            "creating metadata.log.dir {}",
+            config.metadata_log_dir.display()
+        )
+    })?;
+    let mut listener = None;
+    for l in &config.listeners {
+        let socket = bind_socket(&l.bind_addr()).await.with_context(|| {
+            format!(
+                "binding controller listener {} on {}",
+                l.name,
+                l.bind_addr()
+            )
+        })?;
+        listener = Some(
+            socket
+                .listen(LISTEN_BACKLOG)
+                .with_context(|| format!("listening on controller listener {}", l.name))?,
+        );
+    }
+    let meta_properties = MetaProperties::read(std::slice::from_ref(&config.metadata_log_dir))?;
+    let quorum = open_quorum(
+        &config,
+        &metadata_dir,
+        listener,
+        &meta_properties,
+        &shutdown,
+    )
+    .await?;
+    ensure_cluster_id(&quorum, &config, &meta_properties).await?;
+    info!(
+        node_id = config.node_id,
+        cluster_id = %quorum.view().current().cluster_id,
+        "controller ready"
+    );
+    let done = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            info!("stopping");
+            if let Err(e) = quorum.shutdown().await {
+                warn!(error = %e, "metadata quorum shutdown");
+            }
+            info!("stopped");
+        })
+    };
+    Ok(RunningBroker {
+        addrs: Vec::new(),
+        metrics_addr: None,
+        broker: None,
+        shutdown,
+        done,
+    })
+}
+
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     start_with(config, CancellationToken::new()).await
 }
@@ -404,6 +538,9 @@ pub async fn start_with(
         "effective configuration (* = set explicitly):\n{}",
         config.describe()
     );
+    if !config.roles.broker {
+        return start_controller(config, shutdown).await;
+    }
     let open_files = match crate::log::files::raise_open_files_limit() {
         Ok(limit) => Some(limit),
         Err(e) => {
@@ -447,39 +584,14 @@ pub async fn start_with(
         bound.push((l.name.clone(), socket));
     }
     let meta_properties = MetaProperties::read(&config.log_dirs)?;
-    let fresh_metadata = !metadata_dir.exists();
-    let quorum = MetadataQuorum::open_member(
+    let quorum = open_quorum(
+        &config,
         &metadata_dir,
-        QuorumOptions {
-            node_id: config.node_id as u64,
-            voters: config
-                .voters
-                .iter()
-                .map(|(id, v)| (*id as u64, v.addr()))
-                .collect(),
-            listener: controller_listener,
-            controller: ControllerSettings {
-                session_timeout: Duration::from_millis(
-                    num(&config, "broker.session.timeout.ms") as u64
-                ),
-                rebalance: (config.get("auto.leader.rebalance.enable") == "true").then(|| {
-                    (
-                        Duration::from_secs(
-                            num(&config, "leader.imbalance.check.interval.seconds").max(1) as u64,
-                        ),
-                        num(&config, "leader.imbalance.per.broker.percentage"),
-                    )
-                }),
-                unclean_default: config
-                    .get("unclean.leader.election.enable")
-                    .eq_ignore_ascii_case("true"),
-            },
-            joined_before: fresh_metadata && meta_properties.cluster_id.is_some(),
-            cancel: shutdown.clone(),
-        },
+        controller_listener,
+        &meta_properties,
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))?;
+    .await?;
 
     let addrs: Vec<SocketAddr> = bound
         .iter()
@@ -516,18 +628,7 @@ pub async fn start_with(
         })
         .collect();
 
-    if quorum.view().current().cluster_id.is_empty() {
-        quorum
-            .propose(MetadataRecord::InitCluster {
-                cluster_id: meta_properties
-                    .cluster_id
-                    .clone()
-                    .unwrap_or_else(new_cluster_id),
-            })
-            .await?;
-    }
-    let cluster_id = quorum.view().current().cluster_id.clone();
-    meta_properties.check_and_write(&config, &cluster_id)?;
+    ensure_cluster_id(&quorum, &config, &meta_properties).await?;
     let me = BrokerImage {
         node_id: config.node_id,
         host: endpoints[0].host.clone(),
@@ -888,7 +989,7 @@ pub async fn start_with(
     Ok(RunningBroker {
         addrs,
         metrics_addr,
-        broker,
+        broker: Some(broker),
         shutdown,
         done,
     })

@@ -318,12 +318,11 @@ fn a_lone_voter_waits_for_its_quorum_and_stops_on_sigterm() {
         extra: Vec::new(),
     };
     for i in 0..3 {
-        c.specs.push(common::cluster::NodeSpec {
-            id: i + 1,
-            port: common::free_port(),
-            controller_port: common::free_port(),
-            data: c.dir.path().join(format!("node{}", i + 1)),
-        });
+        c.specs.push(common::cluster::NodeSpec::new(
+            i + 1,
+            common::cluster::Role::Combined,
+            c.dir.path(),
+        ));
         c.procs.push(None);
     }
     c.spawn(0);
@@ -1486,4 +1485,157 @@ async fn a_follower_killed_under_load_catches_up_identically() {
     });
     let got = common::consume_all(&c.bootstrap_all(), "steady", 1, Duration::from_secs(60));
     assert_eq!(values(&got), acked);
+}
+
+/// The ids DescribeQuorum (through node `i`) reports as voters and as observers.
+fn quorum_members(c: &Cluster, i: usize) -> (BTreeSet<i32>, BTreeSet<i32>) {
+    let q = c.describe_quorum(i);
+    let p = &q.topics[0].partitions[0];
+    (
+        p.current_voters.iter().map(|v| v.replica_id.0).collect(),
+        p.observers.iter().map(|v| v.replica_id.0).collect(),
+    )
+}
+
+/// Kafka's dedicated-controller layout: three controller-only voters (1-3) and three
+/// broker-only nodes (4-6) that fetch the metadata as observers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_controllers_serve_broker_only_nodes_through_a_controller_failover() {
+    use common::cluster::Role;
+    use rdkafka::producer::FutureRecord;
+    let roles = [
+        Role::Controller,
+        Role::Controller,
+        Role::Controller,
+        Role::Broker,
+        Role::Broker,
+        Role::Broker,
+    ];
+    let mut c = Cluster::start_roles(&roles, &[]);
+    let b = 3; // the first broker-only node
+
+    // Only the brokers are brokers; the quorum is the three controllers, and the
+    // brokers fetch its metadata as observers.
+    c.wait_for("three live brokers", Duration::from_secs(30), || {
+        (live_brokers(&c, b) == BTreeSet::from([4, 5, 6])).then_some(())
+    });
+    let (voters, observers) = c.wait_for("the observers", Duration::from_secs(30), || {
+        let (v, o) = quorum_members(&c, b);
+        (o == BTreeSet::from([4, 5, 6])).then_some((v, o))
+    });
+    assert_eq!(voters, BTreeSet::from([1, 2, 3]), "observers {observers:?}");
+    let (leader, epoch) = c.quorum_leader(b).expect("a quorum leader");
+    assert!(
+        (1..=3).contains(&leader),
+        "a controller leads, not {leader}"
+    );
+    let md = c.metadata(b + 1);
+    assert!(
+        (4..=6).contains(&md.controller_id.0),
+        "clients are given a live broker as controller, as KRaft brokers do: {}",
+        md.controller_id.0
+    );
+    // No controller serves the Kafka API or holds partitions.
+    for i in 0..3 {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", c.specs[i].port).parse().unwrap();
+        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+    }
+
+    create_with(&c, "observed", 3, 3, &[("min.insync.replicas", "2")]).await;
+    let producer = common::producer(
+        &c.bootstrap_all(),
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    let send = |from: u64, to: u64| {
+        let producer = producer.clone();
+        async move {
+            let mut pending = Vec::new();
+            for i in from..to {
+                let value = i.to_string();
+                let key = (i % 3).to_string();
+                pending.push(
+                    producer
+                        .send_result(FutureRecord::to("observed").payload(&value).key(&key))
+                        .map_err(|(e, _)| e)
+                        .expect("enqueue"),
+                );
+            }
+            for f in pending {
+                f.await.expect("delivery").expect("acknowledged");
+            }
+        }
+    };
+    send(0, 1000).await;
+    let parts = partitions(&c, b, "observed").unwrap();
+    for (leader, _, replicas, isr) in parts.values() {
+        assert!((4..=6).contains(leader));
+        assert_eq!(replicas.len(), 3);
+        assert_eq!(isr.len(), 3);
+    }
+    for i in 0..3 {
+        assert!(
+            !c.specs[i].data.join("observed-0").exists(),
+            "a controller holds no partition"
+        );
+    }
+
+    // The active controller dies: another controller leads within 10 s; the brokers
+    // follow it (creating a topic and producing still work).
+    let started = Instant::now();
+    c.kill9(c.index_of(leader));
+    let survivor = b + 2;
+    let (new_leader, new_epoch) = c.wait_for("a new controller", Duration::from_secs(10), || {
+        c.quorum_leader(survivor).filter(|(l, _)| *l != leader)
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!((1..=3).contains(&new_leader) && new_epoch > epoch);
+    create_with(&c, "after-failover", 2, 3, &[]).await;
+    for i in b..b + 3 {
+        c.wait_for(
+            "the new topic on every broker",
+            Duration::from_secs(20),
+            || partitions(&c, i, "after-failover").map(|_| ()),
+        );
+    }
+    send(1000, 2000).await;
+
+    // A broker-only node is killed: its partitions fail over; restarted, it fetches
+    // the metadata anew, catches up and rejoins every ISR.
+    let victim = parts[&0].0;
+    let survivor = (b..b + 3).find(|i| c.specs[*i].id != victim).unwrap();
+    c.kill9(c.index_of(victim));
+    c.wait_for("the dead broker fenced", Duration::from_secs(20), || {
+        let p = partitions(&c, survivor, "observed")?;
+        p.values()
+            .all(|(l, _, _, isr)| *l != victim && !isr.contains(&victim))
+            .then_some(())
+    });
+    send(2000, 3000).await;
+    c.restart(c.index_of(victim));
+    c.wait_for("every ISR whole again", Duration::from_secs(60), || {
+        let p = partitions(&c, survivor, "observed")?;
+        p.values()
+            .all(|(_, _, _, isr)| isr.len() == 3)
+            .then_some(())
+    });
+    let got = common::consume_all(&c.bootstrap_all(), "observed", 3, Duration::from_secs(60));
+    let mut got = values(&got);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..3000).collect::<Vec<u64>>(),
+        "every acknowledged record, once"
+    );
+    // The controller that died comes back as a voter of the same quorum.
+    c.restart(c.index_of(leader));
+    c.wait_for("three voters caught up", Duration::from_secs(30), || {
+        let q = c.describe_quorum(b);
+        let p = &q.topics[0].partitions[0];
+        let ends: Vec<i64> = p.current_voters.iter().map(|v| v.log_end_offset).collect();
+        (ends.len() == 3 && ends.iter().all(|e| *e > 0 && *e == ends[0])).then_some(())
+    });
 }

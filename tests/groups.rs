@@ -1220,7 +1220,15 @@ async fn offsets_of_empty_groups_expire_after_offsets_retention_minutes() {
     };
     let mut raw = RawClient::connect(&b.bootstrap);
     assert_eq!(simple_commit(&mut raw, "old", "ret", 0, 3), 0);
-    let groups = b.running.as_ref().unwrap().broker.groups.clone();
+    let groups = b
+        .running
+        .as_ref()
+        .unwrap()
+        .broker
+        .as_ref()
+        .unwrap()
+        .groups
+        .clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1322,7 +1330,7 @@ async fn a_full_group_refuses_another_member_and_oversized_group_ids_are_answere
 async fn offset_commit_and_fetch_v10_name_topics_by_id() {
     let b = TestBroker::start_with(FAST_GROUPS).await;
     create_topic(&b.bootstrap, "by-id", 2, &[]).await;
-    let broker = b.running.as_ref().unwrap().broker.clone();
+    let broker = b.running.as_ref().unwrap().broker.clone().unwrap();
     let id = broker.admin.image().topic_by_name("by-id").unwrap().id;
     let stranger = uuid::Uuid::new_v4();
     let mut raw = RawClient::connect(&b.bootstrap);

@@ -837,7 +837,7 @@ async fn tiering_configs_follow_kafka_rules() {
         topic_config(&client, "defaulted", "remote.storage.enable").await,
         "true"
     );
-    let broker = b.running.as_ref().unwrap().broker.clone();
+    let broker = b.running.as_ref().unwrap().broker.clone().unwrap();
     let tiers = |topic: &str| {
         broker
             .replicas
@@ -883,7 +883,7 @@ fn copy_started(
 async fn an_upload_left_half_done_is_removed() {
     let (_s3_dir, s3, _cfg, b) = start_tiered("orphans", &[]).await;
     tiered_topic(&b.bootstrap, "orphaned", 1, &[]).await;
-    let broker = b.running.as_ref().unwrap().broker.clone();
+    let broker = b.running.as_ref().unwrap().broker.clone().unwrap();
     let topic_id = broker.admin.image().topic_by_name("orphaned").unwrap().id;
     // What a crash between COPY_STARTED and COPY_FINISHED leaves: the record and a
     // partial object.

@@ -47,24 +47,27 @@ pub async fn handle_describe_quorum(
                 .with_error_message(Some(str_bytes(&e.to_string())))
         }
     };
-    let voters = status
-        .voters
-        .iter()
-        .map(|v| {
-            ReplicaState::default()
-                .with_replica_id(BrokerId(v.id as i32))
-                .with_log_end_offset(v.log_end_offset)
-                .with_last_fetch_timestamp(-1)
-                .with_last_caught_up_timestamp(-1)
-        })
-        .collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let replica = |v: &crate::metadata::VoterStatus| {
+        let fetched = v.last_fetch_ms_ago.map_or(-1, |ago| now_ms - ago as i64);
+        ReplicaState::default()
+            .with_replica_id(BrokerId(v.id as i32))
+            .with_log_end_offset(v.log_end_offset)
+            .with_last_fetch_timestamp(fetched)
+            .with_last_caught_up_timestamp(-1)
+    };
+    let voters = status.voters.iter().map(replica).collect();
+    let observers = status.observers.iter().map(replica).collect();
     let partition = PartitionData::default()
         .with_partition_index(0)
         .with_error_code(code::NONE)
         .with_leader_id(BrokerId(status.leader as i32))
         .with_leader_epoch(status.term as i32)
         .with_high_watermark(status.high_watermark as i64)
-        .with_current_voters(voters);
+        .with_current_voters(voters)
+        .with_observers(observers);
     let listener = broker
         .config
         .controller_listener

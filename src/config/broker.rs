@@ -49,7 +49,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
             allowed: &["broker", "controller"],
         },
         true,
-        "KRaft roles; only broker,controller (combined mode) so far",
+        "KRaft roles: broker,controller (combined), broker (a metadata observer) or controller (a dedicated voter)",
     ),
     key(
         "controller.quorum.voters",
@@ -1213,14 +1213,6 @@ fn validate_quorum<'a>(
             "name broker, controller or both".into(),
         ));
     }
-    if roles.broker != roles.controller {
-        // Dedicated controllers and broker-only nodes (metadata observers) are not
-        // built yet: refuse clearly rather than start something half-working.
-        return Err(invalid(
-            "process.roles",
-            "only broker,controller (combined mode) is supported so far".into(),
-        ));
-    }
     let voters = parse_voters(get("controller.quorum.voters"))?;
     if controller_names.len() > 1 {
         return Err(invalid(
@@ -1785,6 +1777,83 @@ mod tests {
             assert_eq!(c.inter_broker_listener, "PLAINTEXT");
             assert_eq!(c.client_listeners().count(), 1);
         }
+        let dedicated = [
+            include_str!("../../config/cluster-3-node/dedicated-controllers/controller-1.toml"),
+            include_str!("../../config/cluster-3-node/dedicated-controllers/controller-2.toml"),
+            include_str!("../../config/cluster-3-node/dedicated-controllers/controller-3.toml"),
+            include_str!("../../config/cluster-3-node/dedicated-controllers/broker-4.toml"),
+            include_str!("../../config/cluster-3-node/dedicated-controllers/broker-5.toml"),
+            include_str!("../../config/cluster-3-node/dedicated-controllers/broker-6.toml"),
+        ];
+        for (n, text) in dedicated.into_iter().enumerate() {
+            let c = BrokerConfig::from_settings(flatten_toml(text, "dedicated").unwrap()).unwrap();
+            assert_eq!(c.node_id, n as i32 + 1);
+            assert_eq!(c.voters.len(), 3);
+            let controller = n < 3;
+            assert_eq!(
+                (c.roles.controller, c.roles.broker),
+                (controller, !controller)
+            );
+            assert_eq!(c.client_listeners().count(), usize::from(!controller));
+        }
+    }
+
+    #[test]
+    fn roles_are_checked_against_voters_and_listeners() {
+        let voters =
+            "controller.quorum.voters=1@127.0.0.1:19091,2@127.0.0.1:19092,3@127.0.0.1:19093";
+        let ok = |o: &[&str]| over(o).map(|_| ()).map_err(|e| e.to_string());
+        // A controller-only voter binds its controller listener alone.
+        assert_eq!(
+            ok(&[
+                "process.roles=controller",
+                "node.id=1",
+                voters,
+                "controller.listener.names=CONTROLLER",
+                "listeners=CONTROLLER://127.0.0.1:19091",
+            ]),
+            Ok(())
+        );
+        let err = ok(&[
+            "process.roles=controller",
+            "node.id=1",
+            voters,
+            "controller.listener.names=CONTROLLER",
+            "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19091",
+        ])
+        .unwrap_err();
+        assert!(err.contains("listeners"), "{err}");
+        // A broker-only node is not a voter and does not bind the controller listener.
+        assert_eq!(
+            ok(&[
+                "process.roles=broker",
+                "node.id=4",
+                voters,
+                "controller.listener.names=CONTROLLER",
+                "listeners=PLAINTEXT://127.0.0.1:9092",
+            ]),
+            Ok(())
+        );
+        let err = ok(&[
+            "process.roles=broker",
+            "node.id=2",
+            voters,
+            "listeners=PLAINTEXT://127.0.0.1:9092",
+        ])
+        .unwrap_err();
+        assert!(err.contains("controller.quorum.voters"), "{err}");
+        let err = ok(&[
+            "process.roles=controller",
+            "node.id=4",
+            voters,
+            "controller.listener.names=CONTROLLER",
+            "listeners=CONTROLLER://127.0.0.1:19094",
+        ])
+        .unwrap_err();
+        assert!(err.contains("controller.quorum.voters"), "{err}");
+        // A single node (no voters) runs both roles.
+        let err = ok(&["process.roles=broker"]).unwrap_err();
+        assert!(err.contains("process.roles"), "{err}");
     }
 
     #[test]

@@ -136,14 +136,21 @@ pub struct QuorumStatus {
     pub leader: u64,
     pub term: u64,
     pub high_watermark: u64,
-    /// (voter id, log end offset (-1 unknown), ms since it last acknowledged)
     pub voters: Vec<VoterStatus>,
+    /// Broker-only nodes that fetch the metadata (KRaft's observers).
+    #[serde(default)]
+    pub observers: Vec<VoterStatus>,
 }
 
+/// A voter's or an observer's position in the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoterStatus {
     pub id: u64,
+    /// Log end offset (-1 unknown).
     pub log_end_offset: i64,
+    /// For an observer: how long ago it last fetched.
+    #[serde(default)]
+    pub last_fetch_ms_ago: Option<u64>,
 }
 
 /// The controller's settings, from the broker config of the node it runs on.

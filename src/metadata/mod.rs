@@ -9,6 +9,7 @@
 pub mod controller;
 pub mod image;
 pub(crate) mod network;
+pub(crate) mod observer;
 pub(crate) mod rpc;
 pub(crate) mod store;
 pub(crate) mod types;
@@ -24,6 +25,7 @@ pub use view::MetadataView;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,9 +38,11 @@ use tracing::{info, warn};
 
 use controller::Controller;
 use network::NetworkFactory;
+use observer::MemberStatus;
 use rpc::{ProbeReply, RpcClient, RpcHandler, RpcReply, RpcRequest};
-use store::{LogStore, StateMachineStore};
+use store::{LogReader, LogStore, StateMachineStore};
 use types::Raft;
+use view::Published;
 
 /// How long a single node waits to lead and catch up before giving up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +51,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 const CONTROLLER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// One RPC to another voter.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// An observer that has not fetched for this long is left out of DescribeQuorum.
+const OBSERVER_FORGOTTEN_AFTER: Duration = Duration::from_secs(60);
 /// How often a node still waiting for the quorum says so.
 const WAITING_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -97,7 +103,8 @@ impl Default for Tuning {
 pub struct QuorumOptions {
     pub node_id: u64,
     /// The voters and their controller listener addresses; empty = a single node
-    /// that is its own quorum (the embedded default).
+    /// that is its own quorum (the embedded default). A node that is not among them
+    /// is an observer (a broker-only node).
     pub voters: BTreeMap<u64, String>,
     /// The bound controller listener (a voter in a cluster); `None` for a single node.
     pub listener: Option<TcpListener>,
@@ -117,15 +124,36 @@ pub struct MetadataQuorum {
 
 struct Inner {
     node_id: u64,
-    raft: Raft,
-    rx: watch::Receiver<Arc<ClusterImage>>,
-    metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+    /// The raft member; `None` on a broker-only node (a metadata observer).
+    voter: Option<Voter>,
+    /// An observer's view of the quorum; `None` on a voter (raft's metrics say it).
+    observer: Option<watch::Sender<MemberStatus>>,
+    rx: watch::Receiver<Published>,
     /// Controller listener addresses of the voters (empty for a single node).
     voters: BTreeMap<u64, String>,
     clients: parking_lot::Mutex<HashMap<u64, Arc<RpcClient>>>,
     controller: Controller,
-    /// Stops the RPC server and the controller's timer.
+    /// The observers' latest metadata fetches, as the leader saw them.
+    observers: parking_lot::Mutex<BTreeMap<u64, ObserverProgress>>,
+    /// Which voter an observer asks next while it knows no leader.
+    turn: AtomicUsize,
+    /// Stops the RPC server, the controller's timer and an observer's fetches.
     stop: CancellationToken,
+}
+
+/// A voter's raft member.
+struct Voter {
+    raft: Raft,
+    metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+    /// The committed log, read to answer observers.
+    log: LogReader,
+}
+
+/// An observer's latest fetch: the index it had applied, and when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObserverProgress {
+    pub applied: Option<u64>,
+    pub at: Instant,
 }
 
 impl std::fmt::Debug for MetadataQuorum {
@@ -162,14 +190,7 @@ fn initial_members(
 /// Loads both stores from `dir` and checks they agree. Blocking.
 fn load_stores(
     dir: &Path,
-) -> Result<
-    (
-        LogStore,
-        StateMachineStore,
-        watch::Receiver<Arc<ClusterImage>>,
-    ),
-    MetadataError,
-> {
+) -> Result<(LogStore, StateMachineStore, watch::Receiver<Published>), MetadataError> {
     std::fs::create_dir_all(dir).map_err(|source| MetadataError::Io {
         path: dir.to_path_buf(),
         source,
@@ -210,19 +231,24 @@ struct RpcServer(MetadataQuorum);
 
 impl RpcHandler for RpcServer {
     async fn handle(&self, request: RpcRequest) -> RpcReply {
-        let inner = &self.0.inner;
+        let Some(voter) = &self.0.inner.voter else {
+            return RpcReply::Error("this node is not a metadata voter".into());
+        };
         match request {
             RpcRequest::AppendEntries(r) => {
-                RpcReply::AppendEntries(inner.raft.append_entries(r).await)
+                RpcReply::AppendEntries(voter.raft.append_entries(r).await)
             }
-            RpcRequest::Vote(r) => RpcReply::Vote(inner.raft.vote(r).await),
+            RpcRequest::Vote(r) => RpcReply::Vote(voter.raft.vote(r).await),
             RpcRequest::InstallSnapshot(r) => {
-                RpcReply::InstallSnapshot(inner.raft.install_snapshot(r).await)
+                RpcReply::InstallSnapshot(voter.raft.install_snapshot(r).await)
             }
             RpcRequest::Probe => RpcReply::Probe(self.0.probe_reply()),
             RpcRequest::Controller(req) => {
                 let (reply, applied) = self.0.handle_as_controller(req).await;
                 RpcReply::Controller(reply, applied)
+            }
+            RpcRequest::FetchMetadata { node_id, after } => {
+                RpcReply::Metadata(self.0.answer_metadata_fetch(node_id, after).await)
             }
         }
     }
@@ -273,6 +299,9 @@ impl MetadataQuorum {
         tuning: Tuning,
     ) -> Result<Self, MetadataError> {
         let node_id = options.node_id;
+        if !options.voters.is_empty() && !options.voters.contains_key(&node_id) {
+            return Self::open_observer(options).await;
+        }
         let members = initial_members(node_id, &options.voters)?;
         let owned_dir = dir.to_path_buf();
         let (log, sm, rx) = tokio::task::spawn_blocking(move || load_stores(&owned_dir))
@@ -291,21 +320,21 @@ impl MetadataQuorum {
         .validate()
         .map_err(|e| MetadataError::Config(e.to_string()))?;
 
+        let log_reader = log.reader();
         let raft = Raft::new(node_id, Arc::new(config), NetworkFactory, log, sm)
             .await
             .map_err(raft_error)?;
-        let quorum = Self {
-            inner: Arc::new(Inner {
-                node_id,
+        let quorum = Self::new_inner(
+            node_id,
+            Some(Voter {
                 metrics: raft.metrics(),
                 raft,
-                rx,
-                voters: options.voters.clone(),
-                clients: parking_lot::Mutex::new(HashMap::new()),
-                controller: Controller::new(options.controller.clone()),
-                stop: CancellationToken::new(),
+                log: log_reader,
             }),
-        };
+            None,
+            rx,
+            &options,
+        );
         if let Some(listener) = options.listener {
             tokio::spawn(rpc::serve(
                 listener,
@@ -327,12 +356,76 @@ impl MetadataQuorum {
                 Ok(quorum)
             }
             Err(e) => {
-                quorum.inner.stop.cancel();
-                if let Err(stop) = quorum.inner.raft.shutdown().await {
+                if let Err(stop) = quorum.shutdown().await {
                     warn!(error = %stop, "stopping metadata raft after a failed open");
                 }
                 Err(e)
             }
+        }
+    }
+
+    fn new_inner(
+        node_id: u64,
+        voter: Option<Voter>,
+        observer: Option<watch::Sender<MemberStatus>>,
+        rx: watch::Receiver<Published>,
+        options: &QuorumOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                node_id,
+                voter,
+                observer,
+                rx,
+                voters: options.voters.clone(),
+                clients: parking_lot::Mutex::new(HashMap::new()),
+                controller: Controller::new(options.controller.clone()),
+                observers: parking_lot::Mutex::new(BTreeMap::new()),
+                turn: AtomicUsize::new(0),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// A broker-only node: fetches the metadata from the active controller instead of
+    /// voting. Returns once it has caught up with the controller.
+    async fn open_observer(options: QuorumOptions) -> Result<Self, MetadataError> {
+        let (publish, rx) = watch::channel(Published::default());
+        let (status, _) = watch::channel(MemberStatus::default());
+        let quorum = Self::new_inner(options.node_id, None, Some(status), rx, &options);
+        tokio::spawn(quorum.clone().observe(publish));
+        match quorum.start_observer(&options.cancel).await {
+            Ok(()) => {
+                info!(node_id = options.node_id, voters = ?options.voters.keys().collect::<Vec<_>>(), "metadata observer caught up with the controller quorum");
+                Ok(quorum)
+            }
+            Err(e) => {
+                quorum.inner.stop.cancel();
+                Err(e)
+            }
+        }
+    }
+
+    /// This node's raft member, or `NotLeader` on an observer.
+    fn voter(&self) -> Result<&Voter, MetadataError> {
+        self.inner.voter.as_ref().ok_or(MetadataError::NotLeader)
+    }
+
+    /// The active controller, its term and what this node applied, as it knows them.
+    fn status(&self) -> MemberStatus {
+        match (&self.inner.voter, &self.inner.observer) {
+            (Some(v), _) => {
+                let m = v.metrics.borrow();
+                MemberStatus {
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    applied: m.last_applied.map(|l| l.index),
+                    caught_up: true,
+                    stopped: m.running_state.is_err(),
+                }
+            }
+            (None, Some(status)) => status.borrow().clone(),
+            (None, None) => MemberStatus::default(),
         }
     }
 
@@ -343,7 +436,7 @@ impl MetadataQuorum {
         node_id: u64,
         members: BTreeMap<u64, BasicNode>,
     ) -> Result<(), MetadataError> {
-        let raft = &self.inner.raft;
+        let raft = &self.voter()?.raft;
         if !raft.is_initialized().await.map_err(raft_error)? {
             info!(node_id, ?members, "initializing a fresh metadata quorum");
             raft.initialize(members).await.map_err(raft_error)?;
@@ -375,7 +468,7 @@ impl MetadataQuorum {
 
     async fn check_stored_voter(&self, node_id: u64) -> Result<(), MetadataError> {
         let voters: Vec<u64> = self
-            .inner
+            .voter()?
             .raft
             .with_raft_state(|st| st.membership_state.effective().voter_ids().collect())
             .await
@@ -399,6 +492,7 @@ impl MetadataQuorum {
         cancel: &CancellationToken,
     ) -> Result<(), MetadataError> {
         let inner = &self.inner;
+        let voter = self.voter()?;
         let node_id = inner.node_id;
         let majority = inner.voters.len() / 2 + 1;
         let mut last_said = Instant::now();
@@ -435,7 +529,7 @@ impl MetadataQuorum {
                         fresh,
                         "initializing a fresh metadata quorum"
                     );
-                    match inner.raft.initialize(members.clone()).await {
+                    match voter.raft.initialize(members.clone()).await {
                         Ok(()) => {}
                         // Someone's leader reached us first: the quorum exists.
                         Err(RaftError::APIError(_)) => {}
@@ -455,7 +549,7 @@ impl MetadataQuorum {
         // Caught up: a leader is known and we applied what it had applied.
         let mut last_said = Instant::now();
         loop {
-            let m = inner.metrics.borrow().clone();
+            let m = voter.metrics.borrow().clone();
             if let Err(e) = &m.running_state {
                 return Err(MetadataError::Raft(format!("metadata raft stopped: {e}")));
             }
@@ -514,17 +608,20 @@ impl MetadataQuorum {
     }
 
     fn probe_reply(&self) -> ProbeReply {
-        let m = self.inner.metrics.borrow();
+        let status = self.status();
         ProbeReply {
             node_id: self.inner.node_id,
-            initialized: m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .next()
-                .is_some(),
-            leader: m.current_leader,
-            applied: m.last_applied.map(|l| l.index),
+            initialized: self.voter().is_ok_and(|v| {
+                v.metrics
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .next()
+                    .is_some()
+            }),
+            leader: status.leader,
+            applied: status.applied,
         }
     }
 
@@ -561,11 +658,17 @@ impl MetadataQuorum {
     ) -> Result<ControllerReply, MetadataError> {
         let deadline = Instant::now() + CONTROLLER_CALL_TIMEOUT;
         loop {
-            let m = self.inner.metrics.borrow().clone();
-            if m.running_state.is_err() || self.inner.stop.is_cancelled() {
+            let status = self.status();
+            if status.stopped || self.inner.stop.is_cancelled() {
                 return Err(MetadataError::ShuttingDown);
             }
-            let answer = match m.current_leader {
+            // An observer that knows no leader asks each voter in turn.
+            let target = status.leader.or_else(|| {
+                let voters: Vec<u64> = self.inner.voters.keys().copied().collect();
+                (self.inner.voter.is_none() && !voters.is_empty())
+                    .then(|| voters[self.inner.turn.fetch_add(1, Ordering::Relaxed) % voters.len()])
+            });
+            let answer = match target {
                 Some(l) if l == self.inner.node_id => {
                     Some(self.handle_as_controller(request.clone()).await)
                 }
@@ -583,7 +686,16 @@ impl MetadataQuorum {
                 None => None,
             };
             match answer {
-                Some((ControllerReply::NotController { .. }, _)) | None => {}
+                Some((ControllerReply::NotController { leader }, _)) => {
+                    if let Some(status) = &self.inner.observer {
+                        status.send_modify(|s| s.leader = leader.filter(|l| Some(*l) != target));
+                    }
+                }
+                None => {
+                    if let Some(status) = &self.inner.observer {
+                        status.send_modify(|s| s.leader = None);
+                    }
+                }
                 Some((ControllerReply::Failed(e), _)) if e == SHUTTING_DOWN => {
                     return Err(MetadataError::ShuttingDown)
                 }
@@ -602,16 +714,30 @@ impl MetadataQuorum {
     /// Waits (bounded) until this node's state machine applied entry `index`.
     async fn wait_applied(&self, index: Option<u64>) {
         let Some(index) = index else { return };
-        let waited = self
-            .inner
-            .raft
-            .wait(Some(RPC_TIMEOUT))
-            .metrics(
-                |m| m.running_state.is_err() || m.last_applied.is_some_and(|l| l.index >= index),
-                "applied the controller's answer",
-            )
-            .await;
-        if waited.is_err() {
+        let waited = match (&self.inner.voter, &self.inner.observer) {
+            (Some(v), _) => v
+                .raft
+                .wait(Some(RPC_TIMEOUT))
+                .metrics(
+                    |m| {
+                        m.running_state.is_err() || m.last_applied.is_some_and(|l| l.index >= index)
+                    },
+                    "applied the controller's answer",
+                )
+                .await
+                .is_ok(),
+            (None, Some(status)) => {
+                let mut rx = status.subscribe();
+                tokio::time::timeout(
+                    RPC_TIMEOUT,
+                    rx.wait_for(|s| s.stopped || s.applied >= Some(index)),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok())
+            }
+            (None, None) => true,
+        };
+        if !waited {
             warn!(
                 index,
                 "this node has not applied the controller's change yet"
@@ -628,18 +754,17 @@ impl MetadataQuorum {
         let reply = match self.controller_decide(request).await {
             Ok(reply) => reply,
             Err(MetadataError::NotLeader) => ControllerReply::NotController {
-                leader: self.inner.metrics.borrow().current_leader,
+                leader: self.status().leader,
             },
             Err(MetadataError::ShuttingDown) => ControllerReply::Failed(SHUTTING_DOWN.into()),
             Err(e) => ControllerReply::Failed(e.to_string()),
         };
-        let applied = self.inner.metrics.borrow().last_applied.map(|l| l.index);
-        (reply, applied)
+        (reply, self.status().applied)
     }
 
     /// Commits one record on this node as leader.
     async fn write(&self, record: MetadataRecord) -> Result<ApplyReply, MetadataError> {
-        match self.inner.raft.client_write(record).await {
+        match self.voter()?.raft.client_write(record).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(MetadataError::NotLeader)
@@ -652,12 +777,13 @@ impl MetadataQuorum {
     /// Makes sure this node leads with every committed entry applied, and starts the
     /// controller's clocks when its term is new.
     async fn become_ready(&self) -> Result<(), MetadataError> {
-        let m = self.inner.metrics.borrow().clone();
+        let voter = self.voter()?;
+        let m = voter.metrics.borrow().clone();
         if m.state != ServerState::Leader {
             return Err(MetadataError::NotLeader);
         }
         if self.inner.controller.term() != m.current_term {
-            self.inner
+            voter
                 .raft
                 .ensure_linearizable()
                 .await
@@ -741,7 +867,9 @@ impl MetadataQuorum {
                     partition_epoch: p.partition_epoch,
                 })))
             }
-            ControllerRequest::DescribeQuorum => Ok(ControllerReply::Quorum(self.quorum_status())),
+            ControllerRequest::DescribeQuorum => {
+                Ok(ControllerReply::Quorum(self.quorum_status(self.voter()?)))
+            }
             ControllerRequest::ElectLeaders {
                 preferred,
                 partitions,
@@ -866,7 +994,10 @@ impl MetadataQuorum {
                 _ = tick.tick() => {}
                 _ = self.inner.stop.cancelled() => return,
             }
-            if self.inner.metrics.borrow().state != ServerState::Leader {
+            if !self
+                .voter()
+                .is_ok_and(|v| v.metrics.borrow().state == ServerState::Leader)
+            {
                 continue;
             }
             let _decide = self.inner.controller.decide.lock().await;
@@ -920,8 +1051,8 @@ impl MetadataQuorum {
     }
 
     /// The quorum as the leader sees it.
-    fn quorum_status(&self) -> QuorumStatus {
-        let m = self.inner.metrics.borrow();
+    fn quorum_status(&self, voter: &Voter) -> QuorumStatus {
+        let m = voter.metrics.borrow();
         let mut voters: Vec<VoterStatus> = m
             .membership_config
             .membership()
@@ -938,22 +1069,35 @@ impl MetadataQuorum {
                 VoterStatus {
                     id,
                     log_end_offset: end,
+                    last_fetch_ms_ago: None,
                 }
             })
             .collect();
         voters.sort_by_key(|v| v.id);
+        // Observers that fetched recently (a stopped broker-only node drops out).
+        let mut seen = self.inner.observers.lock();
+        seen.retain(|_, p| p.at.elapsed() < OBSERVER_FORGOTTEN_AFTER);
+        let observers = seen
+            .iter()
+            .map(|(id, p)| VoterStatus {
+                id: *id,
+                log_end_offset: p.applied.map_or(-1, |i| i as i64 + 1),
+                last_fetch_ms_ago: Some(p.at.elapsed().as_millis() as u64),
+            })
+            .collect();
         QuorumStatus {
             leader: self.inner.node_id,
             term: m.current_term,
             high_watermark: m.last_applied.map_or(0, |l| l.index + 1),
             voters,
+            observers,
         }
     }
 
     /// The active controller as this node knows it, and the controller epoch (term).
     pub fn controller(&self) -> (Option<u64>, u64) {
-        let m = self.inner.metrics.borrow();
-        (m.current_leader, m.current_term)
+        let status = self.status();
+        (status.leader, status.term)
     }
 
     /// A watch of the latest applied image.
@@ -964,11 +1108,14 @@ impl MetadataQuorum {
     /// Stops the raft node. Proposals afterwards fail with `ShuttingDown`.
     pub async fn shutdown(&self) -> Result<(), MetadataError> {
         self.inner.stop.cancel();
-        self.inner
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| MetadataError::Raft(format!("metadata raft shutdown failed: {e}")))
+        match &self.inner.voter {
+            Some(v) => v
+                .raft
+                .shutdown()
+                .await
+                .map_err(|e| MetadataError::Raft(format!("metadata raft shutdown failed: {e}"))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1147,7 +1294,8 @@ mod tests {
             ApplyReply::Done
         );
         let metrics = q
-            .inner
+            .voter()
+            .expect("voter")
             .raft
             .wait(Some(Duration::from_secs(10)))
             .metrics(

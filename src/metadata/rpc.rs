@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::controller::{ControllerReply, ControllerRequest};
+use super::observer::MetadataFetchReply;
 use super::types::{NodeId, TypeConfig};
 
 /// Largest frame either side accepts: a snapshot of a very large cluster image fits.
@@ -40,6 +41,12 @@ pub(crate) enum RpcRequest {
     Probe,
     /// For the active controller (a voter that is not forwards it to the leader).
     Controller(ControllerRequest),
+    /// A broker-only node (an observer) asks the active controller for the metadata
+    /// committed after the index it has.
+    FetchMetadata {
+        node_id: u64,
+        after: Option<u64>,
+    },
 }
 
 /// What a node knows of the quorum, for [`RpcRequest::Probe`].
@@ -63,6 +70,7 @@ pub(crate) enum RpcReply {
     Probe(ProbeReply),
     /// The controller's answer and the metadata index it had applied after it.
     Controller(ControllerReply, Option<u64>),
+    Metadata(MetadataFetchReply),
     /// The request could not be decoded or handled.
     Error(String),
 }

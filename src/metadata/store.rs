@@ -40,6 +40,7 @@ use super::image::{ApplyReply, ClusterImage};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
+use super::view::Published;
 use super::MetadataError;
 
 pub(crate) const LOG_FILE: &str = "raft.log";
@@ -240,7 +241,26 @@ fn read_range<RB: RangeBounds<u64>>(log: &SharedLog, range: RB) -> Vec<Entry> {
     log.read().range(range).map(|(_, e)| e.clone()).collect()
 }
 
+impl LogReader {
+    /// The entries `after+1 ..= upto` (at most `limit` of them), or `None` when the
+    /// first of them is no longer in the log (purged into a snapshot).
+    pub(crate) fn entries_after(&self, after: u64, upto: u64, limit: u64) -> Option<Vec<Entry>> {
+        let upto = upto.min(after.saturating_add(limit));
+        let entries = read_range(&self.log, after + 1..=upto);
+        let contiguous = entries.first().is_some_and(|e| e.log_id.index == after + 1)
+            && entries.len() as u64 == upto - after;
+        (contiguous || upto <= after).then_some(entries)
+    }
+}
+
 impl LogStore {
+    /// A reader sharing this store's entries (observers' metadata fetches).
+    pub(crate) fn reader(&self) -> LogReader {
+        LogReader {
+            log: self.log.clone(),
+        }
+    }
+
     /// Loads the log store from `dir` (which must exist), truncating a torn log tail.
     /// Blocking.
     pub(crate) fn open(dir: &Path) -> Result<Self, MetadataError> {
@@ -615,7 +635,7 @@ pub(crate) struct StateMachineStore {
     image: ClusterImage,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
-    publish: watch::Sender<Arc<ClusterImage>>,
+    publish: watch::Sender<Published>,
     snapshot: SharedSnapshot,
 }
 
@@ -681,9 +701,7 @@ async fn persist_snapshot(
 impl StateMachineStore {
     /// Restores the state machine from `dir/snapshot.json` if present. Returns it with a
     /// receiver of the image it publishes after every apply. Blocking.
-    pub(crate) fn open(
-        dir: &Path,
-    ) -> Result<(Self, watch::Receiver<Arc<ClusterImage>>), MetadataError> {
+    pub(crate) fn open(dir: &Path) -> Result<(Self, watch::Receiver<Published>), MetadataError> {
         let path = dir.join(SNAPSHOT_FILE);
         let (image, last_applied, last_membership, snapshot) =
             match read_json::<SnapshotFile>(&path)? {
@@ -708,7 +726,10 @@ impl StateMachineStore {
                     None,
                 ),
             };
-        let (publish, rx) = watch::channel(Arc::new(image.clone()));
+        let (publish, rx) = watch::channel(Published {
+            index: last_applied.map(|l| l.index),
+            image: Arc::new(image.clone()),
+        });
         Ok((
             Self {
                 dir: dir.to_path_buf(),
@@ -720,6 +741,13 @@ impl StateMachineStore {
             },
             rx,
         ))
+    }
+
+    fn publish_image(&self) {
+        self.publish.send_replace(Published {
+            index: self.last_applied.map(|l| l.index),
+            image: Arc::new(self.image.clone()),
+        });
     }
 
     /// The log id the restored state machine (i.e. the snapshot) covers.
@@ -752,15 +780,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
-        let mut changed = false;
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
                 EntryPayload::Blank => ApplyReply::Done,
-                EntryPayload::Normal(record) => {
-                    changed = true;
-                    self.image.apply(record)
-                }
+                EntryPayload::Normal(record) => self.image.apply(record),
                 EntryPayload::Membership(membership) => {
                     self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     ApplyReply::Done
@@ -768,8 +792,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             replies.push(reply);
         }
-        if changed {
-            self.publish.send_replace(Arc::new(self.image.clone()));
+        // Published after every batch, even one of blank or membership entries only,
+        // so the published index is always the state machine's last applied entry
+        // (observers are served exactly that pair).
+        if !replies.is_empty() {
+            self.publish_image();
         }
         Ok(replies)
     }
@@ -801,7 +828,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.image = image;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
-        self.publish.send_replace(Arc::new(self.image.clone()));
+        self.publish_image();
         tracing::info!(snapshot = %meta, "installed metadata snapshot");
         Ok(())
     }

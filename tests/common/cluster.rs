@@ -1,6 +1,6 @@
 //! Three (or more) real `strata` processes on 127.0.0.1 forming one cluster: combined
-//! broker+controller nodes with their own ports and directories, started, killed,
-//! frozen and restarted by the tests.
+//! broker+controller nodes (or dedicated controllers beside broker-only nodes) with
+//! their own ports and directories, started, killed, frozen and restarted by the tests.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -17,12 +17,50 @@ use tempfile::TempDir;
 
 use super::{free_port, RawClient};
 
-/// One node's fixed identity: id, ports and data directory.
+/// What a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// broker,controller
+    Combined,
+    /// controller alone: a voter with only its controller listener.
+    Controller,
+    /// broker alone: a metadata observer.
+    Broker,
+}
+
+/// One node's fixed identity: id, role, ports and data directory.
 pub struct NodeSpec {
     pub id: i32,
+    pub role: Role,
     pub port: u16,
     pub controller_port: u16,
     pub data: PathBuf,
+}
+
+impl NodeSpec {
+    pub fn new(id: i32, role: Role, dir: &std::path::Path) -> NodeSpec {
+        NodeSpec {
+            id,
+            role,
+            port: free_port(),
+            controller_port: free_port(),
+            data: dir.join(format!("node{id}")),
+        }
+    }
+
+    fn is_voter(&self) -> bool {
+        self.role != Role::Broker
+    }
+
+    /// The port it serves first: its client listener, or a dedicated controller's
+    /// controller listener.
+    fn first_port(&self) -> u16 {
+        if self.role == Role::Controller {
+            self.controller_port
+        } else {
+            self.port
+        }
+    }
 }
 
 pub struct Cluster {
@@ -35,16 +73,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` voters and waits until every one serves clients.
+    /// Starts `n` combined voters and waits until every one serves clients.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_roles(&vec![Role::Combined; n], extra)
+    }
+
+    /// Starts one node per role (ids 1, 2, ...) and waits until every one listens.
+    pub fn start_roles(roles: &[Role], extra: &[&str]) -> Cluster {
+        let n = roles.len();
         let dir = tempfile::tempdir().unwrap();
-        let specs: Vec<NodeSpec> = (0..n)
-            .map(|i| NodeSpec {
-                id: i as i32 + 1,
-                port: free_port(),
-                controller_port: free_port(),
-                data: dir.path().join(format!("node{}", i + 1)),
-            })
+        let specs: Vec<NodeSpec> = roles
+            .iter()
+            .enumerate()
+            .map(|(i, role)| NodeSpec::new(i as i32 + 1, *role, dir.path()))
             .collect();
         let mut cluster = Cluster {
             dir,
@@ -64,6 +105,7 @@ impl Cluster {
     pub fn voters(&self) -> String {
         self.specs
             .iter()
+            .filter(|s| s.is_voter())
             .map(|s| format!("{}@127.0.0.1:{}", s.id, s.controller_port))
             .collect::<Vec<_>>()
             .join(",")
@@ -81,12 +123,24 @@ impl Cluster {
     pub fn spawn(&mut self, i: usize) {
         let s = &self.specs[i];
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        let (roles, listeners) = match s.role {
+            Role::Combined => (
+                "broker,controller",
+                format!(
+                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    s.port, s.controller_port
+                ),
+            ),
+            Role::Controller => (
+                "controller",
+                format!("CONTROLLER://127.0.0.1:{}", s.controller_port),
+            ),
+            Role::Broker => ("broker", format!("PLAINTEXT://127.0.0.1:{}", s.port)),
+        };
         let mut overrides = vec![
             format!("node.id={}", s.id),
-            format!(
-                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                s.port, s.controller_port
-            ),
+            format!("process.roles={roles}"),
+            format!("listeners={listeners}"),
             "controller.listener.names=CONTROLLER".to_string(),
             format!("controller.quorum.voters={}", self.voters()),
             format!("log.dirs={}", s.data.display()),
@@ -115,7 +169,9 @@ impl Cluster {
 
     pub fn wait_listening(&mut self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.specs[i].port).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.specs[i].first_port())
+            .parse()
+            .unwrap();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Some(Ok(Some(status))) = self.procs[i].as_mut().map(|c| c.try_wait()) {
                 panic!("node {} exited with {status}: {}", i + 1, self.log(i));
@@ -142,7 +198,7 @@ impl Cluster {
     /// Every running node's address, for `bootstrap.servers`.
     pub fn bootstrap_all(&self) -> String {
         (0..self.specs.len())
-            .filter(|i| self.procs[*i].is_some())
+            .filter(|i| self.procs[*i].is_some() && self.specs[*i].role != Role::Controller)
             .map(|i| self.bootstrap(i))
             .collect::<Vec<_>>()
             .join(",")
