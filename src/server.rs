@@ -797,6 +797,25 @@ pub async fn start_with(
             }
         });
     }
+    // Followers restarted after a tiered range take the producer state uploaded with
+    // the segment that ends there (KIP-405's remote log aux state), so a retried
+    // batch is still recognised as a duplicate if this replica becomes leader.
+    if let Some(mut restarts) = replicas.take_tier_restarts() {
+        let replicas = replicas.clone();
+        let view = quorum.view();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            loop {
+                let (partition, offset) = tokio::select! {
+                    r = restarts.recv() => match r { Some(r) => r, None => break },
+                    _ = stop.cancelled() => break,
+                };
+                replicas
+                    .restore_producer_snapshot(&partition, offset, &view.current())
+                    .await;
+            }
+        });
+    }
     {
         let replicas = replicas.clone();
         let interval =

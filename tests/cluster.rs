@@ -1133,6 +1133,17 @@ async fn consumers_read_from_a_replica_in_their_rack() {
 /// AlterPartitionReassignments of partition 0 of `topic` to `replicas` through node
 /// `i`: the partition's error code.
 fn reassign(c: &Cluster, i: usize, topic: &str, replicas: &[i32]) -> i16 {
+    reassign_v(c, i, topic, replicas, None)
+}
+
+/// As [`reassign`]; `Some(allow)` sends v1 with `allow_replication_factor_change`.
+fn reassign_v(
+    c: &Cluster,
+    i: usize,
+    topic: &str,
+    replicas: &[i32],
+    allow_rf_change: Option<bool>,
+) -> i16 {
     use kafka_protocol::messages::alter_partition_reassignments_request::{
         ReassignablePartition, ReassignableTopic,
     };
@@ -1142,6 +1153,7 @@ fn reassign(c: &Cluster, i: usize, topic: &str, replicas: &[i32]) -> i16 {
     let mut raw = common::RawClient::connect(&c.bootstrap(i));
     let req = AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(10_000)
+        .with_allow_replication_factor_change(allow_rf_change.unwrap_or(true))
         .with_topics(vec![ReassignableTopic::default()
             .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
                 topic.into(),
@@ -1153,7 +1165,7 @@ fn reassign(c: &Cluster, i: usize, topic: &str, replicas: &[i32]) -> i16 {
                 ))])]);
     match raw.call(
         ApiKey::AlterPartitionReassignments,
-        0,
+        if allow_rf_change.is_some() { 1 } else { 0 },
         RequestKind::AlterPartitionReassignments(req),
     ) {
         ResponseKind::AlterPartitionReassignments(r) => {
@@ -1211,8 +1223,19 @@ async fn reassignment_moves_replicas_under_load_and_raises_the_replication_facto
     let got = values(&got);
     assert_eq!(got, acked, "everything acknowledged, once, in order");
 
-    // Raising the replication factor: [1] -> [1,2,3].
-    assert_eq!(reassign(&c, 0, "growing", &[1, 2, 3]), 0);
+    // Raising the replication factor: [1] -> [1,2,3]. KIP-860: refused when the
+    // request (v1) does not allow a replication factor change.
+    assert_eq!(
+        reassign_v(&c, 0, "growing", &[1, 2, 3], Some(false)),
+        38,
+        "INVALID_REPLICATION_FACTOR"
+    );
+    assert_eq!(
+        partitions(&c, 0, "growing").unwrap()[&0].2,
+        vec![1],
+        "nothing moved"
+    );
+    assert_eq!(reassign_v(&c, 0, "growing", &[1, 2, 3], Some(true)), 0);
     c.wait_for("three in-sync replicas", Duration::from_secs(60), || {
         partitions(&c, 2, "growing")
             .filter(|p| p[&0].2 == vec![1, 2, 3] && p[&0].3.len() == 3)
@@ -1638,4 +1661,131 @@ async fn dedicated_controllers_serve_broker_only_nodes_through_a_controller_fail
         let ends: Vec<i64> = p.current_voters.iter().map(|v| v.log_end_offset).collect();
         (ends.len() == 3 && ends.iter().all(|e| *e > 0 && *e == ends[0])).then_some(())
     });
+}
+
+/// The smallest base offset of the local segment files of `topic`-0 on node `i`.
+fn first_local_base(c: &Cluster, i: usize, topic: &str) -> Option<i64> {
+    std::fs::read_dir(c.specs[i].data.join(format!("{topic}-0")))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_suffix(".log")?.parse::<i64>().ok()
+        })
+        .min()
+}
+
+/// KIP-405's remote log aux state: a follower that falls behind a tiered leader's
+/// local log restarts after the tiered range with the producer state uploaded there,
+/// so once it leads, a retry of a batch from the tiered range is still a duplicate
+/// and a gap in sequences is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restarted_after_the_tier_keeps_idempotent_producer_state() {
+    use common::idempotent::{batch, init_producer_id, produce};
+    use rdkafka::producer::FutureRecord;
+    let store = tempfile::tempdir().unwrap();
+    let url = format!("object_store.url=file://{}", store.path().display());
+    let c = Cluster::start(
+        3,
+        &[
+            "remote.log.storage.system.enable=true",
+            &url,
+            "remote.log.manager.task.interval.ms=100",
+            "log.retention.check.interval.ms=100",
+        ],
+    );
+    // Node 3 is the preferred leader; it is frozen so that another node leads.
+    let admin = common::admin(&c.bootstrap(0));
+    let topic = NewTopic::new("dedup", 1, TopicReplication::Variable(&[&[3, 1, 2]]))
+        .set("remote.storage.enable", "true")
+        .set("segment.bytes", "16384")
+        .set("local.retention.bytes", "0")
+        .set("min.insync.replicas", "1");
+    admin
+        .create_topics(&[topic], &common::admin_opts())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    c.wait_for("node 3 leads", Duration::from_secs(20), || {
+        partitions(&c, 0, "dedup")
+            .filter(|p| p[&0].0 == 3)
+            .map(|_| ())
+    });
+    c.signal(2, "STOP");
+    let leader = c.wait_for("another leader", Duration::from_secs(30), || {
+        partitions(&c, 0, "dedup")
+            .map(|p| p[&0].0)
+            .filter(|l| *l != 3 && *l > 0)
+    });
+    let mut raw = common::RawClient::connect(&c.bootstrap(c.index_of(leader)));
+    let pid = init_producer_id(&mut raw);
+    let mut last = (0, 0);
+    for k in 0..5 {
+        let (code, base) = produce(&mut raw, "dedup", batch(pid, 0, k * 10, 10));
+        assert_eq!(code, 0);
+        last = (k * 10, base);
+    }
+    // Other data rolls the producer's batches into tiered segments, and local
+    // retention then deletes them on the leader.
+    // Batches well below segment.bytes, so segments roll and tier.
+    let filler = common::producer(
+        &c.bootstrap(c.index_of(leader)),
+        &[("acks", "all"), ("batch.size", "8192")],
+    );
+    let value = "f".repeat(200);
+    let pending: Vec<_> = (0..2000)
+        .map(|_| {
+            filler
+                .send_result(FutureRecord::<(), String>::to("dedup").payload(&value))
+                .map_err(|(e, _)| e)
+                .unwrap()
+        })
+        .collect();
+    for f in pending {
+        f.await.unwrap().expect("filler acknowledged");
+    }
+    let last_end = last.1 + 10;
+    c.wait_for(
+        "the producer's batches tiered and gone from the leader's disk",
+        Duration::from_secs(60),
+        || {
+            let tiered_past = tiered_bases(store.path()).iter().any(|b| *b >= last_end);
+            let local_start = first_local_base(&c, c.index_of(leader), "dedup")?;
+            (tiered_past && local_start > last_end).then_some(())
+        },
+    );
+    c.signal(2, "CONT");
+    c.wait_for(
+        "node 3 restored the producer state and back in the ISR",
+        Duration::from_secs(60),
+        || {
+            let isr = partitions(&c, 0, "dedup")?[&0].3.clone();
+            (isr.contains(&3)
+                && c.log(2)
+                    .contains("producer state restored from the object store"))
+            .then_some(())
+        },
+    );
+    assert_eq!(elect_preferred(&c, 0, "dedup", 1), vec![0]);
+    c.wait_for("node 3 leads again", Duration::from_secs(20), || {
+        partitions(&c, 0, "dedup")
+            .filter(|p| p[&0].0 == 3)
+            .map(|_| ())
+    });
+    let mut raw = common::RawClient::connect(&c.bootstrap(2));
+    assert_eq!(
+        produce(&mut raw, "dedup", batch(pid, 0, last.0, 10)),
+        (0, last.1),
+        "a retry of a batch from the tiered range is still a duplicate"
+    );
+    assert_eq!(
+        produce(&mut raw, "dedup", batch(pid, 0, last.0 + 30, 10)).0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER: the producer's sequence is known"
+    );
+    assert_eq!(
+        produce(&mut raw, "dedup", batch(pid, 0, last.0 + 10, 10)).0,
+        0
+    );
 }

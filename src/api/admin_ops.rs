@@ -178,22 +178,45 @@ pub async fn handle_alter_partition_reassignments(
     let image = broker.admin.image();
     let mut targets = Vec::new();
     let mut unknown = Vec::new();
+    // KIP-860 (v1): with allow_replication_factor_change=false a target of another
+    // size than the partition's replicas (before any reassignment in progress) is
+    // refused with INVALID_REPLICATION_FACTOR.
+    let mut refused: Vec<(String, i32, String)> = Vec::new();
     for t in &request.topics {
-        match image.topic_by_name(t.name.0.as_str()) {
-            Some(topic) => targets.extend(t.partitions.iter().map(|p| {
-                (
-                    topic.id,
-                    p.partition_index,
-                    p.replicas
-                        .as_ref()
-                        .map(|r| r.iter().map(|b| b.0).collect::<Vec<i32>>()),
-                )
-            })),
-            None => unknown.extend(
+        let name = t.name.0.as_str();
+        let Some(topic) = image.topic_by_name(name) else {
+            unknown.extend(
                 t.partitions
                     .iter()
-                    .map(|p| (t.name.0.as_str().to_string(), p.partition_index)),
-            ),
+                    .map(|p| (name.to_string(), p.partition_index)),
+            );
+            continue;
+        };
+        for p in &t.partitions {
+            let replicas = p
+                .replicas
+                .as_ref()
+                .map(|r| r.iter().map(|b| b.0).collect::<Vec<i32>>());
+            let current = topic
+                .partitions
+                .get(p.partition_index.max(0) as usize)
+                .map(|cur| cur.replicas.len() - cur.adding.len());
+            if let (false, Some(new), Some(current)) =
+                (request.allow_replication_factor_change, &replicas, current)
+            {
+                if new.len() != current {
+                    refused.push((
+                        name.to_string(),
+                        p.partition_index,
+                        format!(
+                            "the replication factor would change from {current} to {}",
+                            new.len()
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            targets.push((topic.id, p.partition_index, replicas));
         }
     }
     let results = match broker
@@ -236,6 +259,14 @@ pub async fn handle_alter_partition_reassignments(
             ReassignablePartitionResponse::default()
                 .with_partition_index(partition)
                 .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
+        );
+    }
+    for (name, partition, message) in refused {
+        by_topic.entry(name).or_default().push(
+            ReassignablePartitionResponse::default()
+                .with_partition_index(partition)
+                .with_error_code(code::INVALID_REPLICATION_FACTOR)
+                .with_error_message(Some(str_bytes(&message))),
         );
     }
     AlterPartitionReassignmentsResponse::default()

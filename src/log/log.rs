@@ -341,6 +341,38 @@ impl RecoveryPoint {
     }
 }
 
+/// Applies to `producers` the header of every batch at or after `from` in `segments`.
+fn replay_producers(
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+    producers: &mut ProducerState,
+    from: i64,
+) -> LogResult<()> {
+    for seg in segments.values() {
+        if seg.next_offset <= from || seg.is_empty() {
+            continue;
+        }
+        let file = seg.file().map_err(io_err(dir))?;
+        let mut pos = match seg
+            .position_of(from.max(seg.base_offset), seg.size())
+            .map_err(io_err(dir))?
+        {
+            Some((p, _)) => p,
+            None => continue,
+        };
+        while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
+            if pos + h.total_size() as u64 > seg.size() {
+                break;
+            }
+            if h.base_offset >= from {
+                producers.update(&h);
+            }
+            pos += h.total_size() as u64;
+        }
+    }
+    Ok(())
+}
+
 impl Log {
     /// Opens or creates the log in `dir`. `clean` says the broker shut down cleanly
     /// last time; otherwise every segment's CRCs are verified and a torn tail cut.
@@ -415,28 +447,7 @@ impl Log {
             Some((state, offset)) if offset <= log_end => (state, offset),
             _ => (ProducerState::default(), i64::MIN),
         };
-        for seg in segments.values() {
-            if seg.next_offset <= replay_from || seg.is_empty() {
-                continue;
-            }
-            let file = seg.file().map_err(io_err(dir))?;
-            let mut pos = match seg
-                .position_of(replay_from.max(seg.base_offset), seg.size())
-                .map_err(io_err(dir))?
-            {
-                Some((p, _)) => p,
-                None => continue,
-            };
-            while let Some(h) = segment::header_at(&file, pos).map_err(io_err(dir))? {
-                if pos + h.total_size() as u64 > seg.size() {
-                    break;
-                }
-                if h.base_offset >= replay_from {
-                    producers.update(&h);
-                }
-                pos += h.total_size() as u64;
-            }
-        }
+        replay_producers(dir, &segments, &mut producers, replay_from)?;
         // Segment-end snapshots past the recovered end describe batches that are gone.
         ProducerState::prune_segment_snapshots(dir, |offset| offset > log_end);
         let stored_start: i64 = std::fs::read_to_string(dir.join(LOG_START_FILE))
@@ -1209,12 +1220,17 @@ impl Log {
     /// object store after [`Log::reset_to`]; ignored unless the log is still empty at
     /// exactly that offset, so it never describes batches the log does not have.
     pub fn restore_producers(&mut self, state: ProducerState, offset: i64) -> LogResult<bool> {
-        if offset != self.log_end_offset() || self.segments.values().any(|s| !s.is_empty()) {
+        // Only the log that restarted at `offset` and still starts there; batches a
+        // follower appended meanwhile are replayed on top of the snapshot.
+        if self.segments.keys().next() != Some(&offset) {
             return Ok(false);
         }
+        let mut state = state;
+        replay_producers(&self.dir, &self.segments, &mut state, offset)?;
         self.producers = state;
+        let end = self.log_end_offset();
         self.producers
-            .write_snapshot(&self.dir, offset)
+            .write_snapshot(&self.dir, end)
             .map_err(io_err(&self.dir))?;
         info!(dir = %self.dir.display(), offset, producers = self.producers.len(), "producer state restored from the object store");
         Ok(true)

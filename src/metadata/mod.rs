@@ -289,7 +289,11 @@ impl MetadataQuorum {
     /// with its log applied; a voter of a cluster returns once a leader is known and
     /// this node has applied everything that leader had applied when asked, waiting
     /// (and saying so every few seconds) for as long as the quorum is unreachable.
+    /// A node that is not among the voters is an observer (see [`observer`]).
     pub async fn open_member(dir: &Path, options: QuorumOptions) -> Result<Self, MetadataError> {
+        if !options.voters.is_empty() && !options.voters.contains_key(&options.node_id) {
+            return Self::open_observer(options).await;
+        }
         Self::open_with(dir, options, Tuning::default()).await
     }
 
@@ -299,9 +303,6 @@ impl MetadataQuorum {
         tuning: Tuning,
     ) -> Result<Self, MetadataError> {
         let node_id = options.node_id;
-        if !options.voters.is_empty() && !options.voters.contains_key(&node_id) {
-            return Self::open_observer(options).await;
-        }
         let members = initial_members(node_id, &options.voters)?;
         let owned_dir = dir.to_path_buf();
         let (log, sm, rx) = tokio::task::spawn_blocking(move || load_stores(&owned_dir))

@@ -46,6 +46,9 @@ pub struct FetcherSettings {
     pub partition_max_bytes: i32,
     pub backoff: Duration,
     pub socket_timeout: Duration,
+    /// Logs restarted after the tiered range, with the offset they restarted at: their
+    /// producer state comes from the object store (KIP-405's remote log aux state).
+    pub tier_restarts: tokio::sync::mpsc::UnboundedSender<(Arc<Partition>, i64)>,
 }
 
 /// A partition this broker follows, and which leadership it follows.
@@ -473,8 +476,14 @@ async fn fetch_round(
                             to = tiered_end,
                             "follower restarts after the tiered range"
                         );
-                        if let Err(e) = partition.restart_at(tiered_end) {
-                            warn!(topic, error = %e, "could not restart the follower log");
+                        match partition.restart_at(tiered_end) {
+                            Ok(()) => {
+                                let _ =
+                                    settings.tier_restarts.send((partition.clone(), tiered_end));
+                            }
+                            Err(e) => {
+                                warn!(topic, error = %e, "could not restart the follower log")
+                            }
                         }
                     }
                     pause_target(targets, &key, partition, Duration::from_millis(100));

@@ -36,11 +36,18 @@ pub struct ReplicaManager {
     /// ISR changes for the controller (consumed by the server's AlterPartition task).
     isr_changes: tokio::sync::mpsc::UnboundedSender<IsrChange>,
     isr_changes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>>>,
+    /// Follower logs restarted after the tiered range (see `take_tier_restarts`).
+    tier_restarts: tokio::sync::mpsc::UnboundedSender<(Arc<Partition>, i64)>,
+    tier_restarts_rx: Mutex<Option<TierRestarts>>,
 }
+
+/// Receives follower logs restarted after the tiered range, with their restart offset.
+pub type TierRestarts = tokio::sync::mpsc::UnboundedReceiver<(Arc<Partition>, i64)>;
 
 impl ReplicaManager {
     pub fn new(config: Arc<BrokerConfig>, logs: LogManager) -> ReplicaManager {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tier_tx, tier_rx) = tokio::sync::mpsc::unbounded_channel();
         ReplicaManager {
             node_id: config.node_id,
             config,
@@ -51,6 +58,8 @@ impl ReplicaManager {
             fetchers: std::sync::OnceLock::new(),
             isr_changes: tx,
             isr_changes_rx: Mutex::new(Some(rx)),
+            tier_restarts: tier_tx,
+            tier_restarts_rx: Mutex::new(Some(tier_rx)),
         }
     }
 
@@ -70,6 +79,7 @@ impl ReplicaManager {
             socket_timeout: std::time::Duration::from_millis(
                 c.num("replica.socket.timeout.ms").max(1) as u64,
             ),
+            tier_restarts: self.tier_restarts.clone(),
         };
         let _ = self.fetchers.set(FetcherManager::new(settings, stop));
     }
@@ -82,6 +92,12 @@ impl ReplicaManager {
     /// The receiving end of [`request_isr_change`](Self::request_isr_change); taken once.
     pub fn take_isr_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<IsrChange>> {
         self.isr_changes_rx.lock().take()
+    }
+
+    /// Follower logs the fetchers restarted after the tiered range; taken once (the
+    /// server restores their producer state from the object store).
+    pub fn take_tier_restarts(&self) -> Option<TierRestarts> {
+        self.tier_restarts_rx.lock().take()
     }
 
     /// One pass of the ISR shrink check: followers that have not caught up for
@@ -143,9 +159,6 @@ impl ReplicaManager {
     /// acknowledged as a duplicate. Without a snapshot the state stays empty, and
     /// producers are accepted at any sequence as Kafka accepts unknown ones.
     pub async fn restore_producer_snapshots(&self, image: &ClusterImage) {
-        let Some(reader) = self.remote_reader.get() else {
-            return;
-        };
         let restarted: Vec<(Arc<Partition>, i64)> = self
             .partitions
             .read()
@@ -154,34 +167,54 @@ impl ReplicaManager {
             .filter_map(|p| Some((p.clone(), p.restarted_from_remote_at?)))
             .collect();
         for (p, offset) in restarted {
-            let last = image.remote_log(&p.topic_id, p.index).and_then(|l| {
-                l.finished()
-                    .find(|s| s.end_offset + 1 == offset && s.producer_snapshot_bytes > 0)
-                    .cloned()
-            });
-            let Some(segment) = last else {
-                continue;
-            };
-            let part = PartitionRef {
-                topic: &p.topic,
-                topic_id: p.topic_id,
-                partition: p.index,
-            };
-            let restored = match reader.producer_snapshot(part, &segment).await {
-                Ok(bytes) => match ProducerState::from_snapshot_bytes(&bytes) {
-                    Some((state, at)) if at == offset => p.restore_producers(state, offset),
-                    _ => {
-                        warn!(topic = %p.topic, partition = p.index, offset, "unreadable producer snapshot in the object store; producer state starts empty");
-                        continue;
-                    }
-                },
-                Err(e) => {
-                    warn!(topic = %p.topic, partition = p.index, offset, error = %e, "could not fetch the producer snapshot; producer state starts empty");
-                    continue;
+            self.restore_producer_snapshot(&p, offset, image).await;
+        }
+    }
+
+    /// Installs on `p`, restarted empty at `offset` after the tiered range, the
+    /// producer-state snapshot uploaded with the tiered segment that ends there.
+    pub async fn restore_producer_snapshot(
+        &self,
+        p: &Arc<Partition>,
+        offset: i64,
+        image: &ClusterImage,
+    ) {
+        let Some(reader) = self.remote_reader.get() else {
+            return;
+        };
+        let last = image.remote_log(&p.topic_id, p.index).and_then(|l| {
+            l.finished()
+                .find(|s| s.end_offset + 1 == offset && s.producer_snapshot_bytes > 0)
+                .cloned()
+        });
+        let Some(segment) = last else {
+            return;
+        };
+        let part = PartitionRef {
+            topic: &p.topic,
+            topic_id: p.topic_id,
+            partition: p.index,
+        };
+        let restored = match reader.producer_snapshot(part, &segment).await {
+            Ok(bytes) => match ProducerState::from_snapshot_bytes(&bytes) {
+                Some((state, at)) if at == offset => p.restore_producers(state, offset),
+                _ => {
+                    warn!(topic = %p.topic, partition = p.index, offset, "unreadable producer snapshot in the object store; producer state starts empty");
+                    return;
                 }
-            };
-            if let Err(e) = restored {
-                warn!(topic = %p.topic, partition = p.index, error = %e, "could not install the producer snapshot");
+            },
+            Err(e) => {
+                warn!(topic = %p.topic, partition = p.index, offset, error = %e, "could not fetch the producer snapshot; producer state starts empty");
+                return;
+            }
+        };
+        match restored {
+            Ok(true) => {
+                info!(topic = %p.topic, partition = p.index, offset, "producer state restored from the object store")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "could not install the producer snapshot")
             }
         }
     }
