@@ -71,6 +71,7 @@ EXAMPLES = {
             "object_store.access_key_id": "minioadmin",
             "object_store.secret_access_key": "minioadmin",
             "metrics.listener": "0.0.0.0:9644",
+            "security.groups.file": "/etc/strata/security-groups.json",
         },
     ),
     "localstack.toml": (
@@ -90,6 +91,7 @@ EXAMPLES = {
             "object_store.access_key_id": "test",
             "object_store.secret_access_key": "test",
             "metrics.listener": "0.0.0.0:9645",
+            "security.groups.file": "/etc/strata/security-groups.json",
         },
     ),
 }

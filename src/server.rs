@@ -25,6 +25,7 @@ use crate::metadata::{
     AlterPartition, BrokerEndpoint, BrokerHeartbeat, BrokerImage, ControllerReply,
     ControllerRequest, ControllerSettings, MetadataQuorum, MetadataRecord, QuorumOptions,
 };
+use crate::network::admission::Admission;
 use crate::network::listener::accept_loop;
 use crate::replication::ReplicaManager;
 use crate::tiered::cache::ChunkCache;
@@ -398,8 +399,10 @@ async fn open_quorum(
     listener: Option<tokio::net::TcpListener>,
     meta_properties: &MetaProperties,
     shutdown: &CancellationToken,
+    admission: Arc<Admission>,
 ) -> anyhow::Result<MetadataQuorum> {
     let fresh_metadata = !metadata_dir.exists();
+    let controller_name = config.controller_listener.clone().unwrap_or_default();
     MetadataQuorum::open_member(
         metadata_dir,
         QuorumOptions {
@@ -428,6 +431,9 @@ async fn open_quorum(
             },
             joined_before: fresh_metadata && meta_properties.cluster_id.is_some(),
             cancel: shutdown.clone(),
+            admit: Some(Arc::new(move |local, peer| {
+                admission.admit(&controller_name, local, peer)
+            })),
         },
     )
     .await
@@ -486,12 +492,14 @@ async fn start_controller(
         );
     }
     let meta_properties = MetaProperties::read(std::slice::from_ref(&config.metadata_log_dir))?;
+    let admission = Admission::from_config(&config).map_err(anyhow::Error::msg)?;
     let quorum = open_quorum(
         &config,
         &metadata_dir,
         listener,
         &meta_properties,
         &shutdown,
+        admission,
     )
     .await?;
     ensure_cluster_id(&quorum, &config, &meta_properties).await?;
@@ -541,6 +549,8 @@ pub async fn start_with(
     if !config.roles.broker {
         return start_controller(config, shutdown).await;
     }
+    // Security groups first: a bad file or an unguarded listener stops start-up.
+    let admission = Admission::from_config(&config).map_err(anyhow::Error::msg)?;
     let open_files = match crate::log::files::raise_open_files_limit() {
         Ok(limit) => Some(limit),
         Err(e) => {
@@ -590,6 +600,7 @@ pub async fn start_with(
         controller_listener,
         &meta_properties,
         &shutdown,
+        admission.clone(),
     )
     .await?;
 
@@ -734,6 +745,7 @@ pub async fn start_with(
 
     // Metrics endpoint: bound now so a bad address stops start-up.
     let registry = crate::metrics::new_registry();
+    admission.register(&mut registry.lock());
     let metrics_listener = match config.get("metrics.listener").trim() {
         "" => None,
         addr => Some(
@@ -964,6 +976,7 @@ pub async fn start_with(
             config.socket_request_max_bytes,
             stop.clone(),
             connections.clone(),
+            admission.clone(),
         ));
     }
     tracker.close();

@@ -823,6 +823,13 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         true,
         "host:port of the Prometheus /metrics endpoint (empty = off)",
     ),
+    key(
+        "security.groups.file",
+        "",
+        Kind::Str,
+        true,
+        "JSON file of VPC-style security groups attached to listeners (default deny); required for a listener bound beyond loopback",
+    ),
 ];
 
 pub fn broker_key(name: &str) -> Option<&'static KeySpec> {
@@ -849,6 +856,16 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Bound to a loopback address only (127.0.0.0/8, ::1, localhost): the one kind
+    /// of listener that may run without a security group.
+    pub fn is_loopback_only(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     pub fn bind_addr(&self) -> String {
         let host = if self.host.is_empty() {
             "0.0.0.0"

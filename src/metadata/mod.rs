@@ -21,6 +21,7 @@ pub use controller::{
     VoterStatus,
 };
 pub use image::*;
+pub use rpc::Admit;
 pub use view::MetadataView;
 
 use std::collections::{BTreeMap, HashMap};
@@ -114,6 +115,9 @@ pub struct QuorumOptions {
     pub joined_before: bool,
     /// Cancels waiting for the quorum (SIGTERM during start-up).
     pub cancel: CancellationToken,
+    /// Whether a connection (local, peer) to the controller listener is admitted
+    /// (the security groups); `None` admits every one.
+    pub admit: Option<rpc::Admit>,
 }
 
 /// A running metadata quorum member. Cheap to clone.
@@ -282,6 +286,7 @@ impl MetadataQuorum {
             },
             joined_before: false,
             cancel: CancellationToken::new(),
+            admit: None,
         }
     }
 
@@ -341,6 +346,7 @@ impl MetadataQuorum {
                 listener,
                 Arc::new(RpcServer(quorum.clone())),
                 quorum.inner.stop.clone(),
+                options.admit.clone(),
             ));
         }
         tokio::spawn(quorum.clone().controller_timer());

@@ -161,10 +161,14 @@ impl RpcClient {
 
 /// Serves the controller listener until `shutdown`: one task per connection, each
 /// answering its requests in order.
+/// Decides whether a connection (local address, peer address) is admitted.
+pub type Admit = Arc<dyn Fn(std::net::SocketAddr, std::net::SocketAddr) -> bool + Send + Sync>;
+
 pub(crate) async fn serve<H: RpcHandler>(
     listener: TcpListener,
     handler: Arc<H>,
     shutdown: CancellationToken,
+    admit: Option<Admit>,
 ) {
     loop {
         let (mut stream, peer) = tokio::select! {
@@ -178,6 +182,12 @@ pub(crate) async fn serve<H: RpcHandler>(
             },
             _ = shutdown.cancelled() => return,
         };
+        if let Some(admit) = &admit {
+            if !stream.local_addr().is_ok_and(|local| admit(local, peer)) {
+                drop(stream);
+                continue;
+            }
+        }
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();

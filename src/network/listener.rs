@@ -17,6 +17,7 @@ pub async fn accept_loop(
     max_frame: usize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    admission: Arc<super::admission::Admission>,
 ) {
     let listener_name: std::sync::Arc<str> = std::sync::Arc::from(name.as_str());
     let local = listener
@@ -38,6 +39,14 @@ pub async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Security groups: checked on the peer address before a byte is read.
+                    let admitted = stream
+                        .local_addr()
+                        .is_ok_and(|local| admission.admit(&name, local, peer));
+                    if !admitted {
+                        drop(stream);
+                        continue;
+                    }
                     tracker.spawn(connection::serve(stream, peer, listener_name.clone(), broker.clone(), max_frame, shutdown.clone()));
                 }
                 Err(e) if crate::log::files::is_out_of_descriptors(&e) => {
