@@ -42,18 +42,18 @@ LOGGING
     name = "strata",
     version,
     about,
-    after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// Without a command, strata runs the broker.
     #[command(subcommand)]
     command: Option<Command>,
-    /// TOML config file (see config/single-node.toml).
-    #[arg(long, short = 'c', value_name = "FILE")]
+    /// TOML config file (see config/single-node.toml); also read by subcommands that
+    /// need the broker's configuration (security-groups).
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Sets a config key, e.g. --override log.retention.ms=60000 (repeatable).
-    #[arg(long = "override", value_name = "KEY=VALUE")]
+    #[arg(long = "override", value_name = "KEY=VALUE", global = true)]
     overrides: Vec<String>,
     /// Prints every broker and topic config key with its default and exits.
     #[arg(long)]
@@ -72,6 +72,9 @@ enum Command {
     /// replicas and ISR, as kafka-metadata-quorum describe --status and
     /// kafka-topics --describe do.
     Cluster(strata::cli::cluster::ClusterArgs),
+    /// Checks the security groups of the broker configured by --config / --override:
+    /// `security-groups check --listener CLIENT --from 10.0.1.7`.
+    SecurityGroups(strata::cli::security_groups::SecurityGroupsArgs),
 }
 
 /// Runs `strata consumer-groups`: prints what it returns (tables on stdout, notices
@@ -206,6 +209,27 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             return Ok(());
+        }
+        Some(Command::SecurityGroups(args)) => {
+            let strata::cli::security_groups::SecurityGroupsCommand::Check(check) = &args.command;
+            let config =
+                match BrokerConfig::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("strata: configuration error: {e}");
+                        std::process::exit(2);
+                    }
+                };
+            match strata::cli::security_groups::check(&config, check) {
+                Ok((admitted, text)) => {
+                    print!("{text}");
+                    std::process::exit(if admitted { 0 } else { 1 });
+                }
+                Err(e) => {
+                    eprintln!("strata: {e}");
+                    std::process::exit(2);
+                }
+            }
         }
         None => {}
     }

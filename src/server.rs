@@ -964,6 +964,7 @@ pub async fn start_with(
             }
         });
     }
+    tracker.spawn(admission.clone().watch(stop.clone()));
     let connections = TaskTracker::new();
     for (name, socket) in bound {
         let listener = socket

@@ -40,14 +40,21 @@ pub async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // Security groups: checked on the peer address before a byte is read.
-                    let admitted = stream
+                    let Some(local) = stream
                         .local_addr()
-                        .is_ok_and(|local| admission.admit(&name, local, peer));
-                    if !admitted {
+                        .ok()
+                        .filter(|local| admission.admit(&name, *local, peer))
+                    else {
                         drop(stream);
                         continue;
-                    }
-                    tracker.spawn(connection::serve(stream, peer, listener_name.clone(), broker.clone(), max_frame, shutdown.clone()));
+                    };
+                    // Tracked so that a reload of the rules can close it.
+                    let (close, guard) = admission.track(listener_name.clone(), local, peer, &shutdown);
+                    let serve = connection::serve(stream, peer, listener_name.clone(), broker.clone(), max_frame, close);
+                    tracker.spawn(async move {
+                        serve.await;
+                        drop(guard);
+                    });
                 }
                 Err(e) if crate::log::files::is_out_of_descriptors(&e) => {
                     // Out of descriptors: the segment-file pool gives back what it

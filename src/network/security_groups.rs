@@ -277,6 +277,14 @@ impl SecurityGroups {
         })
     }
 
+    /// The groups attached to `listener`.
+    pub fn attached(&self, listener: &str) -> Vec<String> {
+        self.listeners
+            .get(&listener.to_ascii_uppercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Whether any group is attached to `listener`.
     pub fn guards(&self, listener: &str) -> bool {
         self.listeners

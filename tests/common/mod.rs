@@ -297,12 +297,31 @@ pub struct BrokerProcess {
     pub data: PathBuf,
 }
 
+/// A port no other test of this process was given, below the kernel's ephemeral range
+/// (32768-60999), so neither a parallel test's `free_port` nor a client's outgoing
+/// connection can take it between this check and the broker's bind (or between a
+/// node's kill and its restart on the same port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each test binary starts at its own place in the range.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 997) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        let free = ["127.0.0.1", "0.0.0.0"]
+            .iter()
+            .all(|host| std::net::TcpListener::bind((*host, port)).is_ok());
+        if free {
+            return port;
+        }
+    }
 }
 
 impl BrokerProcess {
