@@ -12,6 +12,11 @@ command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 # `script` gives tests/startup.rs a terminal to check colour against.
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
+# The TLS tests: librdkafka built against OpenSSL, certificates made with openssl, and
+# `ip netns` for the security-group tests (iproute2 above).
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

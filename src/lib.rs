@@ -4,6 +4,10 @@
 //! coordinator} → replication → {tiered, log} → metadata → config / error. A lower
 //! module never imports a higher one; `server` is where the parts meet.
 
+// The connection future over a TLS stream nests deeper than the default limit allows
+// when the compiler computes its layout.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod api;
 pub mod cli;

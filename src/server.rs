@@ -26,7 +26,7 @@ use crate::metadata::{
     ControllerRequest, ControllerSettings, MetadataQuorum, MetadataRecord, QuorumOptions,
 };
 use crate::network::admission::Admission;
-use crate::network::listener::accept_loop;
+use crate::network::listener::{accept_loop, ListenerContext};
 use crate::replication::ReplicaManager;
 use crate::tiered::cache::ChunkCache;
 use crate::tiered::manager::ManagerSettings;
@@ -551,6 +551,15 @@ pub async fn start_with(
     }
     // Security groups first: a bad file or an unguarded listener stops start-up.
     let admission = Admission::from_config(&config).map_err(anyhow::Error::msg)?;
+    // TLS of SSL listeners: a missing or bad certificate stops start-up naming the key.
+    let mut tls_by_listener = std::collections::HashMap::new();
+    for l in config.client_listeners() {
+        if l.security_protocol == "SSL" {
+            let tls = crate::network::tls::ServerTls::for_listener(&config, &l.name)
+                .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
+            tls_by_listener.insert(l.name.clone(), Arc::new(tls));
+        }
+    }
     let open_files = match crate::log::files::raise_open_files_limit() {
         Ok(limit) => Some(limit),
         Err(e) => {
@@ -665,7 +674,19 @@ pub async fn start_with(
 
     let clean_start = logs.clean_start();
     let replicas = Arc::new(ReplicaManager::new(config.clone(), logs));
-    replicas.start_fetchers(stop.child_token());
+    // Followers reach leaders over the inter-broker listener, with TLS when it is SSL.
+    let inter_broker_tls = match config
+        .listeners
+        .iter()
+        .find(|l| l.name == config.inter_broker_listener)
+    {
+        Some(l) if l.security_protocol == "SSL" && config.is_cluster() => Some(
+            crate::network::tls::client_connector(&config, &l.name)
+                .map_err(|e| anyhow::anyhow!("inter-broker listener {}: {e}", l.name))?,
+        ),
+        _ => None,
+    };
+    replicas.start_fetchers(stop.child_token(), inter_broker_tls);
     let image = quorum.view().current();
     info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
     let recovery_started = std::time::Instant::now();
@@ -965,19 +986,26 @@ pub async fn start_with(
         });
     }
     tracker.spawn(admission.clone().watch(stop.clone()));
+    for tls in tls_by_listener.values() {
+        tracker.spawn(tls.clone().watch(stop.clone()));
+    }
     let connections = TaskTracker::new();
     for (name, socket) in bound {
         let listener = socket
             .listen(LISTEN_BACKLOG)
             .with_context(|| format!("listening on listener {name}"))?;
+        let tls = tls_by_listener.get(&name).cloned();
         tracker.spawn(accept_loop(
             listener,
-            name,
-            broker.clone(),
-            config.socket_request_max_bytes,
+            ListenerContext {
+                name,
+                broker: broker.clone(),
+                max_frame: config.socket_request_max_bytes,
+                admission: admission.clone(),
+                tls,
+            },
             stop.clone(),
             connections.clone(),
-            admission.clone(),
         ));
     }
     tracker.close();

@@ -316,6 +316,7 @@ fn a_lone_voter_waits_for_its_quorum_and_stops_on_sigterm() {
         specs: Vec::new(),
         procs: Vec::new(),
         extra: Vec::new(),
+        protocol: "PLAINTEXT".into(),
     };
     for i in 0..3 {
         c.specs.push(common::cluster::NodeSpec::new(

@@ -824,6 +824,92 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "host:port of the Prometheus /metrics endpoint (empty = off)",
     ),
     key(
+        "ssl.keystore.type",
+        "PEM",
+        Kind::Enum(&["PEM"]),
+        true,
+        "format of the keystore: PEM (KIP-651); per listener as listener.name.<l>.ssl.keystore.type",
+    ),
+    key(
+        "ssl.keystore.location",
+        "",
+        Kind::Str,
+        true,
+        "PEM file with the private key and certificate chain of an SSL listener",
+    ),
+    key(
+        "ssl.keystore.key",
+        "",
+        Kind::Password,
+        true,
+        "the private key inline (PEM), with ssl.keystore.certificate.chain",
+    ),
+    key(
+        "ssl.keystore.certificate.chain",
+        "",
+        Kind::Str,
+        true,
+        "the certificate chain inline (PEM), with ssl.keystore.key",
+    ),
+    key(
+        "ssl.key.password",
+        "",
+        Kind::Password,
+        true,
+        "password of an encrypted private key (not supported yet: refused by name)",
+    ),
+    key(
+        "ssl.truststore.type",
+        "PEM",
+        Kind::Enum(&["PEM"]),
+        true,
+        "format of the truststore: PEM (KIP-651)",
+    ),
+    key(
+        "ssl.truststore.location",
+        "",
+        Kind::Str,
+        true,
+        "PEM file of the CAs trusted for client certificates (and by brokers reaching each other)",
+    ),
+    key(
+        "ssl.truststore.certificates",
+        "",
+        Kind::Str,
+        true,
+        "the trusted CAs inline (PEM)",
+    ),
+    key(
+        "ssl.client.auth",
+        "none",
+        Kind::Enum(&["none", "requested", "required"]),
+        true,
+        "client certificates: none, requested or required (mutual TLS)",
+    ),
+    key(
+        "ssl.enabled.protocols",
+        "TLSv1.2,TLSv1.3",
+        Kind::List {
+            allowed: &["TLSv1.2", "TLSv1.3"],
+        },
+        true,
+        "TLS versions offered",
+    ),
+    key(
+        "ssl.cipher.suites",
+        "",
+        Kind::List { allowed: &[] },
+        true,
+        "cipher suites by IANA name (empty = rustls's defaults)",
+    ),
+    key(
+        "ssl.principal.mapping.rules",
+        "DEFAULT",
+        Kind::Str,
+        true,
+        "rules mapping a client certificate's subject to a principal (DEFAULT = the subject)",
+    ),
+    key(
         "security.groups.file",
         "",
         Kind::Str,
@@ -833,7 +919,24 @@ pub const BROKER_KEYS: &[KeySpec] = &[
 ];
 
 pub fn broker_key(name: &str) -> Option<&'static KeySpec> {
-    BROKER_KEYS.iter().find(|k| k.name == name)
+    BROKER_KEYS
+        .iter()
+        .find(|k| k.name == name)
+        .or_else(|| per_listener_key(name))
+}
+
+/// Keys Kafka also takes per listener, as `listener.name.<listener>.<key>`.
+fn is_per_listener(key: &str) -> bool {
+    key.starts_with("ssl.")
+}
+
+/// The spec of `listener.name.<listener>.<key>` (that of `<key>`).
+fn per_listener_key(name: &str) -> Option<&'static KeySpec> {
+    let rest = name.strip_prefix("listener.name.")?;
+    let (_, key) = rest.split_once('.')?;
+    BROKER_KEYS
+        .iter()
+        .find(|k| k.name == key && is_per_listener(key))
 }
 
 /// Where a value came from, as Kafka's DescribeConfigs reports it.
@@ -1168,9 +1271,9 @@ fn parse_listeners(
                 "listener name '{name}' is not in listener.security.protocol.map"
             ))
         })?;
-        if protocol != "PLAINTEXT" {
+        if protocol != "PLAINTEXT" && protocol != "SSL" {
             return Err(bad(format!(
-                "security protocol {protocol} is not supported yet (only PLAINTEXT)"
+                "security protocol {protocol} is not supported yet (PLAINTEXT and SSL are)"
             )));
         }
         if out.iter().any(|l| l.name == name) {
@@ -1264,6 +1367,15 @@ fn validate_quorum<'a>(
                 format!("listener '{name}' is not in listeners"),
             ));
         };
+        if listener.security_protocol != "PLAINTEXT" {
+            return Err(invalid(
+                "controller.listener.names",
+                format!(
+                    "listener {name} is {}: the quorum's listener is PLAINTEXT only for now (guard it with security.groups.file)",
+                    listener.security_protocol
+                ),
+            ));
+        }
         if listener.port != 0 && listener.port != voter.port {
             return Err(invalid(
                 "controller.quorum.voters",
@@ -1510,6 +1622,11 @@ impl BrokerConfig {
         self.values.get(key).map(String::as_str).unwrap_or("")
     }
 
+    /// The value of `key` if it was set (a per-listener key has no default).
+    pub fn explicit_value(&self, key: &str) -> Option<&str> {
+        self.explicit.contains(key).then(|| self.get(key))
+    }
+
     /// A numeric key's value (validated at load, so it parses).
     pub fn num(&self, key: &str) -> i64 {
         self.get(key).trim().parse().unwrap_or(0)
@@ -1636,6 +1753,7 @@ impl BrokerConfig {
             .map(|(k, v)| {
                 let mark = if self.explicit.contains(k) { "*" } else { " " };
                 let secret = broker_key(k).is_some_and(|s| matches!(s.kind, Kind::Password));
+                // Inline keys and passwords are never shown, per listener too.
                 if secret && !v.is_empty() {
                     format!("{mark} {k} = [hidden]")
                 } else {

@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -32,18 +31,20 @@ enum Incoming {
     Ready(Vec<Bytes>),
 }
 
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one connection over `stream` (TCP, or TLS over it).
+pub async fn serve<S>(
+    stream: S,
     peer: SocketAddr,
     listener: Arc<str>,
     broker: Arc<Broker>,
     max_frame: usize,
     shutdown: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let span = tracing::info_span!("connection", %peer);
     async move {
-        let _ = stream.set_nodelay(true);
-        let (mut reader, writer) = stream.into_split();
+        let (mut reader, writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
         let reader_task = tokio::spawn(
             async move {
@@ -139,8 +140,8 @@ enum ConnectionError {
     Shutdown,
 }
 
-async fn read_loop(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: &mut R,
     peer: SocketAddr,
     listener: &str,
     max_frame: usize,

@@ -10,15 +10,51 @@ use tracing::{info, warn};
 use super::connection;
 use crate::api::Broker;
 
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `User:<mapped subject>` of a TLS client's certificate, or `User:ANONYMOUS`.
+fn tls_principal(
+    tls: &super::tls::ServerTls,
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> String {
+    let subject = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(super::tls::subject_of);
+    match subject {
+        Some(s) => format!("User:{}", tls.mapping.map(&s)),
+        None => "User:ANONYMOUS".to_string(),
+    }
+}
+
+/// What a listener's connections share.
+pub struct ListenerContext {
+    /// The listener's name, as configured.
+    pub name: String,
+    pub broker: Arc<Broker>,
+    /// `socket.request.max.bytes`.
+    pub max_frame: usize,
+    pub admission: Arc<super::admission::Admission>,
+    /// The TLS side of an SSL listener.
+    pub tls: Option<Arc<super::tls::ServerTls>>,
+}
+
 pub async fn accept_loop(
     listener: TcpListener,
-    name: String,
-    broker: Arc<Broker>,
-    max_frame: usize,
+    context: ListenerContext,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    admission: Arc<super::admission::Admission>,
 ) {
+    let ListenerContext {
+        name,
+        broker,
+        max_frame,
+        admission,
+        tls,
+    } = context;
     let listener_name: std::sync::Arc<str> = std::sync::Arc::from(name.as_str());
     let local = listener
         .local_addr()
@@ -48,11 +84,34 @@ pub async fn accept_loop(
                         drop(stream);
                         continue;
                     };
+                    let _ = stream.set_nodelay(true);
                     // Tracked so that a reload of the rules can close it.
                     let (close, guard) = admission.track(listener_name.clone(), local, peer, &shutdown);
-                    let serve = connection::serve(stream, peer, listener_name.clone(), broker.clone(), max_frame, close);
+                    let (listener_name, broker, tls) = (listener_name.clone(), broker.clone(), tls.clone());
                     tracker.spawn(async move {
-                        serve.await;
+                        match tls {
+                            None => connection::serve(stream, peer, listener_name, broker, max_frame, close).await,
+                            Some(tls) => {
+                                // The handshake runs in the connection's task, bounded, so
+                                // a slow or silent peer holds up nobody else.
+                                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+                                let stream = tokio::select! {
+                                    r = handshake => r,
+                                    _ = close.cancelled() => return,
+                                };
+                                match stream {
+                                    Ok(Ok(stream)) => {
+                                        let principal = tls_principal(&tls, &stream);
+                                        tracing::debug!(%peer, principal = %principal, "TLS connection");
+                                        connection::serve(stream, peer, listener_name, broker, max_frame, close).await
+                                    }
+                                    // A port probe (connect, then close) is not worth a line.
+                                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => tracing::debug!(listener = %listener_name, %peer, "connection closed before the TLS handshake"),
+                                    Ok(Err(e)) => tracing::info!(listener = %listener_name, %peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::info!(listener = %listener_name, %peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
                         drop(guard);
                     });
                 }

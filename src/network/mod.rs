@@ -5,3 +5,4 @@ pub mod admission;
 pub mod connection;
 pub mod listener;
 pub mod security_groups;
+pub mod tls;

@@ -9,14 +9,18 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A connection to the leader: TCP, or TLS over it.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
 
 /// Largest response frame accepted from a leader.
 const MAX_RESPONSE: usize = 256 << 20;
 
 pub struct KafkaClient {
-    stream: TcpStream,
+    stream: Box<dyn Connection>,
     correlation: i32,
     client_id: StrBytes,
 }
@@ -26,13 +30,35 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
 }
 
 impl KafkaClient {
-    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> io::Result<Self> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    /// Connects to `addr` (`host:port`), over TLS when `tls` is given (the leader's
+    /// certificate must name `host`).
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> io::Result<Self> {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}"));
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| {
-                io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}"))
-            })??;
-        stream.set_nodelay(true)?;
+            .map_err(|_| timed_out())??;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Connection> = match tls {
+            None => Box::new(tcp),
+            Some(connector) => {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr, |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| invalid(format!("'{host}' is not a TLS server name: {e}")))?;
+                let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| timed_out())??;
+                Box::new(tls)
+            }
+        };
         Ok(KafkaClient {
             stream,
             correlation: 0,

@@ -36,7 +36,7 @@ const FETCH_VERSION: i16 = 12;
 const EPOCH_VERSION: i16 = 4;
 
 /// `replica.fetch.*` settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FetcherSettings {
     pub node_id: i32,
     pub fetchers_per_broker: usize,
@@ -49,6 +49,8 @@ pub struct FetcherSettings {
     /// Logs restarted after the tiered range, with the offset they restarted at: their
     /// producer state comes from the object store (KIP-405's remote log aux state).
     pub tier_restarts: tokio::sync::mpsc::UnboundedSender<(Arc<Partition>, i64)>,
+    /// TLS to leaders when the inter-broker listener is SSL.
+    pub tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// A partition this broker follows, and which leadership it follows.
@@ -190,7 +192,14 @@ async fn run(
         }
         let conn = match client.as_mut() {
             Some(c) => c,
-            None => match KafkaClient::connect(&addr, &client_id, settings.socket_timeout).await {
+            None => match KafkaClient::connect(
+                &addr,
+                &client_id,
+                settings.socket_timeout,
+                settings.tls.as_ref(),
+            )
+            .await
+            {
                 Ok(c) => client.insert(c),
                 Err(e) => {
                     debug!(leader, %addr, error = %e, "cannot reach the leader; retrying");

@@ -64,7 +64,12 @@ impl ReplicaManager {
     }
 
     /// Starts follower fetching (the partitions to follow come with each reconcile).
-    pub fn start_fetchers(&self, stop: tokio_util::sync::CancellationToken) {
+    /// `tls` connects to leaders when the inter-broker listener is SSL.
+    pub fn start_fetchers(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+        tls: Option<tokio_rustls::TlsConnector>,
+    ) {
         let c = &self.config;
         let settings = FetcherSettings {
             node_id: self.node_id,
@@ -80,6 +85,7 @@ impl ReplicaManager {
                 c.num("replica.socket.timeout.ms").max(1) as u64,
             ),
             tier_restarts: self.tier_restarts.clone(),
+            tls,
         };
         let _ = self.fetchers.set(FetcherManager::new(settings, stop));
     }

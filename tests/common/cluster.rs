@@ -70,6 +70,8 @@ pub struct Cluster {
     pub procs: Vec<Option<Child>>,
     /// Overrides every node gets.
     pub extra: Vec<String>,
+    /// The security protocol of the client (and inter-broker) listener.
+    pub protocol: String,
 }
 
 impl Cluster {
@@ -80,6 +82,12 @@ impl Cluster {
 
     /// Starts one node per role (ids 1, 2, ...) and waits until every one listens.
     pub fn start_roles(roles: &[Role], extra: &[&str]) -> Cluster {
+        Self::start_roles_with(roles, "PLAINTEXT", extra)
+    }
+
+    /// As [`start_roles`](Self::start_roles), with the client and inter-broker
+    /// listener speaking `protocol` (e.g. SSL).
+    pub fn start_roles_with(roles: &[Role], protocol: &str, extra: &[&str]) -> Cluster {
         let n = roles.len();
         let dir = tempfile::tempdir().unwrap();
         let specs: Vec<NodeSpec> = roles
@@ -92,6 +100,7 @@ impl Cluster {
             procs: (0..n).map(|_| None).collect(),
             specs,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            protocol: protocol.to_string(),
         };
         for i in 0..n {
             cluster.spawn(i);
@@ -127,15 +136,18 @@ impl Cluster {
             Role::Combined => (
                 "broker,controller",
                 format!(
-                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    s.port, s.controller_port
+                    "{}://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    self.protocol, s.port, s.controller_port
                 ),
             ),
             Role::Controller => (
                 "controller",
                 format!("CONTROLLER://127.0.0.1:{}", s.controller_port),
             ),
-            Role::Broker => ("broker", format!("PLAINTEXT://127.0.0.1:{}", s.port)),
+            Role::Broker => (
+                "broker",
+                format!("{}://127.0.0.1:{}", self.protocol, s.port),
+            ),
         };
         let mut overrides = vec![
             format!("node.id={}", s.id),

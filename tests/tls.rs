@@ -1,0 +1,302 @@
+//! SSL listeners (rustls, PEM stores): librdkafka producing and consuming over TLS,
+//! mutual TLS required and refused without a client certificate, a client trusting
+//! another CA refused, a certificate rotated on disk served to new connections, and
+//! a missing certificate stopping start-up by name. Certificates are made by the test
+//! with the openssl command.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::TestBroker;
+use rdkafka::producer::FutureRecord;
+
+fn openssl(dir: &Path, args: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && openssl {args}", dir.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `name` (`<name>.pem`, `<name>.key`).
+fn make_ca(dir: &Path, name: &str) {
+    openssl(dir, &format!("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {name}.key -out {name}.pem -days 2 -subj '/CN={name}'"));
+}
+
+/// A certificate for `subject` signed by `ca`, valid for 127.0.0.1 and localhost;
+/// returns the keystore (key then certificate, as ssl.keystore.location takes it).
+fn make_cert(dir: &Path, ca: &str, name: &str, subject: &str) -> PathBuf {
+    openssl(dir, &format!("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {name}.key -out {name}.csr -subj '{subject}'"));
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(dir, &format!("x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -out {name}.pem -days 2 -extfile {name}.ext"));
+    let keystore = dir.join(format!("{name}.keystore.pem"));
+    let mut text = std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
+    text.push_str(&std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap());
+    std::fs::write(&keystore, text).unwrap();
+    keystore
+}
+
+fn ssl_client(bootstrap: &str, ca: &Path, client: Option<(&Path, &Path)>) -> rdkafka::ClientConfig {
+    let mut c = common::client_config(bootstrap);
+    c.set("security.protocol", "ssl")
+        .set("ssl.ca.location", ca.display().to_string());
+    if let Some((cert, key)) = client {
+        c.set("ssl.certificate.location", cert.display().to_string())
+            .set("ssl.key.location", key.display().to_string());
+    }
+    c
+}
+
+/// Produces one record; Ok when acknowledged.
+async fn produce_one(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    value: &str,
+) -> Result<(), String> {
+    let mut config = config.clone();
+    config.set("message.timeout.ms", "8000");
+    let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+    producer
+        .send(
+            FutureRecord::<(), str>::to(topic).payload(value),
+            Duration::from_secs(8),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e.to_string())
+}
+
+fn ssl_overrides(keystore: &Path, extra: &[String]) -> Vec<String> {
+    let mut o = vec![
+        "listeners=SSL://127.0.0.1:0".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+    ];
+    o.extend(extra.iter().cloned());
+    o
+}
+
+async fn start(overrides: &[String]) -> TestBroker {
+    let refs: Vec<&str> = overrides.iter().map(|s| s.as_str()).collect();
+    TestBroker::start_with(&refs).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_produces_and_consumes_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    make_ca(dir.path(), "other-ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker-1/O=Strata");
+    let b = start(&ssl_overrides(&keystore, &[])).await;
+    let ca = dir.path().join("ca.pem");
+    let config = ssl_client(&b.bootstrap, &ca, None);
+    let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+    for i in 0..10 {
+        producer
+            .send(
+                FutureRecord::<(), str>::to("secure").payload(&format!("v{i}")),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced over TLS");
+    }
+
+    // Consume back over TLS.
+    let mut consumer_config = config.clone();
+    consumer_config
+        .set("group.id", "tls-readers")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true");
+    let consumer: rdkafka::consumer::BaseConsumer = consumer_config.create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("secure", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    assert_eq!(got, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    drop(consumer);
+
+    // A client that trusts another CA is refused.
+    let other = ssl_client(&b.bootstrap, &dir.path().join("other-ca.pem"), None);
+    assert!(produce_one(&other, "secure", "x").await.is_err());
+    // A plaintext client gets nowhere either.
+    let plain = common::client_config(&b.bootstrap);
+    assert!(produce_one(&plain, "secure", "x").await.is_err());
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate_from_the_trusted_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    make_ca(dir.path(), "rogue");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker-1");
+    make_cert(dir.path(), "ca", "alice", "/CN=alice/OU=eng/O=Example");
+    make_cert(dir.path(), "rogue", "mallory", "/CN=mallory");
+    let ca = dir.path().join("ca.pem");
+    let b = start(&ssl_overrides(
+        &keystore,
+        &[
+            "ssl.client.auth=required".into(),
+            format!("ssl.truststore.location={}", ca.display()),
+        ],
+    ))
+    .await;
+    let p = |n: &str| dir.path().join(n);
+    let alice = ssl_client(&b.bootstrap, &ca, Some((&p("alice.pem"), &p("alice.key"))));
+    produce_one(&alice, "mtls", "hello")
+        .await
+        .expect("alice's certificate is trusted");
+    let anonymous = ssl_client(&b.bootstrap, &ca, None);
+    assert!(
+        produce_one(&anonymous, "mtls", "x").await.is_err(),
+        "no certificate"
+    );
+    let mallory = ssl_client(
+        &b.bootstrap,
+        &ca,
+        Some((&p("mallory.pem"), &p("mallory.key"))),
+    );
+    assert!(
+        produce_one(&mallory, "mtls", "x").await.is_err(),
+        "untrusted CA"
+    );
+    b.stop().await;
+}
+
+/// The subject of the certificate a new connection to `addr` is served.
+fn served_subject(addr: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -subject"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_rotated_on_disk_is_served_to_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=first");
+    let b = start(&ssl_overrides(&keystore, &[])).await;
+    assert!(served_subject(&b.bootstrap).contains("first"));
+    // Replaced by a rename, as cert-manager and certbot do.
+    let next = make_cert(dir.path(), "ca", "broker2", "/CN=second");
+    std::fs::rename(&next, &keystore).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served_subject(&b.bootstrap).contains("second") {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate is not served within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ca = dir.path().join("ca.pem");
+    produce_one(&ssl_client(&b.bootstrap, &ca, None), "rotated", "v")
+        .await
+        .expect("served with the new certificate");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssl_listener_without_a_certificate_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = vec![
+        "listeners=SSL://127.0.0.1:0".to_string(),
+        format!("log.dirs={}", dir.path().join("logs").display()),
+    ];
+    let config = strata::config::BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
+    let err = match strata::server::start(config).await {
+        Ok(_) => panic!("started without a certificate"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("ssl.keystore.location"), "{err}");
+    // Per listener: the listener.name.<l>. prefix names the key it read.
+    let overrides = vec![
+        "listeners=SSL://127.0.0.1:0".to_string(),
+        format!("log.dirs={}", dir.path().join("logs").display()),
+        "listener.name.ssl.ssl.keystore.location=/nonexistent.pem".to_string(),
+    ];
+    let config = strata::config::BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
+    let err = match strata::server::start(config).await {
+        Ok(_) => panic!("started without a certificate"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("listener.name.ssl.ssl.keystore.location"),
+        "{err}"
+    );
+}
+
+/// Three brokers whose inter-broker listener is SSL: followers fetch from leaders over
+/// TLS (checking the leader's certificate against the truststore), acks=all
+/// completes, and every replica is in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_replicate_over_a_tls_inter_broker_listener() {
+    use common::cluster::{Cluster, Role};
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker");
+    let ca = dir.path().join("ca.pem");
+    let overrides = [
+        "listener.security.protocol.map=SSL:SSL,CONTROLLER:PLAINTEXT".to_string(),
+        "inter.broker.listener.name=SSL".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        format!("ssl.truststore.location={}", ca.display()),
+    ];
+    let refs: Vec<&str> = overrides.iter().map(|s| s.as_str()).collect();
+    let c = Cluster::start_roles_with(&[Role::Combined; 3], "SSL", &refs);
+    let config = ssl_client(&c.bootstrap_all(), &ca, None);
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        config.create().unwrap();
+    admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                "replicated",
+                1,
+                rdkafka::admin::TopicReplication::Fixed(3),
+            )
+            .set("min.insync.replicas", "3")],
+            &common::admin_opts(),
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .expect("created");
+    let mut acks_all = config.clone();
+    acks_all.set("acks", "all");
+    // min.insync.replicas=3: acknowledged only once both followers fetched over TLS.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match produce_one(&acks_all, "replicated", "v").await {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "acks=all never completed: {e}"),
+        }
+    }
+}
