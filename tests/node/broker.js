@@ -116,4 +116,4 @@ class Broker {
   }
 }
 
-module.exports = { Broker, sleep, waitUntil };
+module.exports = { Broker, freePort, sleep, waitUntil };
