@@ -42,6 +42,12 @@ pub mod code {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+    pub const DUPLICATE_RESOURCE: i16 = 92;
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_CONFIG: i16 = 40;
     pub const NOT_CONTROLLER: i16 = 41;
@@ -156,6 +162,7 @@ pub fn apply_error_code(e: &ApplyError) -> i16 {
         ApplyError::UnknownTopicId(_) => code::UNKNOWN_TOPIC_ID,
         ApplyError::InvalidPartitions { .. } => code::INVALID_PARTITIONS,
         ApplyError::StaleBrokerEpoch { .. } => code::STALE_BROKER_EPOCH,
+        ApplyError::NoScramCredential { .. } => code::RESOURCE_NOT_FOUND,
         ApplyError::ProducerIdsExhausted
         | ApplyError::RemoteSegmentExists(_)
         | ApplyError::UnknownRemoteSegment(_) => code::UNKNOWN_SERVER_ERROR,

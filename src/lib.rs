@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod network;
 pub mod protocol;
 pub mod replication;
+pub mod scram;
 pub mod server;
 pub mod tiered;

@@ -553,8 +553,19 @@ pub async fn start_with(
     let admission = Admission::from_config(&config).map_err(anyhow::Error::msg)?;
     // TLS of SSL listeners: a missing or bad certificate stops start-up naming the key.
     let mut tls_by_listener = std::collections::HashMap::new();
+    let mut sasl_by_listener = std::collections::HashMap::new();
+    let sasl_metrics = crate::network::sasl::SaslMetrics::default();
     for l in config.client_listeners() {
-        if l.security_protocol == "SSL" {
+        if l.security_protocol.starts_with("SASL_") {
+            let sasl = crate::network::sasl::SaslSettings::for_listener(
+                &config,
+                &l.name,
+                sasl_metrics.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
+            sasl_by_listener.insert(l.name.clone(), Arc::new(sasl));
+        }
+        if l.security_protocol == "SSL" || l.security_protocol == "SASL_SSL" {
             let tls = crate::network::tls::ServerTls::for_listener(&config, &l.name)
                 .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
             tls_by_listener.insert(l.name.clone(), Arc::new(tls));
@@ -680,6 +691,13 @@ pub async fn start_with(
         .iter()
         .find(|l| l.name == config.inter_broker_listener)
     {
+        Some(l) if l.security_protocol.starts_with("SASL_") && config.is_cluster() => {
+            anyhow::bail!(
+                "inter.broker.listener.name: listener {} is {}; brokers cannot authenticate to each other with SASL yet: use an SSL or PLAINTEXT inter-broker listener guarded by security.groups.file",
+                l.name,
+                l.security_protocol
+            )
+        }
         Some(l) if l.security_protocol == "SSL" && config.is_cluster() => Some(
             crate::network::tls::client_connector(&config, &l.name)
                 .map_err(|e| anyhow::anyhow!("inter-broker listener {}: {e}", l.name))?,
@@ -767,6 +785,7 @@ pub async fn start_with(
     // Metrics endpoint: bound now so a bad address stops start-up.
     let registry = crate::metrics::new_registry();
     admission.register(&mut registry.lock());
+    sasl_metrics.register(&mut registry.lock());
     let metrics_listener = match config.get("metrics.listener").trim() {
         "" => None,
         addr => Some(
@@ -995,6 +1014,7 @@ pub async fn start_with(
             .listen(LISTEN_BACKLOG)
             .with_context(|| format!("listening on listener {name}"))?;
         let tls = tls_by_listener.get(&name).cloned();
+        let sasl = sasl_by_listener.get(&name).cloned();
         tracker.spawn(accept_loop(
             listener,
             ListenerContext {
@@ -1003,6 +1023,7 @@ pub async fn start_with(
                 max_frame: config.socket_request_max_bytes,
                 admission: admission.clone(),
                 tls,
+                sasl,
             },
             stop.clone(),
             connections.clone(),

@@ -218,7 +218,13 @@ async fn producer_topics_keep_the_producers_codec_and_broker_defaults_apply() {
     create_topic(&b.bootstrap, "keep", 1, &[("compression.type", "producer")]).await;
     send_records(&b.bootstrap, "keep", "lz4", 200, ts0).await;
     let (batches, _) = stored(&b.log_dir(), "keep", 0);
-    assert!(batches.iter().all(|s| s.codec == 3), "{batches:?}");
+    // Stored as the producer sent them: lz4, except that librdkafka sends a batch
+    // uncompressed when lz4 would not make it smaller (e.g. a lone first record).
+    assert!(
+        batches.iter().all(|s| s.codec == 3 || s.codec == 0),
+        "{batches:?}"
+    );
+    assert!(batches.iter().any(|s| s.codec == 3), "{batches:?}");
     check_consumed(&b.bootstrap, "keep", 200, ts0);
 
     create_topic(&b.bootstrap, "inherit", 1, &[]).await;

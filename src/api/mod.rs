@@ -14,6 +14,7 @@ mod produce;
 mod producer_id;
 mod quorum;
 mod replica_fetch;
+mod scram_users;
 mod topics;
 
 use std::sync::Arc;
@@ -214,6 +215,23 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_id::handle_init_producer_id(broker, r).await)
         }
+        // SASL requests on a listener without SASL (SASL listeners answer them in
+        // `network`, per connection).
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default()
+                .with_error_code(crate::error::code::ILLEGAL_SASL_STATE),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(crate::error::code::ILLEGAL_SASL_STATE)
+                .with_error_message(Some(str_bytes("this listener does not use SASL"))),
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            scram_users::handle_describe_user_scram_credentials(broker, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            scram_users::handle_alter_user_scram_credentials(broker, r).await,
+        ),
         // The frame decoder only lets through APIs in the versions table, all matched above.
         other => {
             debug!(request = ?std::mem::discriminant(&other), "no handler");

@@ -910,6 +910,35 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "rules mapping a client certificate's subject to a principal (DEFAULT = the subject)",
     ),
     key(
+        "sasl.enabled.mechanisms",
+        "SCRAM-SHA-512",
+        Kind::List {
+            allowed: &["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"],
+        },
+        true,
+        "SASL mechanisms of SASL listeners (per listener as listener.name.<l>.sasl.enabled.mechanisms)",
+    ),
+    key(
+        "connections.max.reauth.ms",
+        "0",
+        Kind::Long {
+            min: 0,
+            max: i64::MAX,
+        },
+        true,
+        "SASL session lifetime: clients re-authenticate before it ends (KIP-368); 0 = never",
+    ),
+    key(
+        "connection.failed.authentication.delay.ms",
+        "100",
+        Kind::Int {
+            min: 0,
+            max: 60_000,
+        },
+        true,
+        "delay before answering a failed authentication and closing the connection",
+    ),
+    key(
         "security.groups.file",
         "",
         Kind::Str,
@@ -927,7 +956,7 @@ pub fn broker_key(name: &str) -> Option<&'static KeySpec> {
 
 /// Keys Kafka also takes per listener, as `listener.name.<listener>.<key>`.
 fn is_per_listener(key: &str) -> bool {
-    key.starts_with("ssl.")
+    key.starts_with("ssl.") || key.starts_with("sasl.")
 }
 
 /// The spec of `listener.name.<listener>.<key>` (that of `<key>`).
@@ -1271,9 +1300,9 @@ fn parse_listeners(
                 "listener name '{name}' is not in listener.security.protocol.map"
             ))
         })?;
-        if protocol != "PLAINTEXT" && protocol != "SSL" {
+        if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&protocol.as_str()) {
             return Err(bad(format!(
-                "security protocol {protocol} is not supported yet (PLAINTEXT and SSL are)"
+                "security protocol {protocol} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
             )));
         }
         if out.iter().any(|l| l.name == name) {

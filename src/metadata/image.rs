@@ -250,6 +250,28 @@ pub struct ClusterImage {
     /// The epoch the next broker registration gets.
     #[serde(default)]
     pub next_broker_epoch: i64,
+    /// SCRAM credentials: user → mechanism name (`SCRAM-SHA-512`) → credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+/// A SCRAM credential as the quorum stores it: the salt, the iteration count and
+/// RFC 5802's StoredKey and ServerKey; never the password or the salted password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub iterations: i32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys are not the password, but nothing secret-derived goes to a log.
+        f.debug_struct("ScramCredential")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A change proposed to the quorum.
@@ -330,6 +352,17 @@ pub enum MetadataRecord {
     },
     /// Leader and ISR changes; each applies only at its expected partition epoch.
     PartitionChanges(Vec<PartitionChange>),
+    /// Sets (adds or replaces) a user's credential for one SCRAM mechanism.
+    SetScramCredential {
+        user: String,
+        mechanism: String,
+        credential: ScramCredential,
+    },
+    /// Removes a user's credential for one SCRAM mechanism.
+    DeleteScramCredential {
+        user: String,
+        mechanism: String,
+    },
 }
 
 /// Why the state machine refused a record.
@@ -341,6 +374,8 @@ pub enum ApplyError {
     UnknownTopicId(Uuid),
     #[error("the producer id space is exhausted")]
     ProducerIdsExhausted,
+    #[error("user '{user}' has no {mechanism} credential")]
+    NoScramCredential { user: String, mechanism: String },
     #[error("a topic must keep at least its {current} partitions (asked for {requested})")]
     InvalidPartitions { current: usize, requested: usize },
     #[error("a remote segment at base offset {0} is already recorded")]
@@ -461,6 +496,32 @@ impl ClusterImage {
             MetadataRecord::SetBrokerConfigs { configs } => {
                 self.broker_configs = configs;
                 ApplyReply::Done
+            }
+            MetadataRecord::SetScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(user)
+                    .or_default()
+                    .insert(mechanism, credential);
+                ApplyReply::Done
+            }
+            MetadataRecord::DeleteScramCredential { user, mechanism } => {
+                let removed = self
+                    .scram
+                    .get_mut(&user)
+                    .and_then(|m| m.remove(&mechanism))
+                    .is_some();
+                if self.scram.get(&user).is_some_and(|m| m.is_empty()) {
+                    self.scram.remove(&user);
+                }
+                if removed {
+                    ApplyReply::Done
+                } else {
+                    ApplyReply::Refused(ApplyError::NoScramCredential { user, mechanism })
+                }
             }
             MetadataRecord::AllocateProducerIds { count } => {
                 let first = self.next_producer_id;

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
+use super::sasl::{Intercept, SaslSession, SaslSettings};
 use crate::api::{self, api_version_list, Broker};
 use crate::protocol::{
     decode_request, encode_response, record_sets, unsupported_api_versions_response, FrameError,
@@ -39,11 +40,14 @@ pub async fn serve<S>(
     broker: Arc<Broker>,
     max_frame: usize,
     shutdown: CancellationToken,
+    sasl: Option<Arc<SaslSettings>>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let span = tracing::info_span!("connection", %peer);
     async move {
+        // On a SASL listener: nothing but ApiVersions and SASL until authenticated.
+        let mut session = sasl.map(|s| SaslSession::new(s, peer));
         let (mut reader, writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
         let reader_task = tokio::spawn(
@@ -70,14 +74,43 @@ pub async fn serve<S>(
             .in_current_span(),
         );
         let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+        let mut close_after = false;
         while let Some(incoming) = rx.recv().await {
             let bytes = match incoming {
                 Incoming::Ready(b) => Some(b),
-                Incoming::Request(request) => match handle(&broker, *request).await {
-                    Ok(b) => b,
-                    // The client cannot be answered in order: close rather than hang it.
-                    Err(()) => break,
-                },
+                Incoming::Request(request) => {
+                    let verdict = match session.as_mut() {
+                        Some(s) => s.intercept(&broker, &request),
+                        None => Intercept::Pass,
+                    };
+                    let (version, correlation_id) =
+                        (request.version, request.header.correlation_id);
+                    let reply = match verdict {
+                        Intercept::Pass => None,
+                        Intercept::Reply(body) => Some(body),
+                        Intercept::Fail(body, delay) => {
+                            // Kafka's brake on guessing: answer late, then close.
+                            tokio::time::sleep(delay).await;
+                            close_after = true;
+                            Some(body)
+                        }
+                        Intercept::Close(why) => {
+                            info!(reason = why, "closing the connection");
+                            break;
+                        }
+                    };
+                    match reply {
+                        Some(body) => match encode_response(version, correlation_id, &body, &[]) {
+                            Ok(b) => Some(b),
+                            Err(_) => break,
+                        },
+                        None => match handle(&broker, *request).await {
+                            Ok(b) => b,
+                            // The client cannot be answered in order: close rather than hang it.
+                            Err(()) => break,
+                        },
+                    }
+                }
             };
             if let Some(chunks) = bytes {
                 // Large record chunks bypass the buffer and go straight to the socket.
@@ -93,7 +126,10 @@ pub async fn serve<S>(
                 }
             }
             // Flush when nothing else is queued, batching pipelined responses.
-            if rx.is_empty() && writer.flush().await.is_err() {
+            if (rx.is_empty() || close_after) && writer.flush().await.is_err() {
+                break;
+            }
+            if close_after {
                 break;
             }
         }

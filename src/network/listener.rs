@@ -38,8 +38,10 @@ pub struct ListenerContext {
     /// `socket.request.max.bytes`.
     pub max_frame: usize,
     pub admission: Arc<super::admission::Admission>,
-    /// The TLS side of an SSL listener.
+    /// The TLS side of an SSL or SASL_SSL listener.
     pub tls: Option<Arc<super::tls::ServerTls>>,
+    /// The SASL side of a SASL_PLAINTEXT or SASL_SSL listener.
+    pub sasl: Option<Arc<super::sasl::SaslSettings>>,
 }
 
 pub async fn accept_loop(
@@ -54,6 +56,7 @@ pub async fn accept_loop(
         max_frame,
         admission,
         tls,
+        sasl,
     } = context;
     let listener_name: std::sync::Arc<str> = std::sync::Arc::from(name.as_str());
     let local = listener
@@ -87,10 +90,10 @@ pub async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     // Tracked so that a reload of the rules can close it.
                     let (close, guard) = admission.track(listener_name.clone(), local, peer, &shutdown);
-                    let (listener_name, broker, tls) = (listener_name.clone(), broker.clone(), tls.clone());
+                    let (listener_name, broker, tls, sasl) = (listener_name.clone(), broker.clone(), tls.clone(), sasl.clone());
                     tracker.spawn(async move {
                         match tls {
-                            None => connection::serve(stream, peer, listener_name, broker, max_frame, close).await,
+                            None => connection::serve(stream, peer, listener_name, broker, max_frame, close, sasl).await,
                             Some(tls) => {
                                 // The handshake runs in the connection's task, bounded, so
                                 // a slow or silent peer holds up nobody else.
@@ -103,7 +106,7 @@ pub async fn accept_loop(
                                     Ok(Ok(stream)) => {
                                         let principal = tls_principal(&tls, &stream);
                                         tracing::debug!(%peer, principal = %principal, "TLS connection");
-                                        connection::serve(stream, peer, listener_name, broker, max_frame, close).await
+                                        connection::serve(stream, peer, listener_name, broker, max_frame, close, sasl).await
                                     }
                                     // A port probe (connect, then close) is not worth a line.
                                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => tracing::debug!(listener = %listener_name, %peer, "connection closed before the TLS handshake"),

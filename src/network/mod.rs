@@ -4,5 +4,6 @@
 pub mod admission;
 pub mod connection;
 pub mod listener;
+pub mod sasl;
 pub mod security_groups;
 pub mod tls;

@@ -1,0 +1,328 @@
+//! SASL listeners: SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN with librdkafka, users
+//! managed with AlterUserScramCredentials / DescribeUserScramCredentials and kept in
+//! the metadata quorum, a wrong password refused (counted, the broker keeps serving),
+//! nothing but ApiVersions and SASL before authentication, and KIP-368 sessions.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{RawClient, TestBroker};
+use kafka_protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, ApiKey, DescribeUserScramCredentialsRequest, RequestKind,
+    ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::producer::FutureRecord;
+use strata::scram::Mechanism;
+
+const SALT: &[u8] = b"0123456789abcdef";
+
+/// Upserts `user` with `password` for `mechanism` (the client salts, as admin clients do).
+fn upsert(raw: &mut RawClient, user: &str, password: &str, mechanism: Mechanism) -> i16 {
+    let salted = mechanism.salted_password(password.as_bytes(), SALT, 4096);
+    let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_string(user.into()))
+            .with_mechanism(mechanism.code())
+            .with_iterations(4096)
+            .with_salt(SALT.to_vec().into())
+            .with_salted_password(salted.into()),
+    ]);
+    match raw.call(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        RequestKind::AlterUserScramCredentials(req),
+    ) {
+        ResponseKind::AlterUserScramCredentials(r) => r.results[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn delete(raw: &mut RawClient, user: &str, mechanism: Mechanism) -> i16 {
+    let req = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+        ScramCredentialDeletion::default()
+            .with_name(StrBytes::from_string(user.into()))
+            .with_mechanism(mechanism.code()),
+    ]);
+    match raw.call(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        RequestKind::AlterUserScramCredentials(req),
+    ) {
+        ResponseKind::AlterUserScramCredentials(r) => r.results[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn sasl_client(
+    bootstrap: &str,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+) -> rdkafka::ClientConfig {
+    let mut c = common::client_config(bootstrap);
+    c.set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", mechanism)
+        .set("sasl.username", user)
+        .set("sasl.password", password)
+        .set("message.timeout.ms", "8000");
+    c
+}
+
+async fn produce(config: &rdkafka::ClientConfig, topic: &str) -> Result<(), String> {
+    let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+    producer
+        .send(
+            FutureRecord::<(), str>::to(topic).payload("v"),
+            Duration::from_secs(8),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e.to_string())
+}
+
+fn failed_auth_count(b: &TestBroker) -> f64 {
+    let addr = b.running.as_ref().and_then(|r| r.metrics_addr).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find(|l| {
+            l.starts_with("kafka_server_socket_server_metrics_failed_authentication_total{listener=\"SASL_PLAINTEXT\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn start(extra: &[&str]) -> (TestBroker, String) {
+    let mut overrides = vec![
+        "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+        "metrics.listener=127.0.0.1:0",
+    ];
+    overrides.extend_from_slice(extra);
+    let b = TestBroker::start_with(&overrides).await;
+    let sasl = b.running.as_ref().unwrap().addrs[1].to_string();
+    (b, sasl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_and_plain_users_produce_and_a_wrong_password_is_refused() {
+    let (b, sasl) = start(&[]).await;
+    let mut admin = RawClient::connect(&b.bootstrap);
+    assert_eq!(
+        upsert(&mut admin, "alice", "alice-secret", Mechanism::Sha512),
+        0
+    );
+    assert_eq!(
+        upsert(&mut admin, "alice", "alice-secret", Mechanism::Sha256),
+        0
+    );
+    // Described with mechanisms and iterations, never a secret.
+    match admin.call(
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        RequestKind::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default()),
+    ) {
+        ResponseKind::DescribeUserScramCredentials(r) => {
+            assert_eq!(r.results.len(), 1);
+            assert_eq!(r.results[0].user.as_str(), "alice");
+            let mut infos: Vec<(i8, i32)> = r.results[0]
+                .credential_infos
+                .iter()
+                .map(|c| (c.mechanism, c.iterations))
+                .collect();
+            infos.sort();
+            assert_eq!(infos, vec![(1, 4096), (2, 4096)]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
+        produce(
+            &sasl_client(&sasl, mechanism, "alice", "alice-secret"),
+            "sasl",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mechanism}: {e}"));
+    }
+    let before = failed_auth_count(&b);
+    let wrong = produce(
+        &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "guess"),
+        "sasl",
+    )
+    .await;
+    assert!(wrong.is_err(), "a wrong password is refused");
+    let unknown = produce(&sasl_client(&sasl, "PLAIN", "mallory", "x"), "sasl").await;
+    assert!(unknown.is_err(), "an unknown user is refused");
+    assert!(failed_auth_count(&b) >= before + 2.0);
+    // The broker keeps serving everyone else.
+    produce(
+        &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "alice-secret"),
+        "sasl",
+    )
+    .await
+    .expect("still serving");
+
+    // A deleted credential no longer logs in.
+    assert_eq!(delete(&mut admin, "alice", Mechanism::Sha512), 0);
+    assert_eq!(
+        delete(&mut admin, "alice", Mechanism::Sha512),
+        91,
+        "RESOURCE_NOT_FOUND"
+    );
+    assert!(produce(
+        &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "alice-secret"),
+        "sasl"
+    )
+    .await
+    .is_err());
+    // Bad upserts are refused with Kafka's codes.
+    let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_static_str("bob"))
+            .with_mechanism(2)
+            .with_iterations(10)
+            .with_salt(SALT.to_vec().into())
+            .with_salted_password(vec![1; 64].into()),
+    ]);
+    match admin.call(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        RequestKind::AlterUserScramCredentials(req),
+    ) {
+        ResponseKind::AlterUserScramCredentials(r) => {
+            assert_eq!(r.results[0].error_code, 93, "UNACCEPTABLE_CREDENTIAL")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_api_versions_and_sasl_before_authentication() {
+    let (b, sasl) = start(&["connections.max.reauth.ms=60000"]).await;
+    // Metadata first: the connection is closed unanswered.
+    let mut raw = RawClient::connect(&sasl);
+    raw.send(
+        ApiKey::Metadata,
+        12,
+        &RequestKind::Metadata(kafka_protocol::messages::MetadataRequest::default()),
+    );
+    assert!(raw.read_frame().is_err(), "closed before authentication");
+    // The handshake names the mechanisms; an unknown one is refused.
+    let mut raw = RawClient::connect(&sasl);
+    match raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("GSSAPI")),
+        ),
+    ) {
+        ResponseKind::SaslHandshake(r) => {
+            assert_eq!(r.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+            let names: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
+            assert_eq!(names, ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // PLAIN by hand: the session lifetime is returned (KIP-368).
+    let mut admin = RawClient::connect(&b.bootstrap);
+    assert_eq!(upsert(&mut admin, "carol", "pw", Mechanism::Sha512), 0);
+    let mut raw = RawClient::connect(&sasl);
+    match raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        ),
+    ) {
+        ResponseKind::SaslHandshake(r) => assert_eq!(r.error_code, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+    match raw.call(
+        ApiKey::SaslAuthenticate,
+        1,
+        RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(b"\0carol\0pw".to_vec().into()),
+        ),
+    ) {
+        ResponseKind::SaslAuthenticate(r) => {
+            assert_eq!(r.error_code, 0);
+            assert_eq!(r.session_lifetime_ms, 60000);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Authenticated: Metadata is served.
+    match raw.call(
+        ApiKey::Metadata,
+        12,
+        RequestKind::Metadata(kafka_protocol::messages::MetadataRequest::default()),
+    ) {
+        ResponseKind::Metadata(r) => assert!(!r.brokers.is_empty()),
+        other => panic!("unexpected {other:?}"),
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_re_authenticates_before_its_session_ends() {
+    let (b, sasl) = start(&["connections.max.reauth.ms=1500"]).await;
+    let mut admin = RawClient::connect(&b.bootstrap);
+    assert_eq!(upsert(&mut admin, "dave", "pw", Mechanism::Sha512), 0);
+    let config = sasl_client(&sasl, "SCRAM-SHA-512", "dave", "pw");
+    let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+    // Produce across several session lifetimes on the same connection.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let mut sent = 0;
+    while std::time::Instant::now() < until {
+        producer
+            .send(
+                FutureRecord::<(), str>::to("reauth").payload("v"),
+                Duration::from_secs(8),
+            )
+            .await
+            .expect("acknowledged while re-authenticating");
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent > 10);
+    drop(producer);
+
+    // A connection that does not re-authenticate is closed once its session is over.
+    let mut raw = RawClient::connect(&sasl);
+    let _ = raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        ),
+    );
+    match raw.call(
+        ApiKey::SaslAuthenticate,
+        1,
+        RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(b"\0dave\0pw".to_vec().into()),
+        ),
+    ) {
+        ResponseKind::SaslAuthenticate(r) => {
+            assert_eq!((r.error_code, r.session_lifetime_ms), (0, 1500))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Past the 1.5 s lifetime (a fixed wait is safe: the session cannot outlive it).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    raw.send(
+        ApiKey::Metadata,
+        12,
+        &RequestKind::Metadata(kafka_protocol::messages::MetadataRequest::default()),
+    );
+    assert!(raw.read_frame().is_err(), "closed after the session ended");
+    b.stop().await;
+}
