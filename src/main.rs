@@ -75,6 +75,9 @@ enum Command {
     /// Checks the security groups of the broker configured by --config / --override:
     /// `security-groups check --listener CLIENT --from 10.0.1.7`.
     SecurityGroups(strata::cli::security_groups::SecurityGroupsArgs),
+    /// Formats the broker's directories as kafka-storage does: `storage format
+    /// --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]'`.
+    Storage(strata::cli::storage::StorageArgs),
 }
 
 /// Runs `strata consumer-groups`: prints what it returns (tables on stdout, notices
@@ -192,6 +195,17 @@ fn init_logging() {
         .init();
 }
 
+/// The broker configuration a tool subcommand reads (exit 2 naming the key if bad).
+fn tool_config(cli: &Cli) -> BrokerConfig {
+    match BrokerConfig::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("strata: configuration error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tune_allocator();
     let cli = Cli::parse();
@@ -210,16 +224,23 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(Command::Storage(args)) => {
+            let strata::cli::storage::StorageCommand::Format(format) = &args.command;
+            let config = tool_config(&cli);
+            match strata::cli::storage::format(&config, format) {
+                Ok(text) => {
+                    print!("{text}");
+                    return Ok(());
+                }
+                Err(e) => {
+                    eprintln!("strata: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Some(Command::SecurityGroups(args)) => {
             let strata::cli::security_groups::SecurityGroupsCommand::Check(check) = &args.command;
-            let config =
-                match BrokerConfig::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("strata: configuration error: {e}");
-                        std::process::exit(2);
-                    }
-                };
+            let config = tool_config(&cli);
             match strata::cli::security_groups::check(&config, check) {
                 Ok((admitted, text)) => {
                     print!("{text}");

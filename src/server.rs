@@ -238,27 +238,6 @@ impl MetaProperties {
     }
 }
 
-/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding.
-fn new_cluster_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut out = String::new();
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in bytes {
-        acc = (acc << 8) | b as u32;
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
-    }
-    out
-}
-
 /// Runs blocking `work` every `interval` on the blocking pool until shutdown (a pass
 /// that runs late is not made up: retention and flush passes catch up by themselves).
 fn every(
@@ -453,12 +432,43 @@ async fn ensure_cluster_id(
                 cluster_id: meta_properties
                     .cluster_id
                     .clone()
-                    .unwrap_or_else(new_cluster_id),
+                    .unwrap_or_else(crate::cli::storage::new_cluster_id),
             })
             .await?;
     }
     let cluster_id = quorum.view().current().cluster_id.clone();
-    meta_properties.check_and_write(config, &cluster_id)
+    meta_properties.check_and_write(config, &cluster_id)?;
+    apply_bootstrap(quorum, config).await
+}
+
+/// Applies the records `strata storage format` left (the first SCRAM users) once,
+/// skipping a credential the quorum already has, then marks the file applied.
+async fn apply_bootstrap(quorum: &MetadataQuorum, config: &BrokerConfig) -> anyhow::Result<()> {
+    let Some((path, records)) = crate::cli::storage::take_bootstrap(config) else {
+        return Ok(());
+    };
+    let image = quorum.view().current();
+    let mut applied = 0;
+    for record in records {
+        if let MetadataRecord::SetScramCredential {
+            user, mechanism, ..
+        } = &record
+        {
+            if image
+                .scram
+                .get(user)
+                .is_some_and(|m| m.contains_key(mechanism))
+            {
+                continue;
+            }
+        }
+        quorum.propose(record).await?;
+        applied += 1;
+    }
+    std::fs::rename(&path, path.with_extension("json.applied"))
+        .with_context(|| format!("marking {} applied", path.display()))?;
+    info!(applied, "applied the records of strata storage format");
+    Ok(())
 }
 
 /// A controller-only node (`process.roles=controller`): a voter of the metadata quorum,

@@ -334,6 +334,24 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     ]),
             ]))
         }
+        // On this PLAINTEXT listener the SASL requests get ILLEGAL_SASL_STATE.
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=x")),
+        ),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(None),
+        ),
+        // Deleting a credential nobody has: RESOURCE_NOT_FOUND for that user.
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default().with_deletions(vec![
+                alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                    .with_name(s("nobody"))
+                    .with_mechanism(2),
+            ]),
+        ),
         other => panic!("no request for {other:?}: add one when the API is implemented"),
     }
 }
@@ -411,6 +429,14 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
             )
             .collect(),
         ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().map(|t| t.error_code).collect(),
+        ResponseKind::SaslHandshake(r) => vec![r.error_code],
+        ResponseKind::SaslAuthenticate(r) => vec![r.error_code],
+        ResponseKind::DescribeUserScramCredentials(r) => std::iter::once(r.error_code)
+            .chain(r.results.iter().map(|u| u.error_code))
+            .collect(),
+        ResponseKind::AlterUserScramCredentials(r) => {
+            r.results.iter().map(|u| u.error_code).collect()
+        }
         ResponseKind::JoinGroup(r) => vec![r.error_code],
         ResponseKind::SyncGroup(r) => vec![r.error_code],
         ResponseKind::Heartbeat(r) => vec![r.error_code],
@@ -471,6 +497,8 @@ async fn every_advertised_version_of_every_api_is_answered() {
                 ApiKey::JoinGroup => &[79], // MEMBER_ID_REQUIRED (v4+)
                 ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => &[25], // UNKNOWN_MEMBER_ID
                 ApiKey::DeleteGroups => &[69], // GROUP_ID_NOT_FOUND
+                ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => &[34], // ILLEGAL_SASL_STATE
+                ApiKey::AlterUserScramCredentials => &[91], // RESOURCE_NOT_FOUND
                 _ => &[],
             };
             assert!(

@@ -326,3 +326,67 @@ async fn librdkafka_re_authenticates_before_its_session_ends() {
     assert!(raw.read_frame().is_err(), "closed after the session ended");
     b.stop().await;
 }
+
+/// `strata storage format --add-scram` creates the first user before the first start
+/// (as `kafka-storage format --add-scram`), never printing the password, and refuses to
+/// format a directory twice unless `--ignore-formatted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_format_adds_the_first_scram_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let format = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args(["storage", "format"])
+            .arg("--override")
+            .arg(format!("log.dirs={}", data.display()))
+            .args(extra);
+        cmd.output().unwrap()
+    };
+    let out = format(&[
+        "--add-scram",
+        "SCRAM-SHA-512=[name=admin,password=admin-secret]",
+        "--cluster-id",
+        "MkU3OEVBNTcwNTJENDM2Qk",
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("admin") && !text.contains("admin-secret"),
+        "{text}"
+    );
+    let again = format(&["--add-scram", "SCRAM-SHA-512=[name=admin,password=x]"]);
+    assert_eq!(again.status.code(), Some(1), "already formatted");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--ignore-formatted"));
+
+    let port = common::free_port();
+    let broker = common::BrokerProcess::start(
+        &data,
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        ],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    produce(
+        &sasl_client(&addr, "SCRAM-SHA-512", "admin", "admin-secret"),
+        "first",
+    )
+    .await
+    .expect("the formatted user logs in");
+    assert!(produce(
+        &sasl_client(&addr, "SCRAM-SHA-512", "admin", "wrong"),
+        "first"
+    )
+    .await
+    .is_err());
+    let log = std::fs::read_to_string(data.with_extension(format!("{port}.log"))).unwrap();
+    assert!(!log.contains("admin-secret"), "no password in the log");
+    let props = std::fs::read_to_string(data.join("meta.properties")).unwrap();
+    assert!(
+        props.contains("cluster.id=MkU3OEVBNTcwNTJENDM2Qk"),
+        "{props}"
+    );
+    drop(broker);
+}

@@ -10,3 +10,4 @@
 pub mod cluster;
 pub mod consumer_groups;
 pub mod security_groups;
+pub mod storage;
