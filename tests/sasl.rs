@@ -75,11 +75,26 @@ fn sasl_client(
 }
 
 async fn produce(config: &rdkafka::ClientConfig, topic: &str) -> Result<(), String> {
+    produce_within(config, topic, 8).await
+}
+
+/// For expected refusals: fails within 3 s.
+async fn refused(config: &rdkafka::ClientConfig, topic: &str) -> bool {
+    produce_within(config, topic, 3).await.is_err()
+}
+
+async fn produce_within(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    seconds: u64,
+) -> Result<(), String> {
+    let mut config = config.clone();
+    config.set("message.timeout.ms", (seconds * 1000).to_string());
     let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
     producer
         .send(
             FutureRecord::<(), str>::to(topic).payload("v"),
-            Duration::from_secs(8),
+            Duration::from_secs(seconds),
         )
         .await
         .map(|_| ())
@@ -153,14 +168,18 @@ async fn scram_and_plain_users_produce_and_a_wrong_password_is_refused() {
         .unwrap_or_else(|e| panic!("{mechanism}: {e}"));
     }
     let before = failed_auth_count(&b);
-    let wrong = produce(
-        &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "guess"),
-        "sasl",
-    )
-    .await;
-    assert!(wrong.is_err(), "a wrong password is refused");
-    let unknown = produce(&sasl_client(&sasl, "PLAIN", "mallory", "x"), "sasl").await;
-    assert!(unknown.is_err(), "an unknown user is refused");
+    assert!(
+        refused(
+            &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "guess"),
+            "sasl"
+        )
+        .await,
+        "a wrong password is refused"
+    );
+    assert!(
+        refused(&sasl_client(&sasl, "PLAIN", "mallory", "x"), "sasl").await,
+        "an unknown user is refused"
+    );
     assert!(failed_auth_count(&b) >= before + 2.0);
     // The broker keeps serving everyone else.
     produce(
@@ -177,12 +196,13 @@ async fn scram_and_plain_users_produce_and_a_wrong_password_is_refused() {
         91,
         "RESOURCE_NOT_FOUND"
     );
-    assert!(produce(
-        &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "alice-secret"),
-        "sasl"
-    )
-    .await
-    .is_err());
+    assert!(
+        refused(
+            &sasl_client(&sasl, "SCRAM-SHA-512", "alice", "alice-secret"),
+            "sasl"
+        )
+        .await
+    );
     // Bad upserts are refused with Kafka's codes.
     let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
         ScramCredentialUpsertion::default()
@@ -375,12 +395,13 @@ async fn storage_format_adds_the_first_scram_user() {
     )
     .await
     .expect("the formatted user logs in");
-    assert!(produce(
-        &sasl_client(&addr, "SCRAM-SHA-512", "admin", "wrong"),
-        "first"
-    )
-    .await
-    .is_err());
+    assert!(
+        refused(
+            &sasl_client(&addr, "SCRAM-SHA-512", "admin", "wrong"),
+            "first"
+        )
+        .await
+    );
     let log = std::fs::read_to_string(data.with_extension(format!("{port}.log"))).unwrap();
     assert!(!log.contains("admin-secret"), "no password in the log");
     let props = std::fs::read_to_string(data.join("meta.properties")).unwrap();

@@ -77,6 +77,20 @@ async fn produce_one(
         .map_err(|(e, _)| e.to_string())
 }
 
+/// Whether a produce attempt fails (bounded at 3 s: these are expected refusals).
+async fn refused(config: &rdkafka::ClientConfig, topic: &str) -> bool {
+    let mut config = config.clone();
+    config.set("message.timeout.ms", "3000");
+    let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+    producer
+        .send(
+            FutureRecord::<(), str>::to(topic).payload("x"),
+            Duration::from_secs(3),
+        )
+        .await
+        .is_err()
+}
+
 fn ssl_overrides(keystore: &Path, extra: &[String]) -> Vec<String> {
     let mut o = vec![
         "listeners=SSL://127.0.0.1:0".to_string(),
@@ -141,10 +155,10 @@ async fn librdkafka_produces_and_consumes_over_tls() {
 
     // A client that trusts another CA is refused.
     let other = ssl_client(&b.bootstrap, &dir.path().join("other-ca.pem"), None);
-    assert!(produce_one(&other, "secure", "x").await.is_err());
+    assert!(refused(&other, "secure").await);
     // A plaintext client gets nowhere either.
     let plain = common::client_config(&b.bootstrap);
-    assert!(produce_one(&plain, "secure", "x").await.is_err());
+    assert!(refused(&plain, "secure").await);
     b.stop().await;
 }
 
@@ -171,19 +185,13 @@ async fn mutual_tls_requires_a_client_certificate_from_the_trusted_ca() {
         .await
         .expect("alice's certificate is trusted");
     let anonymous = ssl_client(&b.bootstrap, &ca, None);
-    assert!(
-        produce_one(&anonymous, "mtls", "x").await.is_err(),
-        "no certificate"
-    );
+    assert!(refused(&anonymous, "mtls").await, "no certificate");
     let mallory = ssl_client(
         &b.bootstrap,
         &ca,
         Some((&p("mallory.pem"), &p("mallory.key"))),
     );
-    assert!(
-        produce_one(&mallory, "mtls", "x").await.is_err(),
-        "untrusted CA"
-    );
+    assert!(refused(&mallory, "mtls").await, "untrusted CA");
     b.stop().await;
 }
 
@@ -299,4 +307,109 @@ async fn brokers_replicate_over_a_tls_inter_broker_listener() {
             Err(e) => assert!(Instant::now() < deadline, "acks=all never completed: {e}"),
         }
     }
+}
+
+/// SASL_SSL end to end with librdkafka, and hostile input on the secured listeners:
+/// garbage instead of a TLS handshake, garbage inside TLS, a SASL frame claiming 2 GB.
+/// Each closes only its own connection; the broker keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_works_and_hostile_input_closes_only_its_connection() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker-1");
+    let ca = dir.path().join("ca.pem");
+    let b = start(&[
+        "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        "sasl.enabled.mechanisms=SCRAM-SHA-512".to_string(),
+    ])
+    .await;
+    let addrs = b.running.as_ref().unwrap().addrs.clone();
+    let (ssl, sasl_ssl) = (addrs[1].to_string(), addrs[2].to_string());
+    // A user, created over the loopback PLAINTEXT listener.
+    let mut admin = common::RawClient::connect(&b.bootstrap);
+    let m = strata::scram::Mechanism::Sha512;
+    let salt = b"fedcba9876543210";
+    let req = kafka_protocol::messages::AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+            .with_name(kafka_protocol::protocol::StrBytes::from_static_str("erin"))
+            .with_mechanism(m.code())
+            .with_iterations(4096)
+            .with_salt(salt.to_vec().into())
+            .with_salted_password(m.salted_password(b"erin-pw", salt, 4096).into()),
+    ]);
+    match admin.call(
+        kafka_protocol::messages::ApiKey::AlterUserScramCredentials,
+        0,
+        kafka_protocol::messages::RequestKind::AlterUserScramCredentials(req),
+    ) {
+        kafka_protocol::messages::ResponseKind::AlterUserScramCredentials(r) => {
+            assert_eq!(r.results[0].error_code, 0)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut sasl_config = ssl_client(&sasl_ssl, &ca, None);
+    sasl_config
+        .set("security.protocol", "sasl_ssl")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", "erin")
+        .set("sasl.password", "erin-pw");
+    produce_one(&sasl_config, "secured", "over SASL_SSL")
+        .await
+        .expect("SCRAM over TLS");
+
+    // Garbage instead of a ClientHello: closed.
+    for addr in [&ssl, &sasl_ssl] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let _ = s.write_all(&vec![0xAB; 70_000]);
+        let mut buf = [0u8; 1024];
+        // The broker may answer with a TLS alert, then it closes.
+        let mut total = 0;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            assert!(total < 1024, "an alert at most");
+        }
+    }
+    // Garbage inside TLS, and a SASL frame claiming 2 GB: closed, nothing allocated.
+    for bytes in [vec![0xEE; 64], vec![0x7f, 0xff, 0xff, 0xff, 0, 17, 0, 1]] {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&sasl_ssl).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = tls.write_all(&bytes).await;
+        let _ = tls.flush().await;
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(15), tls.read(&mut buf))
+            .await
+            .expect("closed, not left hanging")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+    }
+    // Everyone else is still served.
+    produce_one(&sasl_config, "secured", "still here")
+        .await
+        .expect("the broker keeps serving");
+    produce_one(&ssl_client(&ssl, &ca, None), "secured", "and over SSL")
+        .await
+        .expect("the broker keeps serving SSL");
+    b.stop().await;
 }

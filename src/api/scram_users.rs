@@ -76,6 +76,34 @@ pub fn handle_describe_user_scram_credentials(
         .with_results(results)
 }
 
+/// The checks every alteration of one user's credential passes (Kafka's order): named
+/// once in the request, a known mechanism, a non-empty name.
+fn checked(
+    user: &str,
+    mechanism: i8,
+    duplicated: &BTreeSet<String>,
+) -> Result<Mechanism, (i16, String)> {
+    if duplicated.contains(user) {
+        return Err((
+            code::DUPLICATE_RESOURCE,
+            format!("a user credential cannot be altered twice in one request: {user}"),
+        ));
+    }
+    let mechanism = Mechanism::from_code(mechanism).ok_or_else(|| {
+        (
+            code::UNSUPPORTED_SASL_MECHANISM,
+            format!("unknown SCRAM mechanism {mechanism}"),
+        )
+    })?;
+    if user.is_empty() {
+        return Err((
+            code::UNACCEPTABLE_CREDENTIAL,
+            "the user name is empty".into(),
+        ));
+    }
+    Ok(mechanism)
+}
+
 pub async fn handle_alter_user_scram_credentials(
     broker: &Broker,
     request: AlterUserScramCredentialsRequest,
@@ -102,30 +130,13 @@ pub async fn handle_alter_user_scram_credentials(
     let mut records = Vec::new();
     for d in &request.deletions {
         let user = d.name.to_string();
-        if duplicated.contains(&user) {
-            fail(
-                &user,
-                code::DUPLICATE_RESOURCE,
-                format!("a user credential cannot be altered twice in one request: {user}"),
-            );
-            continue;
-        }
-        let Some(mechanism) = Mechanism::from_code(d.mechanism) else {
-            fail(
-                &user,
-                code::UNSUPPORTED_SASL_MECHANISM,
-                format!("unknown SCRAM mechanism {}", d.mechanism),
-            );
-            continue;
+        let mechanism = match checked(&user, d.mechanism, &duplicated) {
+            Ok(m) => m,
+            Err((code, message)) => {
+                fail(&user, code, message);
+                continue;
+            }
         };
-        if user.is_empty() {
-            fail(
-                &user,
-                code::UNACCEPTABLE_CREDENTIAL,
-                "the user name is empty".into(),
-            );
-            continue;
-        }
         records.push((
             user.clone(),
             MetadataRecord::DeleteScramCredential {
@@ -136,30 +147,13 @@ pub async fn handle_alter_user_scram_credentials(
     }
     for u in &request.upsertions {
         let user = u.name.to_string();
-        if duplicated.contains(&user) {
-            fail(
-                &user,
-                code::DUPLICATE_RESOURCE,
-                format!("a user credential cannot be altered twice in one request: {user}"),
-            );
-            continue;
-        }
-        let Some(mechanism) = Mechanism::from_code(u.mechanism) else {
-            fail(
-                &user,
-                code::UNSUPPORTED_SASL_MECHANISM,
-                format!("unknown SCRAM mechanism {}", u.mechanism),
-            );
-            continue;
+        let mechanism = match checked(&user, u.mechanism, &duplicated) {
+            Ok(m) => m,
+            Err((code, message)) => {
+                fail(&user, code, message);
+                continue;
+            }
         };
-        if user.is_empty() {
-            fail(
-                &user,
-                code::UNACCEPTABLE_CREDENTIAL,
-                "the user name is empty".into(),
-            );
-            continue;
-        }
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&u.iterations) {
             fail(
                 &user,
