@@ -8,6 +8,7 @@
 //! cargo bench --bench strata-bench -- --broker 127.0.0.1:9092   # an already running broker
 //! cargo bench --bench strata-bench -- --compression --produce-mb 256
 //! cargo bench --bench strata-bench -- --cluster                  # three nodes, ~1 min
+//! cargo bench --bench strata-bench -- --security-groups          # check cost, 1,000 rules
 //! ```
 //!
 //! `--compression` runs a separate pair of phases instead, on compressible JSON-like
@@ -148,6 +149,10 @@ struct Args {
     /// uncompressed producer, against a zstd producer into a `producer` topic.
     #[arg(long)]
     compression: bool,
+    /// Security-groups mode: the cost of one accept-time check against a file of
+    /// 1,000 ingress rules (no broker is started).
+    #[arg(long)]
+    security_groups: bool,
     /// Compression mode: `compression.zstd.level` of the zstd topic.
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
@@ -1411,6 +1416,10 @@ fn main() -> Result<()> {
     if args.record_bytes < 16 || args.partitions < 1 || args.rate == 0 || args.e2e_rate == 0 {
         bail!("--record-bytes must be >= 16, --partitions >= 1, rates > 0");
     }
+    if args.security_groups {
+        println!("{}", security_group_check_cost());
+        return Ok(());
+    }
     t0();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1846,6 +1855,48 @@ fn produce_compressible(
         lat: None,
         usage,
         extra: json!({ "producer_compression": codec }),
+    })
+}
+
+/// Time per accept-time check with 1,000 ingress rules (10 groups of 100 CIDRs on one
+/// listener): a denied peer (every rule tried) and one admitted by the last rule.
+fn security_group_check_cost() -> Value {
+    use strata::network::security_groups::SecurityGroups;
+    let mut groups = serde_json::Map::new();
+    for g in 0..10 {
+        let rules: Vec<Value> = (0..100)
+            .map(|r| json!({"cidr": format!("10.{g}.{r}.0/24"), "ports": "9092-9098"}))
+            .collect();
+        groups.insert(format!("g{g}"), json!({"ingress": rules}));
+    }
+    let names: Vec<String> = (0..10).map(|g| format!("g{g}")).collect();
+    let text = json!({"security_groups": groups, "listeners": {"CLIENT": names}}).to_string();
+    let parse_start = Instant::now();
+    let sg = SecurityGroups::parse(&text, &["CLIENT".to_string()]).expect("valid rules");
+    let parse_ms = parse_start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(sg.rule_count(), 1000);
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let time = |ip: &str, admitted: bool| {
+        let peer: std::net::IpAddr = ip.parse().unwrap();
+        let n = 200_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            assert_eq!(
+                std::hint::black_box(&sg)
+                    .check("CLIENT", 9092, peer)
+                    .admitted(),
+                admitted
+            );
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    json!({
+        "security_groups": {
+            "rules": 1000,
+            "parse_ms": r3(parse_ms),
+            "denied_check_ns": r3(time("192.168.1.1", false)),
+            "last_rule_admits_check_ns": r3(time("10.9.99.7", true)),
+        }
     })
 }
 
