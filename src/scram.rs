@@ -272,7 +272,9 @@ impl ServerExchange {
                 let proof = b64()
                     .decode(&text[proof_at + 3..])
                     .map_err(|_| ScramError::Malformed("proof is not base64"))?;
-                if attribute(without_proof, 'r') != Some(nonce.as_str()) {
+                // Kafka checks only that the client's nonce ends with the server's:
+                // librdkafka before 2.1 sends its own nonce again in front of it.
+                if !attribute(without_proof, 'r').is_some_and(|r| r.ends_with(nonce.as_str())) {
                     return Err(ScramError::BadCredentials);
                 }
                 let binding = attribute(without_proof, 'c')

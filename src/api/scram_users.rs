@@ -184,7 +184,11 @@ pub async fn handle_alter_user_scram_credentials(
         ));
     }
     for (user, record) in records {
-        if outcome.contains_key(&user) {
+        // A user refused for one of its alterations gets none of them.
+        if outcome
+            .get(&user)
+            .is_some_and(|(code, _)| *code != code::NONE)
+        {
             continue;
         }
         let (code, message) = match broker.admin.quorum.propose(record).await {

@@ -40,9 +40,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
-    // v0 of SaslHandshake means raw SASL tokens outside Kafka frames: only v1, which
-    // carries the exchange in SaslAuthenticate.
-    (ApiKey::SaslHandshake, 1, 1),
+    // SaslHandshake v0 is advertised because librdkafka only enables SASL when it is
+    // (its handshake feature needs v0); clients that also see v1 and SaslAuthenticate
+    // use those. Raw v0 tokens outside Kafka frames are not understood: such a client
+    // has its connection closed.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),

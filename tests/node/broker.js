@@ -116,4 +116,4 @@ class Broker {
   }
 }
 
-module.exports = { Broker, freePort, sleep, waitUntil };
+module.exports = { Broker, binary, freePort, sleep, waitUntil };
