@@ -96,6 +96,33 @@ EXAMPLES = {
     ),
 }
 
+EXAMPLES["msk-like.toml"] = (
+    "the listener layout of an Amazon MSK broker.",
+    "#\n# 9092 PLAINTEXT, 9094 SSL (TLS), 9096 SASL_SSL with SCRAM-SHA-512, as MSK opens them,\n"
+    "# plus REPLICATION (TLS) between brokers on 9093. Every listener binds 0.0.0.0, so\n"
+    "# config/msk-like.security-groups.json (the file Terraform renders into AWS security\n"
+    "# groups) says who may connect: the application subnets to the client listeners, the\n"
+    "# brokers to REPLICATION. The certificate files are yours (PEM, KIP-651); the first\n"
+    "# SCRAM user comes from\n"
+    "#   strata --config config/msk-like.toml storage format \\\n"
+    "#     --add-scram 'SCRAM-SHA-512=[name=admin,password=...]'\n"
+    "# For a cluster add process.roles, controller.quorum.voters and a CONTROLLER listener\n"
+    "# as in config/cluster-3-node/.\n",
+    {
+        "node.id": "1",
+        "listeners": "PLAINTEXT://0.0.0.0:9092,REPLICATION://0.0.0.0:9093,SSL://0.0.0.0:9094,SASL_SSL://0.0.0.0:9096",
+        "advertised.listeners": "PLAINTEXT://b-1.strata.internal:9092,REPLICATION://b-1.strata.internal:9093,SSL://b-1.strata.internal:9094,SASL_SSL://b-1.strata.internal:9096",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,REPLICATION:SSL,SSL:SSL,SASL_SSL:SASL_SSL",
+        "inter.broker.listener.name": "REPLICATION",
+        "ssl.keystore.location": "/etc/strata/tls/broker.pem",
+        "ssl.truststore.location": "/etc/strata/tls/ca.pem",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "security.groups.file": "/etc/strata/msk-like.security-groups.json",
+        "log.dirs": "/var/lib/strata",
+        "metrics.listener": "127.0.0.1:9644",
+    },
+)
+
 # Three combined broker+controller nodes on one machine (the example ports).
 VOTERS = "1@127.0.0.1:19091,2@127.0.0.1:19092,3@127.0.0.1:19093"
 for n in (1, 2, 3):

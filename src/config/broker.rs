@@ -910,6 +910,13 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "rules mapping a client certificate's subject to a principal (DEFAULT = the subject)",
     ),
     key(
+        "security.inter.broker.protocol",
+        "",
+        Kind::Enum(&["", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
+        true,
+        "older form of inter.broker.listener.name: the first listener with this protocol",
+    ),
+    key(
         "sasl.enabled.mechanisms",
         "SCRAM-SHA-512",
         Kind::List {
@@ -1446,11 +1453,34 @@ fn validate_quorum<'a>(
             "a broker needs a listener besides the controller listener".into(),
         ));
     }
+    let by_protocol = get("security.inter.broker.protocol")
+        .trim()
+        .to_ascii_uppercase();
     let inter_broker_listener = match get("inter.broker.listener.name").trim() {
+        // Kafka's older key: the first listener speaking that protocol.
+        "" if !by_protocol.is_empty() => match client_listeners
+            .iter()
+            .find(|l| l.security_protocol == by_protocol)
+        {
+            Some(l) => l.name.clone(),
+            None if !roles.broker => String::new(),
+            None => {
+                return Err(invalid(
+                    "security.inter.broker.protocol",
+                    format!("no (non-controller) listener speaks {by_protocol}"),
+                ))
+            }
+        },
         "" => client_listeners
             .first()
             .map(|l| l.name.clone())
             .unwrap_or_default(),
+        _ if !by_protocol.is_empty() => {
+            return Err(invalid(
+                "security.inter.broker.protocol",
+                "set either it or inter.broker.listener.name, not both (as Kafka)".into(),
+            ))
+        }
         name => {
             let name = name.to_ascii_uppercase();
             if roles.broker && !client_listeners.iter().any(|l| l.name == name) {
@@ -1941,6 +1971,25 @@ mod tests {
             assert_eq!(c.inter_broker_listener, "PLAINTEXT");
             assert_eq!(c.client_listeners().count(), 1);
         }
+        let c = BrokerConfig::from_settings(
+            flatten_toml(include_str!("../../config/msk-like.toml"), "msk-like").unwrap(),
+        )
+        .unwrap();
+        let protocols: Vec<(&str, &str)> = c
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.security_protocol.as_str()))
+            .collect();
+        assert_eq!(
+            protocols,
+            [
+                ("PLAINTEXT", "PLAINTEXT"),
+                ("REPLICATION", "SSL"),
+                ("SSL", "SSL"),
+                ("SASL_SSL", "SASL_SSL")
+            ]
+        );
+        assert_eq!(c.inter_broker_listener, "REPLICATION");
         let dedicated = [
             include_str!("../../config/cluster-3-node/dedicated-controllers/controller-1.toml"),
             include_str!("../../config/cluster-3-node/dedicated-controllers/controller-2.toml"),
@@ -1960,6 +2009,27 @@ mod tests {
             );
             assert_eq!(c.client_listeners().count(), usize::from(!controller));
         }
+    }
+
+    #[test]
+    fn security_inter_broker_protocol_picks_the_listener() {
+        let listeners = "listeners=PLAINTEXT://127.0.0.1:9092,INTERNAL://127.0.0.1:9093";
+        let map = "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:SSL";
+        let c = over(&[listeners, map, "security.inter.broker.protocol=SSL"]).unwrap();
+        assert_eq!(c.inter_broker_listener, "INTERNAL");
+        let err = over(&[listeners, map, "security.inter.broker.protocol=SASL_SSL"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("security.inter.broker.protocol"), "{err}");
+        let err = over(&[
+            listeners,
+            map,
+            "security.inter.broker.protocol=SSL",
+            "inter.broker.listener.name=INTERNAL",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]

@@ -434,6 +434,22 @@ mod tests {
         for l in ["INTERNAL", "EXTERNAL", "CONTROLLER"] {
             assert!(cluster.guards(l));
         }
+        let msk = SecurityGroups::parse(
+            include_str!("../../config/msk-like.security-groups.json"),
+            &[
+                "PLAINTEXT".into(),
+                "REPLICATION".into(),
+                "SSL".into(),
+                "SASL_SSL".into(),
+            ],
+        )
+        .unwrap();
+        assert!(msk.check("SASL_SSL", 9096, ip("10.0.2.9")).admitted());
+        assert!(msk.check("REPLICATION", 9093, ip("10.0.0.4")).admitted());
+        assert_eq!(
+            msk.check("REPLICATION", 9093, ip("10.0.2.9")),
+            Verdict::Denied
+        );
     }
 
     #[test]
