@@ -821,6 +821,7 @@ pub async fn start_with(
         admin,
         producer_ids: ProducerIdPool::default(),
         groups: groups.clone(),
+        authorizer: crate::api::authorize::Authorizer::from_config(&config),
     });
 
     let tracker = TaskTracker::new();

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
+use super::authorize::Access;
 use super::{str_bytes, Broker};
 use crate::admin::{AdminError, AdminResult};
 use crate::config::broker::BROKER_KEYS;
@@ -19,9 +20,11 @@ use crate::config::spec::Kind;
 use crate::config::topic::{topic_key, TOPIC_KEYS};
 use crate::config::ConfigSource;
 use crate::error::code;
+use crate::metadata::acl::Operation;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 
 #[allow(clippy::too_many_arguments)]
 fn entry(
@@ -56,6 +59,36 @@ fn entry(
     r
 }
 
+/// The ACL check for a config resource: DESCRIBE_CONFIGS or ALTER_CONFIGS on the topic,
+/// on the cluster for broker resources, on the group for group resources.
+fn config_access(
+    access: &Access,
+    resource_type: i8,
+    name: &str,
+    operation: Operation,
+) -> Result<(), i16> {
+    let (allowed, refused) = match resource_type {
+        RESOURCE_TOPIC => (
+            access.topic(operation, name),
+            code::TOPIC_AUTHORIZATION_FAILED,
+        ),
+        RESOURCE_GROUP => (
+            access.group(operation, name),
+            code::GROUP_AUTHORIZATION_FAILED,
+        ),
+        // BROKER, BROKER_LOGGER and anything else cluster-wide.
+        _ => (
+            access.cluster(operation),
+            code::CLUSTER_AUTHORIZATION_FAILED,
+        ),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(refused)
+    }
+}
+
 fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) -> bool {
     keys.as_ref()
         .is_none_or(|k| k.is_empty() || k.iter().any(|s| s.as_str() == name))
@@ -63,6 +96,7 @@ fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) ->
 
 pub fn handle_describe_configs(
     broker: &Broker,
+    access: &Access,
     request: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -75,6 +109,15 @@ pub fn handle_describe_configs(
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
             let name = res.resource_name.as_str();
+            if let Err(error) =
+                config_access(access, res.resource_type, name, Operation::DescribeConfigs)
+            {
+                return base
+                    .with_error_code(error)
+                    .with_error_message(Some(str_bytes(
+                        "not authorized to describe these configs",
+                    )));
+            }
             match res.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = image.topic_by_name(name) else {
@@ -259,6 +302,34 @@ fn apply_ops(
     Ok(next)
 }
 
+/// `alter`, after ALTER_CONFIGS on the resource.
+async fn authorized_alter(
+    broker: &Broker,
+    access: &Access,
+    resource_type: i8,
+    resource_name: &str,
+    ops: Vec<(String, i8, Option<String>)>,
+    replace: bool,
+    validate_only: bool,
+) -> AdminResult<()> {
+    config_access(
+        access,
+        resource_type,
+        resource_name,
+        Operation::AlterConfigs,
+    )
+    .map_err(|error| AdminError::new(error, "not authorized to alter these configs"))?;
+    alter(
+        broker,
+        resource_type,
+        resource_name,
+        ops,
+        replace,
+        validate_only,
+    )
+    .await
+}
+
 async fn alter(
     broker: &Broker,
     resource_type: i8,
@@ -319,6 +390,7 @@ fn outcome_fields(outcome: AdminResult<()>) -> (i16, Option<kafka_protocol::prot
 
 pub async fn handle_alter_configs(
     broker: &Broker,
+    access: &Access,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut responses = Vec::new();
@@ -336,8 +408,9 @@ pub async fn handle_alter_configs(
                 })
             })
             .collect();
-        let outcome = alter(
+        let outcome = authorized_alter(
             broker,
+            access,
             res.resource_type,
             res.resource_name.as_str(),
             ops,
@@ -359,6 +432,7 @@ pub async fn handle_alter_configs(
 
 pub async fn handle_incremental_alter_configs(
     broker: &Broker,
+    access: &Access,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::new();
@@ -374,8 +448,9 @@ pub async fn handle_incremental_alter_configs(
                 )
             })
             .collect();
-        let outcome = alter(
+        let outcome = authorized_alter(
             broker,
+            access,
             res.resource_type,
             res.resource_name.as_str(),
             ops,

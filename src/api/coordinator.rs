@@ -7,8 +7,10 @@
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
+use super::authorize::Access;
 use super::{str_bytes, Broker};
 use crate::error::code;
+use crate::metadata::acl::Operation;
 use crate::metadata::{NO_LEADER, OFFSETS_TOPIC};
 
 const KEY_GROUP: i8 = 0;
@@ -67,14 +69,47 @@ async fn locate(
     }
 }
 
+/// DESCRIBE on the group (key type 0) or the transactional id (1) the key names.
+async fn authorized_locate(
+    broker: &Broker,
+    access: &Access,
+    key_type: i8,
+    key: &str,
+    listener: &str,
+) -> Result<(i32, String, i32), (i16, String)> {
+    let refused = match key_type {
+        0 if !access.group(Operation::Describe, key) => Some(code::GROUP_AUTHORIZATION_FAILED),
+        1 if !access.transactional_id(Operation::Describe, key) => {
+            Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        }
+        _ => None,
+    };
+    match refused {
+        Some(error) => Err((
+            error,
+            "not authorized to describe this coordinator key".into(),
+        )),
+        None => locate(broker, key_type, key, listener).await,
+    }
+}
+
 pub async fn handle_find_coordinator(
     broker: &Broker,
+    access: &Access,
     request: FindCoordinatorRequest,
     version: i16,
     listener: &str,
 ) -> FindCoordinatorResponse {
     if version < 4 {
-        return match locate(broker, request.key_type, request.key.as_str(), listener).await {
+        return match authorized_locate(
+            broker,
+            access,
+            request.key_type,
+            request.key.as_str(),
+            listener,
+        )
+        .await
+        {
             Ok((node, host, port)) => FindCoordinatorResponse::default()
                 .with_error_code(code::NONE)
                 .with_node_id(BrokerId(node))
@@ -91,7 +126,8 @@ pub async fn handle_find_coordinator(
     for key in &request.coordinator_keys {
         let c = Coordinator::default().with_key(key.clone());
         coordinators.push(
-            match locate(broker, request.key_type, key.as_str(), listener).await {
+            match authorized_locate(broker, access, request.key_type, key.as_str(), listener).await
+            {
                 Ok((node, host, port)) => c
                     .with_error_code(code::NONE)
                     .with_node_id(BrokerId(node))

@@ -7,18 +7,24 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
+use super::authorize::Access;
 use super::{partition_exists, Broker};
 use crate::error::{code, partition_error_code};
+use crate::metadata::acl::Operation;
 
 pub fn handle_offset_for_leader_epoch(
     broker: &Broker,
+    access: &Access,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    // CLUSTER_ACTION (brokers) allows every topic; anyone else needs DESCRIBE on it.
+    let cluster_action = access.cluster(Operation::ClusterAction);
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
             let name = t.topic.0.as_str().to_string();
+            let denied = !cluster_action && !access.topic(Operation::Describe, &name);
             let partitions = t
                 .partitions
                 .into_iter()
@@ -27,6 +33,9 @@ pub fn handle_offset_for_leader_epoch(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if denied {
+                        return answer.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(partition) = broker.replicas.get(&name, p.partition) else {
                         let error = if partition_exists(broker, &name, p.partition) {
                             code::NOT_LEADER_OR_FOLLOWER

@@ -22,8 +22,10 @@ use tokio::time::Instant;
 use tracing::warn;
 use uuid::Uuid;
 
+use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
+use crate::metadata::acl::Operation;
 use crate::replication::{Partition, PartitionError, ReadSource};
 use crate::tiered::RemoteReadError;
 
@@ -33,12 +35,15 @@ pub(super) struct Wanted {
     pub(super) fetch_offset: i64,
     pub(super) max_bytes: usize,
     pub(super) current_leader_epoch: i32,
+    /// The sender may not read the topic (TOPIC_AUTHORIZATION_FAILED).
+    pub(super) denied: bool,
 }
 
 /// The request's topics by name and id (v13+ names them by id; an unknown id has no
 /// name) and its partitions, resolved once per request.
 pub(super) fn resolve(
     broker: &Broker,
+    access: &Access,
     request: &FetchRequest,
     version: i16,
 ) -> (Vec<(Option<String>, Uuid)>, Vec<Wanted>) {
@@ -56,6 +61,9 @@ pub(super) fn resolve(
             .and_then(|n| image.topic_by_name(n))
             .map(|t| t.id)
             .unwrap_or(t.topic_id);
+        let denied = name
+            .as_deref()
+            .is_some_and(|n| !access.topic(Operation::Read, n));
         topics.push((name, id));
         for p in &t.partitions {
             wanted.push(Wanted {
@@ -64,6 +72,7 @@ pub(super) fn resolve(
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
+                denied,
             });
         }
     }
@@ -105,11 +114,21 @@ const MIN_REMOTE_WAIT: Duration = Duration::from_millis(100);
 
 pub async fn handle_fetch(
     broker: &Arc<Broker>,
+    access: &Access,
     request: FetchRequest,
     version: i16,
     listener: &str,
 ) -> FetchResponse {
     let replica = super::replica_fetch::replica_id(&request, version);
+    if replica >= 0 && !access.cluster(Operation::ClusterAction) {
+        // Only brokers (CLUSTER_ACTION) may fetch as a replica.
+        let (topics, wanted) = resolve(broker, &Access::unrestricted(), &request, version);
+        let results = wanted
+            .iter()
+            .map(|w| empty_partition(w.partition, code::TOPIC_AUTHORIZATION_FAILED))
+            .collect();
+        return build_response(broker, listener, &topics, &wanted, results, version);
+    }
     if replica >= 0 {
         return super::replica_fetch::handle_replica_fetch(
             broker, request, version, replica, listener,
@@ -120,7 +139,7 @@ pub async fn handle_fetch(
         // We never hand out sessions, so any id is unknown; the client starts over.
         return FetchResponse::default().with_error_code(code::FETCH_SESSION_ID_NOT_FOUND);
     }
-    let (topics, wanted) = resolve(broker, &request, version);
+    let (topics, wanted) = resolve(broker, access, &request, version);
     let rack_aware = broker.config.get("replica.selector.class") == RACK_AWARE_SELECTOR;
     let rack = request.rack_id.as_str();
     let from = ReadFrom {
@@ -248,6 +267,14 @@ fn read_all(
             any_error = true;
             continue;
         };
+        if w.denied {
+            out.push(empty_partition(
+                w.partition,
+                code::TOPIC_AUTHORIZATION_FAILED,
+            ));
+            any_error = true;
+            continue;
+        }
         let Some(partition) = broker.replicas.get(name, w.partition) else {
             let error = if partition_exists(broker, name, w.partition) {
                 code::NOT_LEADER_OR_FOLLOWER

@@ -30,9 +30,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorize::Access;
 use super::{str_bytes, Broker, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::coordinator::group::state::{CommittedOffset, JoinRequest};
 use crate::error::code;
+use crate::metadata::acl::{Operation, ResourceType};
 
 fn opt(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|v| v.as_str().to_string())
@@ -40,11 +42,17 @@ fn opt(s: &Option<StrBytes>) -> Option<String> {
 
 pub async fn handle_join_group(
     broker: &Broker,
+    access: &Access,
     r: JoinGroupRequest,
     version: i16,
     client_id: &str,
     client_host: &str,
 ) -> JoinGroupResponse {
+    if !access.group(Operation::Read, r.group_id.0.as_str()) {
+        return JoinGroupResponse::default()
+            .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
+            .with_generation_id(-1);
+    }
     let session = Duration::from_millis(r.session_timeout_ms.max(0) as u64);
     let rebalance = if version >= 1 {
         Duration::from_millis(r.rebalance_timeout_ms.max(0) as u64)
@@ -99,9 +107,13 @@ pub async fn handle_join_group(
 
 pub async fn handle_sync_group(
     broker: &Broker,
+    access: &Access,
     r: SyncGroupRequest,
     version: i16,
 ) -> SyncGroupResponse {
+    if !access.group(Operation::Read, r.group_id.0.as_str()) {
+        return SyncGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let assignments = r
         .assignments
         .iter()
@@ -128,7 +140,14 @@ pub async fn handle_sync_group(
     }
 }
 
-pub fn handle_heartbeat(broker: &Broker, r: HeartbeatRequest) -> HeartbeatResponse {
+pub fn handle_heartbeat(
+    broker: &Broker,
+    access: &Access,
+    r: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if !access.group(Operation::Read, r.group_id.0.as_str()) {
+        return HeartbeatResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let error = broker.groups.heartbeat(
         r.group_id.0.as_str(),
         r.member_id.as_str(),
@@ -140,9 +159,13 @@ pub fn handle_heartbeat(broker: &Broker, r: HeartbeatRequest) -> HeartbeatRespon
 
 pub async fn handle_leave_group(
     broker: &Broker,
+    access: &Access,
     r: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if !access.group(Operation::Read, r.group_id.0.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         r.members
             .iter()
@@ -174,9 +197,12 @@ pub async fn handle_leave_group(
 
 pub async fn handle_offset_commit(
     broker: &Broker,
+    access: &Access,
     r: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
+    // READ on the group, else every partition is refused; then READ on each topic.
+    let group_denied = !access.group(Operation::Read, r.group_id.0.as_str());
     // v10 names topics by id (KIP-848); an id this cluster does not know gets
     // UNKNOWN_TOPIC_ID on each of its partitions and commits nothing.
     let image = broker.admin.image();
@@ -194,9 +220,20 @@ pub async fn handle_offset_commit(
             }
         })
         .collect();
+    let denied: Vec<Option<i16>> = names
+        .iter()
+        .map(|name| match name {
+            _ if group_denied => Some(code::GROUP_AUTHORIZATION_FAILED),
+            Some(n) if !access.topic(Operation::Read, n) => Some(code::TOPIC_AUTHORIZATION_FAILED),
+            _ => None,
+        })
+        .collect();
     let mut offsets = Vec::new();
-    for (t, name) in r.topics.iter().zip(&names) {
+    for ((t, name), denied) in r.topics.iter().zip(&names).zip(&denied) {
         let Some(name) = name else { continue };
+        if denied.is_some() {
+            continue;
+        }
         for p in &t.partitions {
             let epoch = if version >= 6 {
                 p.committed_leader_epoch
@@ -218,26 +255,31 @@ pub async fn handle_offset_commit(
         None
     };
     let committed = offsets.len();
-    let codes = match broker
-        .groups
-        .commit_offsets(
-            r.group_id.0.as_str(),
-            r.generation_id_or_member_epoch,
-            r.member_id.as_str(),
-            instance,
-            offsets,
-        )
-        .await
-    {
-        Ok(codes) => codes,
-        Err(e) => vec![e; committed],
+    let codes = if committed == 0 {
+        Vec::new()
+    } else {
+        match broker
+            .groups
+            .commit_offsets(
+                r.group_id.0.as_str(),
+                r.generation_id_or_member_epoch,
+                r.member_id.as_str(),
+                instance,
+                offsets,
+            )
+            .await
+        {
+            Ok(codes) => codes,
+            Err(e) => vec![e; committed],
+        }
     };
     let mut codes = codes.into_iter();
     let topics = r
         .topics
         .iter()
         .zip(&names)
-        .map(|(t, name)| {
+        .zip(&denied)
+        .map(|((t, name), denied)| {
             let topic = if version >= 10 {
                 OffsetCommitResponseTopic::default().with_topic_id(t.topic_id)
             } else {
@@ -247,9 +289,10 @@ pub async fn handle_offset_commit(
                 t.partitions
                     .iter()
                     .map(|p| {
-                        let error = match name {
-                            Some(_) => codes.next().unwrap_or(code::UNKNOWN_SERVER_ERROR),
-                            None => code::UNKNOWN_TOPIC_ID,
+                        let error = match (name, denied) {
+                            (_, Some(denied)) => *denied,
+                            (Some(_), None) => codes.next().unwrap_or(code::UNKNOWN_SERVER_ERROR),
+                            (None, None) => code::UNKNOWN_TOPIC_ID,
                         };
                         OffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
@@ -284,18 +327,38 @@ fn by_topic(rows: Vec<(String, i32, Option<CommittedOffset>)>) -> Vec<TopicOffse
     out
 }
 
+/// A partition of OffsetFetch answered with `error` and no offset.
+fn unfetched(partition: i32, error: i16) -> OffsetFetchResponsePartitions {
+    OffsetFetchResponsePartitions::default()
+        .with_partition_index(partition)
+        .with_committed_offset(-1)
+        .with_committed_leader_epoch(-1)
+        .with_metadata(Some(str_bytes("")))
+        .with_error_code(error)
+}
+
 pub fn handle_offset_fetch(
     broker: &Broker,
+    access: &Access,
     r: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    // DESCRIBE on the group, then on each topic: named topics without it are refused,
+    // and "all topics" leaves them out.
+    let group_status = |group: &str| {
+        if !access.group(Operation::Describe, group) {
+            return Err(code::GROUP_AUTHORIZATION_FAILED);
+        }
+        broker.groups.status(group)
+    };
+    let may_describe = |topic: &str| access.topic(Operation::Describe, topic);
     if version >= 8 {
         let image = broker.admin.image();
         let groups = r
             .groups
             .iter()
             .map(|g| {
-                if let Err(e) = broker.groups.status(g.group_id.0.as_str()) {
+                if let Err(e) = group_status(g.group_id.0.as_str()) {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id.clone())
                         .with_error_code(e);
@@ -316,6 +379,7 @@ pub fn handle_offset_fetch(
                 // v10 names topics by id (KIP-848): ids this cluster does not know are
                 // answered per partition with UNKNOWN_TOPIC_ID.
                 let mut unknown_ids = Vec::new();
+                let mut denied = Vec::new();
                 let topics = g.topics.as_ref().map(|ts| {
                     ts.iter()
                         .filter_map(|t| {
@@ -330,11 +394,19 @@ pub fn handle_offset_fetch(
                             } else {
                                 t.name.0.as_str().to_string()
                             };
+                            if !may_describe(&name) {
+                                denied.push(t);
+                                return None;
+                            }
                             Some((name, t.partition_indexes.clone()))
                         })
                         .collect()
                 });
-                let rows = broker.groups.fetch_offsets(g.group_id.0.as_str(), topics);
+                let all_topics = topics.is_none();
+                let mut rows = broker.groups.fetch_offsets(g.group_id.0.as_str(), topics);
+                if all_topics {
+                    rows.retain(|(t, _, _)| may_describe(t));
+                }
                 let partitions = |parts: Vec<(i32, Option<CommittedOffset>)>| {
                     parts
                         .into_iter()
@@ -367,14 +439,18 @@ pub fn handle_offset_fetch(
                         .with_partitions(
                             t.partition_indexes
                                 .iter()
-                                .map(|p| {
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(*p)
-                                        .with_committed_offset(-1)
-                                        .with_committed_leader_epoch(-1)
-                                        .with_metadata(Some(str_bytes("")))
-                                        .with_error_code(code::UNKNOWN_TOPIC_ID)
-                                })
+                                .map(|p| unfetched(*p, code::UNKNOWN_TOPIC_ID))
+                                .collect(),
+                        )
+                }));
+                topics.extend(denied.into_iter().map(|t| {
+                    OffsetFetchResponseTopics::default()
+                        .with_topic_id(t.topic_id)
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| unfetched(*p, code::TOPIC_AUTHORIZATION_FAILED))
                                 .collect(),
                         )
                 }));
@@ -386,7 +462,7 @@ pub fn handle_offset_fetch(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    if let Err(e) = broker.groups.status(r.group_id.0.as_str()) {
+    if let Err(e) = group_status(r.group_id.0.as_str()) {
         // v2+ carries a top-level error; v0-1 clients see it on every partition.
         let topics = r
             .topics
@@ -412,13 +488,23 @@ pub fn handle_offset_fetch(
             .with_error_code(e)
             .with_topics(topics);
     }
-    let topics = r.topics.as_ref().map(|ts| {
-        ts.iter()
+    let (allowed, denied): (Vec<_>, Vec<_>) = r
+        .topics
+        .iter()
+        .flatten()
+        .partition(|t| may_describe(t.name.0.as_str()));
+    let topics = r.topics.as_ref().map(|_| {
+        allowed
+            .iter()
             .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let rows = broker.groups.fetch_offsets(r.group_id.0.as_str(), topics);
-    let topics = by_topic(rows)
+    let all_topics = topics.is_none();
+    let mut rows = broker.groups.fetch_offsets(r.group_id.0.as_str(), topics);
+    if all_topics {
+        rows.retain(|(t, _, _)| may_describe(t));
+    }
+    let mut topics: Vec<OffsetFetchResponseTopic> = by_topic(rows)
         .into_iter()
         .map(|(t, parts)| {
             OffsetFetchResponseTopic::default()
@@ -442,11 +528,27 @@ pub fn handle_offset_fetch(
                 )
         })
         .collect();
+    topics.extend(denied.into_iter().map(|t| {
+        OffsetFetchResponseTopic::default()
+            .with_name(t.name.clone())
+            .with_partitions(
+                t.partition_indexes
+                    .iter()
+                    .map(|p| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(-1)
+                            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                    })
+                    .collect(),
+            )
+    }));
     OffsetFetchResponse::default().with_topics(topics)
 }
 
 pub fn handle_list_groups(
     broker: &Broker,
+    access: &Access,
     r: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
@@ -466,10 +568,14 @@ pub fn handle_list_groups(
     } else {
         Vec::new()
     };
+    let describe_all = access.cluster(Operation::Describe);
     let groups = broker
         .groups
         .list_groups(&states, &types)
         .into_iter()
+        // DESCRIBE on the cluster lists every group; otherwise those the sender may
+        // DESCRIBE, silently.
+        .filter(|(id, ..)| describe_all || access.group(Operation::Describe, id))
         .map(|(id, protocol_type, state, group_type)| {
             let g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
@@ -493,6 +599,7 @@ pub fn handle_list_groups(
 
 pub fn handle_describe_groups(
     broker: &Broker,
+    access: &Access,
     r: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
@@ -503,11 +610,30 @@ pub fn handle_describe_groups(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if !access.group(Operation::Describe, id.0.as_str()) {
+                return base
+                    .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
+                    .with_group_state(str_bytes(""))
+                    .with_protocol_type(str_bytes(""))
+                    .with_protocol_data(str_bytes(""));
+            }
+            // Filled in for the groups described without error, when asked (v3+).
+            let base = if version >= 3 && r.include_authorized_operations {
+                base.with_authorized_operations(
+                    access.authorized_operations(ResourceType::Group, id.0.as_str()),
+                )
+            } else {
+                base
+            };
             if let Err(e) = broker.groups.status(id.0.as_str()) {
-                return base.with_error_code(e).with_group_state(str_bytes(""));
+                return base
+                    .with_error_code(e)
+                    .with_group_state(str_bytes(""))
+                    .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
             }
             match broker.groups.describe_group(id.0.as_str()) {
                 None => {
+                    let dead_ops = base.authorized_operations;
                     let dead = base.with_group_state(str_bytes("Dead"));
                     if version >= 6 {
                         dead.with_error_code(code::GROUP_ID_NOT_FOUND)
@@ -518,6 +644,11 @@ pub fn handle_describe_groups(
                     } else {
                         dead.with_error_code(code::NONE)
                     }
+                    .with_authorized_operations(if version >= 6 {
+                        AUTHORIZED_OPERATIONS_OMITTED
+                    } else {
+                        dead_ops
+                    })
                 }
                 Some(d) => base
                     .with_error_code(code::NONE)
@@ -548,10 +679,18 @@ pub fn handle_describe_groups(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn handle_delete_groups(broker: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle_delete_groups(
+    broker: &Broker,
+    access: &Access,
+    r: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for id in r.groups_names {
-        let error = broker.groups.delete_group(id.0.as_str()).await;
+        let error = if access.group(Operation::Delete, id.0.as_str()) {
+            broker.groups.delete_group(id.0.as_str()).await
+        } else {
+            code::GROUP_AUTHORIZATION_FAILED
+        };
         results.push(
             delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(id)
@@ -561,9 +700,20 @@ pub async fn handle_delete_groups(broker: &Broker, r: DeleteGroupsRequest) -> De
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub async fn handle_offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let topics: Vec<(String, Vec<i32>)> = r
+pub async fn handle_offset_delete(
+    broker: &Broker,
+    access: &Access,
+    r: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    if !access.group(Operation::Delete, r.group_id.0.as_str()) {
+        return OffsetDeleteResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
+    // Topics without READ are answered TOPIC_AUTHORIZATION_FAILED and left alone.
+    let (allowed, denied): (Vec<_>, Vec<_>) = r
         .topics
+        .iter()
+        .partition(|t| access.topic(Operation::Read, t.name.0.as_str()));
+    let topics: Vec<(String, Vec<i32>)> = allowed
         .iter()
         .map(|t| {
             (
@@ -593,6 +743,20 @@ pub async fn handle_offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> Of
                     ),
                 }
             }
+            out.extend(denied.into_iter().map(|t| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                            })
+                            .collect(),
+                    )
+            }));
             OffsetDeleteResponse::default()
                 .with_error_code(code::NONE)
                 .with_topics(out)
@@ -603,11 +767,30 @@ pub async fn handle_offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> Of
 /// KIP-848 ConsumerGroupHeartbeat: partitions travel by topic id on the wire.
 pub async fn handle_consumer_group_heartbeat(
     broker: &Broker,
+    access: &Access,
     r: ConsumerGroupHeartbeatRequest,
     client_id: &str,
     client_host: &str,
 ) -> ConsumerGroupHeartbeatResponse {
     use crate::coordinator::group::consumer::HeartbeatRequest as Hb;
+    // READ on the group; DESCRIBE on every topic subscribed by name.
+    let refused = if !access.group(Operation::Read, r.group_id.0.as_str()) {
+        Some(code::GROUP_AUTHORIZATION_FAILED)
+    } else if r
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .any(|t| !access.topic(Operation::Describe, t.0.as_str()))
+    {
+        Some(code::TOPIC_AUTHORIZATION_FAILED)
+    } else {
+        None
+    };
+    if let Some(error) = refused {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(error)
+            .with_member_epoch(-1);
+    }
     let image = broker.admin.image();
     let owned = r.topic_partitions.as_ref().map(|tps| {
         tps.iter()
@@ -700,6 +883,7 @@ fn by_topic_id(
 
 pub fn handle_consumer_group_describe(
     broker: &Broker,
+    access: &Access,
     r: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     use consumer_group_describe_response::{
@@ -731,6 +915,9 @@ pub fn handle_consumer_group_describe(
             let base = Described::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if !access.group(Operation::Describe, id.0.as_str()) {
+                return base.with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+            }
             match broker.groups.consumer_describe(id.0.as_str()) {
                 Err(e) => base
                     .with_error_code(e)
@@ -739,7 +926,27 @@ pub fn handle_consumer_group_describe(
                         id.0.as_str()
                     ))))
                     .with_group_state(str_bytes("Dead")),
+                // A group whose assignments name a topic the sender may not
+                // DESCRIBE is not shown (Kafka 4).
+                Ok((g, _))
+                    if g.members.values().any(|m| {
+                        m.assigned
+                            .iter()
+                            .chain(g.target.get(&m.id).into_iter().flatten())
+                            .any(|(t, _)| !access.topic(Operation::Describe, t))
+                    }) =>
+                {
+                    base.with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                        .with_error_message(Some(str_bytes(
+                            "The group has described topic(s) that the client is not authorized to describe.",
+                        )))
+                }
                 Ok((g, state)) => base
+                    .with_authorized_operations(if r.include_authorized_operations {
+                        access.authorized_operations(ResourceType::Group, id.0.as_str())
+                    } else {
+                        AUTHORIZED_OPERATIONS_OMITTED
+                    })
                     .with_error_code(code::NONE)
                     .with_group_state(str_bytes(state))
                     .with_group_epoch(g.group_epoch)

@@ -13,9 +13,11 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use tracing::warn;
 
+use super::authorize::Access;
 use super::Broker;
 use crate::error::{code, partition_error_code};
 use crate::log::batch::BatchHeader;
+use crate::metadata::acl::Operation;
 use crate::replication::{Partition, PartitionError};
 
 pub const LATEST: i64 = -1;
@@ -121,6 +123,7 @@ async fn lookup(
 
 pub async fn handle_list_offsets(
     broker: &Broker,
+    access: &Access,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
@@ -133,6 +136,7 @@ pub async fn handle_list_offsets(
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let name = t.name.0.as_str().to_string();
+        let denied = !access.topic(Operation::Describe, &name);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             partitions.push(
@@ -142,6 +146,9 @@ pub async fn handle_list_offsets(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
+                    if denied {
+                        return base.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(partition) = broker.replicas.get(&name, p.partition_index) else {
                         return base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
                     };

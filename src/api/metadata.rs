@@ -15,9 +15,11 @@ use kafka_protocol::messages::{
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+use super::authorize::Access;
 use super::{str_bytes, Broker, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::admin::validate_topic_name;
 use crate::error::code;
+use crate::metadata::acl::{Operation, ResourceType, CLUSTER_RESOURCE_NAME};
 use crate::metadata::{ClusterImage, TopicImage, NO_LEADER};
 
 fn is_internal(name: &str) -> bool {
@@ -102,12 +104,18 @@ fn brokers(image: &ClusterImage, listener: &str) -> Vec<MetadataResponseBroker> 
 
 pub async fn handle_metadata(
     broker: &Broker,
+    access: &Access,
     request: MetadataRequest,
     version: i16,
     listener: &str,
 ) -> MetadataResponse {
     let mut image = broker.admin.image();
     let mut topics = Vec::new();
+    // Topics the sender may not DESCRIBE are never revealed: left out of "all topics",
+    // TOPIC_AUTHORIZATION_FAILED when named (whether or not they exist).
+    let may_describe = |name: &str| access.topic(Operation::Describe, name);
+    let denied =
+        |name: Option<&str>, id: Uuid| topic_error(name, id, code::TOPIC_AUTHORIZATION_FAILED);
     // In v0 an empty list (null did not exist yet) means every topic.
     let requested = match request.topics {
         Some(t) if t.is_empty() && version == 0 => None,
@@ -115,7 +123,11 @@ pub async fn handle_metadata(
     };
     match requested {
         None => {
-            let mut all: Vec<&TopicImage> = image.topics.values().collect();
+            let mut all: Vec<&TopicImage> = image
+                .topics
+                .values()
+                .filter(|t| may_describe(&t.name))
+                .collect();
             all.sort_by(|a, b| a.name.cmp(&b.name));
             topics.extend(all.into_iter().map(|t| describe_topic(&image, t)));
         }
@@ -127,6 +139,10 @@ pub async fn handle_metadata(
                 match t.name {
                     Some(name) => {
                         let name = name.0.as_str().to_string();
+                        if !may_describe(&name) {
+                            topics.push(denied(Some(&name), Uuid::nil()));
+                            continue;
+                        }
                         if let Some(topic) = image.topic_by_name(&name) {
                             topics.push(describe_topic(&image, topic));
                             continue;
@@ -141,6 +157,12 @@ pub async fn handle_metadata(
                                 Uuid::nil(),
                                 code::UNKNOWN_TOPIC_OR_PARTITION,
                             ));
+                            continue;
+                        }
+                        if !access.cluster(Operation::Create)
+                            && !access.topic(Operation::Create, &name)
+                        {
+                            topics.push(denied(Some(&name), Uuid::nil()));
                             continue;
                         }
                         match broker
@@ -167,6 +189,9 @@ pub async fn handle_metadata(
                         }
                     }
                     None => match image.topic_by_id(&t.topic_id) {
+                        Some(topic) if !may_describe(&topic.name) => {
+                            topics.push(denied(None, t.topic_id))
+                        }
                         Some(topic) => topics.push(describe_topic(&image, topic)),
                         None => topics.push(topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID)),
                     },
@@ -174,17 +199,43 @@ pub async fn handle_metadata(
             }
         }
     }
+    if version >= 8 && request.include_topic_authorized_operations {
+        for t in topics.iter_mut() {
+            if t.error_code != code::TOPIC_AUTHORIZATION_FAILED {
+                if let Some(name) = &t.name {
+                    t.topic_authorized_operations =
+                        access.authorized_operations(ResourceType::Topic, name.0.as_str());
+                }
+            }
+        }
+    }
+    let cluster_operations =
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            cluster_authorized_operations(access)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     MetadataResponse::default()
         .with_brokers(brokers(&image, listener))
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
         .with_controller_id(BrokerId(controller_id(broker, &image)))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(cluster_operations)
+}
+
+/// The cluster's `authorized_operations` when asked for: 0 without DESCRIBE on it.
+fn cluster_authorized_operations(access: &Access) -> i32 {
+    if access.cluster(Operation::Describe) {
+        access.authorized_operations(ResourceType::Cluster, CLUSTER_RESOURCE_NAME)
+    } else {
+        0
+    }
 }
 
 pub fn handle_describe_cluster(
     broker: &Broker,
-    _request: DescribeClusterRequest,
+    access: &Access,
+    request: DescribeClusterRequest,
     _version: i16,
     listener: &str,
 ) -> DescribeClusterResponse {
@@ -194,7 +245,11 @@ pub fn handle_describe_cluster(
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(&image.cluster_id))
         .with_controller_id(BrokerId(controller_id(broker, &image)))
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            cluster_authorized_operations(access)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
         .with_brokers(
             image
                 .brokers
@@ -213,11 +268,18 @@ pub fn handle_describe_cluster(
 
 pub fn handle_describe_topic_partitions(
     broker: &Broker,
+    access: &Access,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let image = broker.admin.image();
     let mut names: Vec<String> = if request.topics.is_empty() {
-        image.topics.values().map(|t| t.name.clone()).collect()
+        // All topics: those the sender may not DESCRIBE are left out.
+        image
+            .topics
+            .values()
+            .map(|t| t.name.clone())
+            .filter(|n| access.topic(Operation::Describe, n))
+            .collect()
     } else {
         request
             .topics
@@ -243,6 +305,15 @@ pub fn handle_describe_topic_partitions(
             if &name < ct {
                 continue;
             }
+        }
+        if !access.topic(Operation::Describe, &name) {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                    .with_name(Some(TopicName(str_bytes(&name))))
+                    .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            );
+            continue;
         }
         let Some(topic) = image.topic_by_name(&name) else {
             topics.push(
@@ -286,7 +357,9 @@ pub fn handle_describe_topic_partitions(
                 .with_topic_id(topic.id)
                 .with_is_internal(is_internal(&name))
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                .with_topic_authorized_operations(
+                    access.authorized_operations(ResourceType::Topic, &name),
+                ),
         );
         if next_cursor.is_some() {
             break;

@@ -2,7 +2,9 @@
 //! and returns a response value, never touching the socket or a file directly.
 //! Imports `admin`, `replication`, `metadata`, `config`, `error`, `protocol`.
 
+mod acls;
 mod admin_ops;
+pub mod authorize;
 mod configs;
 mod coordinator;
 mod epochs;
@@ -37,6 +39,8 @@ pub struct Broker {
     pub admin: Admin,
     pub producer_ids: ProducerIdPool,
     pub groups: Arc<GroupCoordinator>,
+    /// ACL checks (`authorizer.class.name`, `super.users`).
+    pub authorizer: authorize::Authorizer,
 }
 
 /// Where a partition's leader is, for KIP-951 hints in NOT_LEADER_OR_FOLLOWER answers:
@@ -100,6 +104,133 @@ pub fn api_version_list() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// The answer to an API that needs an operation on the cluster the sender may not do
+/// (ALTER to change, DESCRIBE to look), as Kafka gives it: CLUSTER_AUTHORIZATION_FAILED
+/// at the top and on every item named. `None`: allowed, or not such an API.
+fn refuse_cluster_api(
+    access: &authorize::Access,
+    body: &RequestKind,
+    version: i16,
+) -> Option<ResponseKind> {
+    use crate::error::code::CLUSTER_AUTHORIZATION_FAILED as CAF;
+    use crate::metadata::acl::Operation;
+    use kafka_protocol::messages::*;
+    let needed = match body {
+        RequestKind::ElectLeaders(_)
+        | RequestKind::AlterPartitionReassignments(_)
+        | RequestKind::AlterUserScramCredentials(_) => Operation::Alter,
+        RequestKind::ListPartitionReassignments(_)
+        | RequestKind::DescribeLogDirs(_)
+        | RequestKind::DescribeQuorum(_)
+        | RequestKind::DescribeUserScramCredentials(_) => Operation::Describe,
+        _ => return None,
+    };
+    if access.cluster(needed) {
+        return None;
+    }
+    Some(match body {
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(
+            ElectLeadersResponse::default()
+                // The top-level code exists from v1 on.
+                .with_error_code(if version >= 1 { CAF } else { 0 })
+                .with_replica_election_results(
+                    r.topic_partitions
+                        .iter()
+                        .flatten()
+                        .map(|t| {
+                            elect_leaders_response::ReplicaElectionResult::default()
+                                .with_topic(t.topic.clone())
+                                .with_partition_result(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            elect_leaders_response::PartitionResult::default()
+                                                .with_partition_id(*p)
+                                                .with_error_code(CAF)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+        ),
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default()
+                .with_error_code(CAF)
+                .with_responses(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            alter_partition_reassignments_response::ReassignableTopicResponse::default()
+                                .with_name(t.name.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            alter_partition_reassignments_response::ReassignablePartitionResponse::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_error_code(CAF)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => {
+            let mut users: Vec<&StrBytes> = r
+                .deletions
+                .iter()
+                .map(|d| &d.name)
+                .chain(r.upsertions.iter().map(|u| &u.name))
+                .collect();
+            users.sort();
+            users.dedup();
+            ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(
+                    users
+                        .into_iter()
+                        .map(|u| {
+                            alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                                .with_user(u.clone())
+                                .with_error_code(CAF)
+                        })
+                        .collect(),
+                ),
+            )
+        }
+        RequestKind::ListPartitionReassignments(_) => ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default().with_error_code(CAF),
+        ),
+        RequestKind::DescribeLogDirs(_) => {
+            // Before v3 there is no error field: no log dirs are shown.
+            ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default()
+                    .with_error_code(if version >= 3 { CAF } else { 0 }),
+            )
+        }
+        RequestKind::DescribeQuorum(_) => {
+            ResponseKind::DescribeQuorum(DescribeQuorumResponse::default().with_error_code(CAF))
+        }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(CAF)
+                .with_results(
+                    r.users
+                        .iter()
+                        .flatten()
+                        .map(|u| {
+                            describe_user_scram_credentials_response::DescribeUserScramCredentialsResult::default()
+                                .with_user(u.name.clone())
+                                .with_error_code(CAF)
+                        })
+                        .collect(),
+                ),
+        ),
+        _ => return None,
+    })
+}
+
 /// Handles one request. `None` means no response is sent (produce with acks=0).
 pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
     let version = request.version;
@@ -111,92 +242,99 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         .unwrap_or_default();
     let client_host = request.client_host.clone();
     let listener = request.listener.clone();
+    let access = broker.authorizer.access(&request, || broker.admin.image());
     debug!(api = ?request.api_key, version, correlation_id = request.header.correlation_id, "request");
+    if let Some(refused) = refuse_cluster_api(&access, &request.body, version) {
+        return Some(refused);
+    }
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(
             ApiVersionsResponse::default().with_api_keys(api_version_list()),
         ),
-        RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle_metadata(broker, r, version, &listener).await)
-        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(
+            metadata::handle_metadata(broker, &access, r, version, &listener).await,
+        ),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
-            metadata::handle_describe_cluster(broker, r, version, &listener),
+            metadata::handle_describe_cluster(broker, &access, r, version, &listener),
         ),
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
-            metadata::handle_describe_topic_partitions(broker, r),
+            metadata::handle_describe_topic_partitions(broker, &access, r),
         ),
         RequestKind::Produce(r) => {
-            return produce::handle_produce(broker, r, version, &listener)
+            return produce::handle_produce(broker, &access, r, version, &listener)
                 .await
                 .map(ResponseKind::Produce)
         }
         RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(fetch::handle_fetch(broker, r, version, &listener).await)
+            ResponseKind::Fetch(fetch::handle_fetch(broker, &access, r, version, &listener).await)
         }
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle_list_offsets(broker, r, version).await)
-        }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(topics::handle_create_topics(broker, r, version).await)
-        }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(topics::handle_delete_topics(broker, r, version).await)
-        }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(topics::handle_create_partitions(broker, r).await)
-        }
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
+            list_offsets::handle_list_offsets(broker, &access, r, version).await,
+        ),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(
+            topics::handle_create_topics(broker, &access, r, version).await,
+        ),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(
+            topics::handle_delete_topics(broker, &access, r, version).await,
+        ),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+            topics::handle_create_partitions(broker, &access, r).await,
+        ),
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(topics::handle_delete_records(broker, r))
+            ResponseKind::DeleteRecords(topics::handle_delete_records(broker, &access, r))
         }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::handle_describe_configs(broker, r, version))
-        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(
+            configs::handle_describe_configs(broker, &access, r, version),
+        ),
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(configs::handle_alter_configs(broker, r).await)
+            ResponseKind::AlterConfigs(configs::handle_alter_configs(broker, &access, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            configs::handle_incremental_alter_configs(broker, r).await,
+            configs::handle_incremental_alter_configs(broker, &access, r).await,
         ),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            coordinator::handle_find_coordinator(broker, r, version, &listener).await,
+            coordinator::handle_find_coordinator(broker, &access, r, version, &listener).await,
         ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
-            groups::handle_join_group(broker, r, version, &client_id, &client_host).await,
+            groups::handle_join_group(broker, &access, r, version, &client_id, &client_host).await,
         ),
         RequestKind::SyncGroup(r) => {
-            ResponseKind::SyncGroup(groups::handle_sync_group(broker, r, version).await)
+            ResponseKind::SyncGroup(groups::handle_sync_group(broker, &access, r, version).await)
         }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::handle_heartbeat(broker, r)),
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(groups::handle_heartbeat(broker, &access, r))
+        }
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(groups::handle_leave_group(broker, r, version).await)
+            ResponseKind::LeaveGroup(groups::handle_leave_group(broker, &access, r, version).await)
         }
-        RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::handle_offset_commit(broker, r, version).await)
-        }
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(
+            groups::handle_offset_commit(broker, &access, r, version).await,
+        ),
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(groups::handle_offset_fetch(broker, r, version))
+            ResponseKind::OffsetFetch(groups::handle_offset_fetch(broker, &access, r, version))
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(groups::handle_list_groups(broker, r, version))
+            ResponseKind::ListGroups(groups::handle_list_groups(broker, &access, r, version))
         }
-        RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(groups::handle_describe_groups(broker, r, version))
-        }
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
+            groups::handle_describe_groups(broker, &access, r, version),
+        ),
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(groups::handle_delete_groups(broker, r).await)
+            ResponseKind::DeleteGroups(groups::handle_delete_groups(broker, &access, r).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(groups::handle_offset_delete(broker, r).await)
+            ResponseKind::OffsetDelete(groups::handle_offset_delete(broker, &access, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            groups::handle_consumer_group_heartbeat(broker, r, &client_id, &client_host).await,
+            groups::handle_consumer_group_heartbeat(broker, &access, r, &client_id, &client_host)
+                .await,
         ),
-        RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(groups::handle_consumer_group_describe(broker, r))
-        }
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(epochs::handle_offset_for_leader_epoch(broker, r))
-        }
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+            groups::handle_consumer_group_describe(broker, &access, r),
+        ),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+            epochs::handle_offset_for_leader_epoch(broker, &access, r),
+        ),
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(admin_ops::handle_elect_leaders(broker, r, version).await)
         }
@@ -212,9 +350,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(quorum::handle_describe_quorum(broker, r).await)
         }
-        RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producer_id::handle_init_producer_id(broker, r).await)
-        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
+            producer_id::handle_init_producer_id(broker, &access, r).await,
+        ),
         // SASL requests on a listener without SASL (SASL listeners answer them in
         // `network`, per connection).
         RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
@@ -226,6 +364,15 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
                 .with_error_code(crate::error::code::ILLEGAL_SASL_STATE)
                 .with_error_message(Some(str_bytes("this listener does not use SASL"))),
         ),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::handle_create_acls(broker, &access, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::handle_describe_acls(broker, &access, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::handle_delete_acls(broker, &access, r).await)
+        }
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
             scram_users::handle_describe_user_scram_credentials(broker, r),
         ),

@@ -7,8 +7,10 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use tracing::{debug, warn};
 
+use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
+use crate::metadata::acl::Operation;
 use crate::replication::{Acks, PartitionError};
 
 fn partition_error(index: i32, error: i16, message: Option<String>) -> PartitionProduceResponse {
@@ -56,6 +58,7 @@ fn not_leader(
 
 pub async fn handle_produce(
     broker: &Broker,
+    access: &Access,
     request: ProduceRequest,
     _version: i16,
     listener: &str,
@@ -66,11 +69,28 @@ pub async fn handle_produce(
     let mut waits = Vec::new();
     let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    // A transactional producer needs WRITE on its transactional id; every topic WRITE
+    // (which also covers idempotence, KIP-679).
+    let transaction_refused = request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !access.transactional_id(Operation::Write, id));
     for topic in request.topic_data {
         let name = topic.name.0.as_str().to_string();
+        let refused = if transaction_refused {
+            Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        } else if !access.topic(Operation::Write, &name) {
+            Some(code::TOPIC_AUTHORIZATION_FAILED)
+        } else {
+            None
+        };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let index = data.index;
+            if let Some(error) = refused {
+                partitions.push(partition_error(index, error, None));
+                continue;
+            }
             let Some(acks) = acks else {
                 partitions.push(partition_error(
                     index,

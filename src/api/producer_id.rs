@@ -4,16 +4,32 @@
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use super::authorize::Access;
 use super::Broker;
 use crate::error::{code, producer_id_error_code};
+use crate::metadata::acl::{Operation, ResourceType};
 
 pub async fn handle_init_producer_id(
     broker: &Broker,
+    access: &Access,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    // A transactional id needs WRITE on it; an idempotent producer IDEMPOTENT_WRITE on
+    // the cluster or WRITE on some topic (KIP-679).
+    match &request.transactional_id {
+        Some(id) if !access.transactional_id(Operation::Write, id.0.as_str()) => {
+            return response.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
+        None if !access.cluster(Operation::IdempotentWrite)
+            && !access.allows_any(Operation::Write, ResourceType::Topic) =>
+        {
+            return response.with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+        }
+        _ => {}
+    }
     if request
         .transactional_id
         .as_ref()

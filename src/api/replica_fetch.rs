@@ -31,7 +31,12 @@ pub async fn handle_replica_fetch(
     replica: i32,
     listener: &str,
 ) -> FetchResponse {
-    let (topics, wanted) = resolve(broker, &request, version);
+    let (topics, wanted) = resolve(
+        broker,
+        &super::authorize::Access::unrestricted(),
+        &request,
+        version,
+    );
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let response_max = if request.max_bytes <= 0 {

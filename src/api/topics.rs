@@ -17,15 +17,20 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
+use super::authorize::Access;
 use super::{str_bytes, Broker};
 use crate::config::topic::TOPIC_KEYS;
 use crate::error::{code, partition_error_code};
+use crate::metadata::acl::Operation;
 
 pub async fn handle_create_topics(
     broker: &Broker,
+    access: &Access,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    // CREATE on the cluster covers every topic; otherwise CREATE on each.
+    let create_any = access.cluster(Operation::Create);
     let mut results = Vec::with_capacity(request.topics.len());
     let mut seen = std::collections::HashSet::new();
     for topic in request.topics {
@@ -41,6 +46,14 @@ pub async fn handle_create_topics(
                     .with_error_message(Some(str_bytes(
                         "topic named more than once in the request",
                     ))),
+            );
+            continue;
+        }
+        if !create_any && !access.topic(Operation::Create, &name) {
+            results.push(
+                result
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                    .with_error_message(Some(str_bytes("Authorization failed."))),
             );
             continue;
         }
@@ -121,18 +134,23 @@ pub async fn handle_create_topics(
                 } else {
                     Vec::new()
                 };
-                results.push(
+                let result =
                     result
                         .with_error_code(code::NONE)
                         .with_topic_id(if request.validate_only {
                             Uuid::nil()
                         } else {
                             created.id
-                        })
+                        });
+                // Its settings are shown only to who may DESCRIBE_CONFIGS it.
+                results.push(if access.topic(Operation::DescribeConfigs, &name) {
+                    result
                         .with_num_partitions(created.num_partitions)
                         .with_replication_factor(created.replication_factor)
-                        .with_configs(Some(described)),
-                );
+                        .with_configs(Some(described))
+                } else {
+                    result.with_topic_config_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                });
             }
             Err(e) => results.push(
                 result
@@ -146,9 +164,14 @@ pub async fn handle_create_topics(
 
 pub async fn handle_delete_topics(
     broker: &Broker,
+    access: &Access,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
+    // DELETE on the cluster covers every topic; otherwise DESCRIBE (to learn whether
+    // it exists) and DELETE on each.
+    let delete_any = access.cluster(Operation::Delete);
+    let may = |op: Operation, topic: &str| delete_any || access.topic(op, topic);
     // v6 names topics by name or id; older versions by name only.
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         request
@@ -178,6 +201,12 @@ pub async fn handle_delete_topics(
         let result = DeletableTopicResult::default()
             .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
             .with_topic_id(id);
+        if let Some(n) = &name {
+            if !may(Operation::Describe, n) {
+                responses.push(result.with_error_code(code::TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
+        }
         let Some(topic) = found else {
             let error = if name.is_some() {
                 code::UNKNOWN_TOPIC_OR_PARTITION
@@ -187,6 +216,17 @@ pub async fn handle_delete_topics(
             responses.push(result.with_error_code(error));
             continue;
         };
+        if !may(Operation::Delete, &topic.name) {
+            // By id, the name is shown only to who may DESCRIBE the topic.
+            let shown =
+                may(Operation::Describe, &topic.name).then(|| TopicName(str_bytes(&topic.name)));
+            responses.push(
+                result
+                    .with_name(shown)
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         let result = result
             .with_name(Some(TopicName(str_bytes(&topic.name))))
             .with_topic_id(topic.id);
@@ -210,11 +250,20 @@ pub async fn handle_delete_topics(
 
 pub async fn handle_create_partitions(
     broker: &Broker,
+    access: &Access,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.as_str().to_string();
+        if !access.topic(Operation::Alter, &name) {
+            results.push(
+                CreatePartitionsTopicResult::default()
+                    .with_name(topic.name)
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         let assignments = topic.assignments.map(|a| {
             a.into_iter()
                 .map(|x| x.broker_ids.into_iter().map(|b| b.0).collect())
@@ -239,6 +288,7 @@ pub async fn handle_create_partitions(
 
 pub fn handle_delete_records(
     broker: &Broker,
+    access: &Access,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let topics = request
@@ -246,6 +296,7 @@ pub fn handle_delete_records(
         .into_iter()
         .map(|t| {
             let name = t.name.0.as_str().to_string();
+            let denied = !access.topic(Operation::Delete, &name);
             let partitions = t
                 .partitions
                 .into_iter()
@@ -253,6 +304,9 @@ pub fn handle_delete_records(
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if denied {
+                        return result.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     match broker.replicas.get(&name, p.partition_index) {
                         None => result.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
                         Some(partition) => match partition.delete_records(p.offset) {

@@ -936,6 +936,27 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "SASL session lifetime: clients re-authenticate before it ends (KIP-368); 0 = never",
     ),
     key(
+        "authorizer.class.name",
+        "",
+        Kind::Enum(&["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"]),
+        true,
+        "ACL authorization: Kafka's StandardAuthorizer name turns on Strata's built-in authorizer; empty = none",
+    ),
+    key(
+        "super.users",
+        "",
+        Kind::Str,
+        true,
+        "principals allowed everything, separated by ';' (User:admin;User:CN=broker-1)",
+    ),
+    key(
+        "allow.everyone.if.no.acl.found",
+        "false",
+        Kind::Bool,
+        true,
+        "allow an action on a resource that no ACL names at all",
+    ),
+    key(
         "connection.failed.authentication.delay.ms",
         "100",
         Kind::Int {
@@ -1452,6 +1473,21 @@ fn validate_quorum<'a>(
             "listeners",
             "a broker needs a listener besides the controller listener".into(),
         ));
+    }
+    // Kafka parses each super user as a principal `Type:name`.
+    for user in get("super.users").split(';').map(str::trim) {
+        if user.is_empty() {
+            continue;
+        }
+        if !user
+            .split_once(':')
+            .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())
+        {
+            return Err(invalid(
+                "super.users",
+                format!("'{user}' is not a principal of the form User:name"),
+            ));
+        }
     }
     let by_protocol = get("security.inter.broker.protocol")
         .trim()

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::acl::{AclBinding, AclFilter, AclSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -253,6 +254,9 @@ pub struct ClusterImage {
     /// SCRAM credentials: user → mechanism name (`SCRAM-SHA-512`) → credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// Every ACL (behind an `Arc`: publishing an image does not copy them).
+    #[serde(default)]
+    pub acls: Arc<AclSet>,
 }
 
 /// A SCRAM credential as the quorum stores it: the salt, the iteration count and
@@ -363,6 +367,14 @@ pub enum MetadataRecord {
         user: String,
         mechanism: String,
     },
+    /// Adds ACLs (one already there is left as it is).
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes every ACL each filter selects; the reply lists them per filter.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// Why the state machine refused a record.
@@ -397,6 +409,8 @@ pub enum ApplyReply {
     /// Per change of `PartitionChanges`: the new partition epoch, or `None` when the
     /// change was computed from a stale partition epoch (or the topic is gone).
     PartitionEpochs(Vec<Option<i32>>),
+    /// Per filter of `DeleteAcls`: the bindings it removed.
+    DeletedAcls(Vec<Vec<AclBinding>>),
     Refused(ApplyError),
 }
 
@@ -522,6 +536,26 @@ impl ClusterImage {
                 } else {
                     ApplyReply::Refused(ApplyError::NoScramCredential { user, mechanism })
                 }
+            }
+            MetadataRecord::CreateAcls { bindings } => {
+                let acls = Arc::make_mut(&mut self.acls);
+                for b in bindings {
+                    acls.insert(b);
+                }
+                ApplyReply::Done
+            }
+            MetadataRecord::DeleteAcls { filters } => {
+                // Each filter reports every binding it matches, even one another
+                // filter of the same request also matched.
+                let matched = filters
+                    .iter()
+                    .map(|f| self.acls.iter().filter(|b| f.matches(b)).cloned().collect())
+                    .collect();
+                let acls = Arc::make_mut(&mut self.acls);
+                for f in &filters {
+                    acls.remove_matching(f);
+                }
+                ApplyReply::DeletedAcls(matched)
             }
             MetadataRecord::AllocateProducerIds { count } => {
                 let first = self.next_producer_id;

@@ -6,6 +6,7 @@
 //! agreed [`ClusterImage`] through a [`MetadataView`] and changes it only through
 //! [`MetadataQuorum::propose`].
 
+pub mod acl;
 pub mod controller;
 pub mod image;
 pub(crate) mod network;

@@ -32,10 +32,17 @@ enum Incoming {
     Ready(Vec<Bytes>),
 }
 
+/// The other end of a connection: its address and the principal its TLS certificate
+/// gives (`User:ANONYMOUS` without one; a SASL login replaces it).
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub principal: Arc<str>,
+}
+
 /// Serves one connection over `stream` (TCP, or TLS over it).
 pub async fn serve<S>(
     stream: S,
-    peer: SocketAddr,
+    peer: Peer,
     listener: Arc<str>,
     broker: Arc<Broker>,
     max_frame: usize,
@@ -44,6 +51,10 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let Peer {
+        addr: peer,
+        principal,
+    } = peer;
     let span = tracing::info_span!("connection", %peer);
     async move {
         // On a SASL listener: nothing but ApiVersions and SASL until authenticated.
@@ -78,7 +89,12 @@ pub async fn serve<S>(
         while let Some(incoming) = rx.recv().await {
             let bytes = match incoming {
                 Incoming::Ready(b) => Some(b),
-                Incoming::Request(request) => {
+                Incoming::Request(mut request) => {
+                    request.principal = session
+                        .as_ref()
+                        .and_then(|s| s.principal())
+                        .unwrap_or(&principal)
+                        .clone();
                     let verdict = match session.as_mut() {
                         Some(s) => s.intercept(&broker, &request),
                         None => Intercept::Pass,

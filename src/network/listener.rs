@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::connection;
+use super::connection::{self, Peer};
 use crate::api::Broker;
 
 /// How long a TLS client may take to finish its handshake.
@@ -17,7 +17,7 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 fn tls_principal(
     tls: &super::tls::ServerTls,
     stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-) -> String {
+) -> Arc<str> {
     let subject = stream
         .get_ref()
         .1
@@ -25,8 +25,8 @@ fn tls_principal(
         .and_then(|c| c.first())
         .and_then(super::tls::subject_of);
     match subject {
-        Some(s) => format!("User:{}", tls.mapping.map(&s)),
-        None => "User:ANONYMOUS".to_string(),
+        Some(s) => format!("User:{}", tls.mapping.map(&s)).into(),
+        None => crate::protocol::anonymous(),
     }
 }
 
@@ -93,7 +93,7 @@ pub async fn accept_loop(
                     let (listener_name, broker, tls, sasl) = (listener_name.clone(), broker.clone(), tls.clone(), sasl.clone());
                     tracker.spawn(async move {
                         match tls {
-                            None => connection::serve(stream, peer, listener_name, broker, max_frame, close, sasl).await,
+                            None => connection::serve(stream, Peer { addr: peer, principal: crate::protocol::anonymous() }, listener_name, broker, max_frame, close, sasl).await,
                             Some(tls) => {
                                 // The handshake runs in the connection's task, bounded, so
                                 // a slow or silent peer holds up nobody else.
@@ -106,7 +106,7 @@ pub async fn accept_loop(
                                     Ok(Ok(stream)) => {
                                         let principal = tls_principal(&tls, &stream);
                                         tracing::debug!(%peer, principal = %principal, "TLS connection");
-                                        connection::serve(stream, peer, listener_name, broker, max_frame, close, sasl).await
+                                        connection::serve(stream, Peer { addr: peer, principal }, listener_name, broker, max_frame, close, sasl).await
                                     }
                                     // A port probe (connect, then close) is not worth a line.
                                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => tracing::debug!(listener = %listener_name, %peer, "connection closed before the TLS handshake"),

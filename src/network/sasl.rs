@@ -132,7 +132,7 @@ pub struct SaslSession {
     /// The mechanism chosen by the last SaslHandshake, and its exchange.
     exchange: Option<(String, Exchange)>,
     /// `User:<name>` once authenticated.
-    principal: Option<String>,
+    principal: Option<std::sync::Arc<str>>,
     /// When the session ends (KIP-368).
     expires: Option<Instant>,
 }
@@ -161,8 +161,8 @@ impl SaslSession {
     }
 
     /// The authenticated principal, if any.
-    pub fn principal(&self) -> Option<&str> {
-        self.principal.as_deref()
+    pub fn principal(&self) -> Option<&std::sync::Arc<str>> {
+        self.principal.as_ref()
     }
 
     pub fn intercept(&mut self, broker: &Broker, request: &Request) -> Intercept {
@@ -249,7 +249,7 @@ impl SaslSession {
             Ok(Some((user, last))) => {
                 let principal = format!("User:{user}");
                 if let Some(before) = &self.principal {
-                    if *before != principal {
+                    if **before != *principal {
                         // KIP-368: re-authentication keeps the principal.
                         return self.failed(
                             &mechanism,
@@ -259,7 +259,7 @@ impl SaslSession {
                     }
                 }
                 info!(listener = %self.settings.listener, peer = %self.peer, %principal, mechanism, "SASL authenticated");
-                self.principal = Some(principal);
+                self.principal = Some(principal.into());
                 self.expires = self.settings.reauth.map(|d| Instant::now() + d);
                 let lifetime = self.settings.reauth.map_or(0, |d| d.as_millis() as i64);
                 Intercept::Reply(ResponseKind::SaslAuthenticate(

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
+use std::sync::Arc;
 
 /// Why a frame could not be turned into a request. Each closes the connection,
 /// except `UnsupportedApiVersions`, which is answered (KIP-511).
@@ -30,6 +31,16 @@ pub enum FrameError {
     },
 }
 
+/// Kafka's principal for a client that did not authenticate.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// `ANONYMOUS`, shared.
+pub fn anonymous() -> Arc<str> {
+    static SHARED: std::sync::LazyLock<Arc<str>> =
+        std::sync::LazyLock::new(|| Arc::from(ANONYMOUS));
+    SHARED.clone()
+}
+
 /// A decoded request.
 #[derive(Debug)]
 pub struct Request {
@@ -37,6 +48,9 @@ pub struct Request {
     pub client_host: String,
     /// The listener the request arrived on (for listener-specific addresses).
     pub listener: String,
+    /// Who sent it (`User:alice`, `User:CN=...`, `User:ANONYMOUS`), set by the
+    /// connection from its TLS certificate or SASL session.
+    pub principal: Arc<str>,
     pub api_key: ApiKey,
     pub version: i16,
     pub header: RequestHeader,
@@ -77,6 +91,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
     Ok(Request {
         client_host: String::new(),
         listener: String::new(),
+        principal: anonymous(),
         api_key,
         version,
         header,
