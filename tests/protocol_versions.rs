@@ -352,6 +352,31 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_mechanism(2),
             ]),
         ),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(
+            vec![create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s("v"))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:reader"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3)],
+        )),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(
+            vec![delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(s("no-such-topic")))
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1)],
+        )),
         other => panic!("no request for {other:?}: add one when the API is implemented"),
     }
 }
@@ -437,6 +462,9 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::AlterUserScramCredentials(r) => {
             r.results.iter().map(|u| u.error_code).collect()
         }
+        ResponseKind::CreateAcls(r) => r.results.iter().map(|x| x.error_code).collect(),
+        ResponseKind::DescribeAcls(r) => vec![r.error_code],
+        ResponseKind::DeleteAcls(r) => r.filter_results.iter().map(|x| x.error_code).collect(),
         ResponseKind::JoinGroup(r) => vec![r.error_code],
         ResponseKind::SyncGroup(r) => vec![r.error_code],
         ResponseKind::Heartbeat(r) => vec![r.error_code],
@@ -463,7 +491,14 @@ fn errors(resp: &ResponseKind) -> Vec<i16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_of_every_api_is_answered() {
-    let b = TestBroker::start_with(&["group.initial.rebalance.delay.ms=0"]).await;
+    // With the authorizer on and the (anonymous) client a super user, so every API
+    // also runs through its ACL check.
+    let b = TestBroker::start_with(&[
+        "group.initial.rebalance.delay.ms=0",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+    ])
+    .await;
     create_topic(&b.bootstrap, "v", 1, &[]).await;
     create_topic(&b.bootstrap, "grow", 1, &[]).await;
     let mut raw = RawClient::connect(&b.bootstrap);
