@@ -176,6 +176,12 @@ def test_metadata_lists_only_described_topics(broker_factory):
     named = carol.list_topics(topic=hidden, timeout=30).topics[hidden]
     assert named.error is not None
     assert named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Asked for, the operations she may do on it: DESCRIBE only.
+    from confluent_kafka import TopicCollection
+    described = carol.describe_topics(TopicCollection([visible]),
+                                      include_authorized_operations=True)
+    ops = described[visible].result(timeout=30).authorized_operations
+    assert ops == [AclOperation.DESCRIBE], ops
     # Nor may carol manage ACLs.
     refused = carol.create_acls([acl(ResourceType.TOPIC, hidden, "carol", AclOperation.ALL)])
     for fut in refused.values():
