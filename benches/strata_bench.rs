@@ -9,7 +9,14 @@
 //! cargo bench --bench strata-bench -- --compression --produce-mb 256
 //! cargo bench --bench strata-bench -- --cluster                  # three nodes, ~1 min
 //! cargo bench --bench strata-bench -- --security-groups          # check cost, 1,000 rules
+//! cargo bench --bench strata-bench -- --security --produce-mb 512 # SASL_SSL vs PLAINTEXT
 //! ```
+//!
+//! `--security` starts one broker with a PLAINTEXT and a SASL_SSL listener (TLS with a
+//! certificate made by `openssl`, SCRAM-SHA-512 with a user made by `strata storage
+//! format`) and runs phase 1's produce throughput and then a verified consume of every
+//! record, first over PLAINTEXT, then over SASL_SSL, each into its own topic; reported:
+//! MiB/s per phase and protocol, and SASL_SSL's throughput as a share of PLAINTEXT's.
 //!
 //! `--compression` runs a separate pair of phases instead, on compressible JSON-like
 //! records (`--record-bytes` each, first 8 bytes the record index): (a) an
@@ -153,6 +160,9 @@ struct Args {
     /// 1,000 ingress rules (no broker is started).
     #[arg(long)]
     security_groups: bool,
+    /// Security mode: produce and consume throughput over SASL_SSL beside PLAINTEXT.
+    #[arg(long)]
+    security: bool,
     /// Compression mode: `compression.zstd.level` of the zstd topic.
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
@@ -681,11 +691,17 @@ impl ProducerContext for Ctx {
 
 impl ConsumerContext for Ctx {}
 
+/// Security settings every client of the current phase gets (`--security` mode).
+static CLIENT_SECURITY: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
 fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4")
         .set("socket.timeout.ms", "30000");
+    for (k, v) in lock(&CLIENT_SECURITY).iter() {
+        c.set(k, v);
+    }
     c
 }
 
@@ -1039,17 +1055,17 @@ fn produce_latency(b: &impl Target, topic: &str, args: &Args) -> Result<PhaseRes
 }
 
 fn consume_all(
-    b: &Broker,
+    b: &impl Target,
     topic: &str,
     args: &Args,
     expected: u64,
     name: &'static str,
 ) -> Result<PhaseResult> {
     let mut seen = vec![false; expected as usize];
-    let meter = Meter::begin(b);
+    let meter = b.meter();
     let t = Instant::now();
     let c = consumer(
-        &b.bootstrap,
+        b.bootstrap(),
         topic,
         args.partitions,
         &[
@@ -1418,6 +1434,16 @@ fn main() -> Result<()> {
     }
     if args.security_groups {
         println!("{}", security_group_check_cost());
+        return Ok(());
+    }
+    if args.security {
+        t0();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let v = run_security(&args, &rt)?;
+        println!();
+        println!("{v}");
         return Ok(());
     }
     t0();
@@ -3348,4 +3374,160 @@ fn failover(cluster: &mut Cluster, topic: &str, args: &Args) -> Result<PhaseResu
             "broker_cpu_of": "the two nodes not killed",
         }),
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Security mode
+
+/// One listener of the security-mode broker, as a bench target.
+struct Listener<'a> {
+    broker: &'a Broker,
+    bootstrap: String,
+}
+
+impl Target for Listener<'_> {
+    fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn meter(&self) -> Meter {
+        Meter::begin(self.broker)
+    }
+}
+
+fn openssl(dir: &Path, args: &str) -> Result<()> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && openssl {args}", dir.display()))
+        .output()?;
+    if !out.status.success() {
+        bail!("openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A CA and a broker certificate for 127.0.0.1 signed by it: (CA file, keystore file).
+fn bench_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    openssl(dir, "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=bench-ca'")?;
+    openssl(dir, "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout broker.key -out broker.csr -subj '/CN=broker'")?;
+    std::fs::write(
+        dir.join("broker.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    openssl(dir, "x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.pem -days 2 -extfile broker.ext")?;
+    let keystore = dir.join("broker.keystore.pem");
+    let mut text = std::fs::read_to_string(dir.join("broker.key"))?;
+    text.push_str(&std::fs::read_to_string(dir.join("broker.pem"))?);
+    std::fs::write(&keystore, text)?;
+    Ok((dir.join("ca.pem"), keystore))
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn run_security(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
+    let dir = tempfile::Builder::new().prefix("strata-bench-").tempdir()?;
+    let (ca, keystore) = bench_certificates(dir.path())?;
+    let data = dir.path().join("data");
+    let format = strata_command()
+        .args(["storage", "format", "--override"])
+        .arg(format!("log.dirs={}", data.display()))
+        .args([
+            "--add-scram",
+            "SCRAM-SHA-512=[name=bench,password=bench-secret]",
+        ])
+        .output()?;
+    if !format.status.success() {
+        bail!(
+            "storage format: {}",
+            String::from_utf8_lossy(&format.stderr)
+        );
+    }
+    let free = || -> Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let (plain_port, secure_port) = (free()?, free()?);
+    let extra = vec![
+        format!("listeners=PLAINTEXT://127.0.0.1:{plain_port},SASL_SSL://127.0.0.1:{secure_port}"),
+        "sasl.enabled.mechanisms=SCRAM-SHA-512".to_string(),
+        "ssl.keystore.type=PEM".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+    ];
+    let broker = Broker::start(&extra, dir, plain_port, &SpawnOpts::default())?;
+    println!(
+        "strata-bench: broker pid {}, PLAINTEXT 127.0.0.1:{plain_port}, SASL_SSL 127.0.0.1:{secure_port}",
+        broker.pid().unwrap_or(0)
+    );
+    let records = args.produce_mb * 1024 * 1024 / args.record_bytes as u64;
+    let secure_settings = vec![
+        ("security.protocol", "SASL_SSL".to_string()),
+        ("sasl.mechanisms", "SCRAM-SHA-512".to_string()),
+        ("sasl.username", "bench".to_string()),
+        ("sasl.password", "bench-secret".to_string()),
+        ("ssl.ca.location", ca.display().to_string()),
+    ];
+    let mut rows = Vec::new();
+    let mut summary = serde_json::Map::new();
+    for (protocol, port, settings) in [
+        ("PLAINTEXT", plain_port, Vec::new()),
+        ("SASL_SSL", secure_port, secure_settings),
+    ] {
+        let topic = format!(
+            "bench-{}-{}",
+            protocol.to_ascii_lowercase(),
+            std::process::id()
+        );
+        create_topic(rt, &broker.bootstrap, &topic, args.partitions)?;
+        *lock(&CLIENT_SECURITY) = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let target = Listener {
+            broker: &broker,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        println!(
+            "{protocol}: producing {records} x {} B ...",
+            args.record_bytes
+        );
+        let mut produced = produce_throughput(&target, &topic, args, records)?;
+        // Each phase starts without the other's dirty pages to write back.
+        Command::new("sync").status().context("running sync")?;
+        println!("  {:.1} MiB/s", produced.mb_s());
+        println!("{protocol}: consuming them back ...");
+        let mut consumed = consume_all(&target, &topic, args, records, "consume")?;
+        println!("  {:.1} MiB/s", consumed.mb_s());
+        summary.insert(
+            protocol.to_string(),
+            json!({"produce_mib_s": round1(produced.mb_s()), "consume_mib_s": round1(consumed.mb_s())}),
+        );
+        produced.name = if protocol == "PLAINTEXT" {
+            "produce PLAINTEXT"
+        } else {
+            "produce SASL_SSL"
+        };
+        consumed.name = if protocol == "PLAINTEXT" {
+            "consume PLAINTEXT"
+        } else {
+            "consume SASL_SSL"
+        };
+        rows.push(produced);
+        rows.push(consumed);
+    }
+    lock(&CLIENT_SECURITY).clear();
+    let share = |i: usize| round1(100.0 * rows[i + 2].mb_s() / rows[i].mb_s());
+    let (produce_share, consume_share) = (share(0), share(1));
+    println!();
+    print_table(&rows);
+    println!(
+        "SASL_SSL throughput as a share of PLAINTEXT: produce {produce_share} %, consume {consume_share} %"
+    );
+    let mut broker = broker;
+    broker.stop();
+    Ok(json!({
+        "mode": "security",
+        "records": records,
+        "record_bytes": args.record_bytes,
+        "throughput": summary,
+        "sasl_ssl_share_of_plaintext_percent": {"produce": produce_share, "consume": consume_share},
+    }))
 }

@@ -262,6 +262,101 @@ async fn an_ssl_listener_without_a_certificate_stops_start_up_naming_the_key() {
     );
 }
 
+/// Why a broker with `keystore` (and `password`) does not start.
+async fn start_failure(dir: &Path, keystore: &Path, password: Option<&str>) -> String {
+    let mut overrides = vec![
+        "listeners=SSL://127.0.0.1:0".to_string(),
+        format!("log.dirs={}", dir.join("refused").display()),
+        format!("ssl.keystore.location={}", keystore.display()),
+    ];
+    if let Some(p) = password {
+        overrides.push(format!("ssl.key.password={p}"));
+    }
+    let config = strata::config::BrokerConfig::load(None, Vec::new(), &overrides).unwrap();
+    match strata::server::start(config).await {
+        Ok(_) => panic!("started with password {password:?}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// A keystore whose private key is encrypted (PKCS#8, PBES2 with AES-256-CBC, as
+/// `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it) is served with `ssl.key.password`;
+/// without it, or with a wrong one, start-up stops naming the key (and not the
+/// password).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_private_key_is_read_with_ssl_key_password() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    make_cert(dir.path(), "ca", "broker", "/CN=broker-1");
+    openssl(
+        dir.path(),
+        "pkcs8 -topk8 -v2 aes-256-cbc -in broker.key -out broker.enc.key -passout pass:k3y-Secret",
+    );
+    let keystore = dir.path().join("broker.enc.keystore.pem");
+    let mut text = std::fs::read_to_string(dir.path().join("broker.enc.key")).unwrap();
+    assert!(text.contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    text.push_str(&std::fs::read_to_string(dir.path().join("broker.pem")).unwrap());
+    std::fs::write(&keystore, text).unwrap();
+
+    let err = start_failure(dir.path(), &keystore, None).await;
+    assert!(err.contains("ssl.key.password"), "{err}");
+    let err = start_failure(dir.path(), &keystore, Some("Wr0ngPass")).await;
+    assert!(err.contains("ssl.key.password"), "{err}");
+    assert!(!err.contains("Wr0ngPass"), "{err}");
+
+    let b = start(&ssl_overrides(
+        &keystore,
+        &["ssl.key.password=k3y-Secret".to_string()],
+    ))
+    .await;
+    let config = ssl_client(&b.bootstrap, &dir.path().join("ca.pem"), None);
+    produce_one(&config, "sealed", "v")
+        .await
+        .expect("served with the decrypted key");
+    b.stop().await;
+}
+
+/// With mutual TLS, a truststore file that gains a CA is picked up without a restart:
+/// a client whose certificate that CA signed is refused, then admitted within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truststore_changed_on_disk_applies_to_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    make_ca(dir.path(), "partner");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker-1");
+    make_cert(dir.path(), "partner", "carol", "/CN=carol");
+    let ca = dir.path().join("ca.pem");
+    let truststore = dir.path().join("truststore.pem");
+    std::fs::copy(&ca, &truststore).unwrap();
+    let b = start(&ssl_overrides(
+        &keystore,
+        &[
+            "ssl.client.auth=required".into(),
+            format!("ssl.truststore.location={}", truststore.display()),
+        ],
+    ))
+    .await;
+    let p = |n: &str| dir.path().join(n);
+    let carol = ssl_client(&b.bootstrap, &ca, Some((&p("carol.pem"), &p("carol.key"))));
+    assert!(
+        refused(&carol, "partners").await,
+        "partner CA not trusted yet"
+    );
+    // Replaced by a rename, as configuration tools write files.
+    let mut both = std::fs::read_to_string(&ca).unwrap();
+    both.push_str(&std::fs::read_to_string(p("partner.pem")).unwrap());
+    std::fs::write(p("truststore.new"), both).unwrap();
+    std::fs::rename(p("truststore.new"), &truststore).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match produce_one(&carol, "partners", "hi").await {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "carol still refused: {e}"),
+        }
+    }
+    b.stop().await;
+}
+
 /// Three brokers whose inter-broker listener is SSL: followers fetch from leaders over
 /// TLS (checking the leader's certificate against the truststore), acks=all
 /// completes, and every replica is in sync.

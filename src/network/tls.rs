@@ -6,11 +6,12 @@
 //! key and the certificate chain) or `ssl.keystore.key` + `ssl.keystore.certificate.chain`
 //! inline; `ssl.truststore.type=PEM` with `ssl.truststore.location` or
 //! `ssl.truststore.certificates`; `ssl.client.auth` (none, requested, required);
-//! `ssl.enabled.protocols`; `ssl.cipher.suites`; `ssl.principal.mapping.rules`.
+//! `ssl.enabled.protocols`; `ssl.cipher.suites`; `ssl.principal.mapping.rules`;
+//! `ssl.key.password` for an encrypted (PKCS#8) private key.
 //!
-//! The server certificate is re-read from its file every few seconds; a changed file
-//! (rewritten or replaced by a rename) is served to new connections, and a file that
-//! does not load is logged and the certificate in force stays.
+//! The keystore and truststore files are re-read every few seconds; a changed file
+//! (rewritten or replaced by a rename) applies to new connections, and a file that
+//! does not load is logged and what is in force stays.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -64,26 +65,73 @@ impl Settings<'_> {
     }
 }
 
-/// Where the server certificate comes from: a file (re-read on change) or inline.
+/// Where the server certificate comes from: a file (re-read on change) or inline,
+/// with `ssl.key.password` when the key is encrypted.
 #[derive(Clone)]
-enum KeySource {
+struct KeySource {
+    place: KeyPlace,
+    password: Option<String>,
+}
+
+#[derive(Clone)]
+enum KeyPlace {
     File(PathBuf),
     Inline { key: String, chain: String },
 }
 
-/// Reads the certificate chain and private key (`ssl.key.password` for an encrypted
-/// key is not supported yet and is refused by name).
-fn load_certified_key(
+impl KeySource {
+    fn file(&self) -> Option<&PathBuf> {
+        match &self.place {
+            KeyPlace::File(path) => Some(path),
+            KeyPlace::Inline { .. } => None,
+        }
+    }
+}
+
+const ENCRYPTED_KEY_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_KEY_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The private key of a PEM keystore: a PKCS#8 `ENCRYPTED PRIVATE KEY` decrypted with
+/// `password` (PBES2, as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it, which is
+/// what Kafka's PEM keystores take), or a plain key when no password is set.
+fn private_key(key_pem: &[u8], password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+    let text = String::from_utf8_lossy(key_pem);
+    let encrypted = text.find(ENCRYPTED_KEY_BEGIN).and_then(|start| {
+        let end = text[start..].find(ENCRYPTED_KEY_END)? + start + ENCRYPTED_KEY_END.len();
+        Some(&text[start..end])
+    });
+    match (encrypted, password) {
+        (Some(block), Some(password)) => {
+            use pkcs8::der::Decode;
+            let (_, document) = pkcs8::der::Document::from_pem(block)
+                .map_err(|e| format!("bad ENCRYPTED PRIVATE KEY PEM: {e}"))?;
+            let info = pkcs8::EncryptedPrivateKeyInfo::from_der(document.as_bytes())
+                .map_err(|e| format!("bad ENCRYPTED PRIVATE KEY: {e}"))?;
+            let secret = info.decrypt(password).map_err(|_| {
+                "cannot decrypt the private key: wrong ssl.key.password, or an encryption scheme other than PBES2".to_string()
+            })?;
+            Ok(PrivateKeyDer::Pkcs8(secret.as_bytes().to_vec().into()))
+        }
+        (Some(_), None) => Err("the private key is encrypted: set ssl.key.password".into()),
+        (None, Some(_)) => Err(
+            "ssl.key.password is set but the private key is not an ENCRYPTED PRIVATE KEY".into(),
+        ),
+        (None, None) => PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| format!("no usable private key (BEGIN PRIVATE KEY): {e}")),
+    }
+}
+
+/// Reads the certificate chain and the (decrypted) private key.
+fn load_key_and_chain(
     source: &KeySource,
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, String> {
-    let (key_pem, chain_pem) = match source {
-        KeySource::File(path) => {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let (key_pem, chain_pem) = match &source.place {
+        KeyPlace::File(path) => {
             let text =
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             (text.clone(), text)
         }
-        KeySource::Inline { key, chain } => (key.as_bytes().to_vec(), chain.as_bytes().to_vec()),
+        KeyPlace::Inline { key, chain } => (key.as_bytes().to_vec(), chain.as_bytes().to_vec()),
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
@@ -91,14 +139,16 @@ fn load_certified_key(
     if chain.is_empty() {
         return Err("no certificate (BEGIN CERTIFICATE) found".into());
     }
-    if key_pem
-        .windows(b"ENCRYPTED PRIVATE KEY".len())
-        .any(|w| w == b"ENCRYPTED PRIVATE KEY")
-    {
-        return Err("encrypted private keys (ssl.key.password) are not supported yet; use an unencrypted PKCS#8 key".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("no usable private key (BEGIN PRIVATE KEY): {e}"))?;
+    let key = private_key(&key_pem, source.password.as_deref())?;
+    Ok((chain, key))
+}
+
+/// Reads the certificate chain and private key into a signing key for rustls.
+fn load_certified_key(
+    source: &KeySource,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    let (chain, key) = load_key_and_chain(source)?;
     let signing = provider
         .key_provider
         .load_private_key(key)
@@ -147,20 +197,82 @@ fn load_roots(s: &Settings<'_>) -> Result<Option<RootCertStore>, TlsError> {
             ))
         }
     };
+    parse_roots(&pem)
+        .map(Some)
+        .map_err(|reason| s.error("ssl.truststore.location", reason))
+}
+
+/// The CA certificates of a PEM truststore.
+fn parse_roots(pem: &[u8]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| s.error("ssl.truststore.location", format!("bad PEM: {e}")))?;
-        roots.add(cert).map_err(|e| {
-            s.error(
-                "ssl.truststore.location",
-                format!("unusable CA certificate: {e}"),
-            )
-        })?;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("unusable CA certificate: {e}"))?;
     }
     if roots.is_empty() {
-        return Err(s.error("ssl.truststore.location", "no CA certificate found"));
+        return Err("no CA certificate found".into());
     }
-    Ok(Some(roots))
+    Ok(roots)
+}
+
+/// How a listener checks client certificates (`ssl.client.auth`): kept so the
+/// verifier can be rebuilt when the truststore file changes.
+#[derive(Clone)]
+struct ClientAuth {
+    mode: String,
+    truststore: Option<PathBuf>,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+}
+
+impl ClientAuth {
+    fn verifier(
+        &self,
+        roots: Option<RootCertStore>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, (&'static str, String)> {
+        match (self.mode.as_str(), roots) {
+            ("" | "none", _) => Ok(WebPkiClientVerifier::no_client_auth()),
+            ("requested" | "required", None) => Err((
+                "ssl.truststore.location",
+                format!(
+                    "ssl.client.auth={} needs the CAs that sign client certificates",
+                    self.mode
+                ),
+            )),
+            (mode, Some(roots)) if mode == "requested" || mode == "required" => {
+                let builder =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let builder = if mode == "requested" {
+                    builder.allow_unauthenticated()
+                } else {
+                    builder
+                };
+                builder
+                    .build()
+                    .map_err(|e| ("ssl.truststore.location", e.to_string()))
+            }
+            (other, _) => Err((
+                "ssl.client.auth",
+                format!("'{other}' is not none, requested or required"),
+            )),
+        }
+    }
+
+    fn server_config(
+        &self,
+        roots: Option<RootCertStore>,
+        provider: &Arc<CryptoProvider>,
+        cert: &Arc<ReloadingCert>,
+    ) -> Result<ServerConfig, (&'static str, String)> {
+        let verifier = self.verifier(roots, provider)?;
+        Ok(ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&self.versions)
+            .map_err(|e| ("ssl.enabled.protocols", e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(cert.clone()))
+    }
 }
 
 fn check_pem_type(s: &Settings<'_>, key: &str) -> Result<(), TlsError> {
@@ -235,10 +347,12 @@ fn provider_for(s: &Settings<'_>) -> Result<Arc<CryptoProvider>, TlsError> {
 /// A TLS listener's server side: the rustls configuration and the reloading
 /// certificate behind it.
 pub struct ServerTls {
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Swapped when the truststore file changes.
+    config: ArcSwap<ServerConfig>,
     cert: Arc<ReloadingCert>,
     source: KeySource,
     provider: Arc<CryptoProvider>,
+    client_auth: ClientAuth,
     listener: String,
     pub mapping: PrincipalMapper,
 }
@@ -252,12 +366,8 @@ impl ServerTls {
         };
         check_pem_type(&s, "ssl.keystore.type")?;
         check_pem_type(&s, "ssl.truststore.type")?;
-        if !s.get("ssl.key.password").1.is_empty() {
-            return Err(s.error(
-                "ssl.key.password",
-                "encrypted private keys are not supported yet; use an unencrypted PKCS#8 key",
-            ));
-        }
+        let (password_key, password) = s.get("ssl.key.password");
+        let password = (!password.is_empty()).then_some(password);
         let (_, location) = s.get("ssl.keystore.location");
         let (_, key) = s.get("ssl.keystore.key");
         let (_, chain) = s.get("ssl.keystore.certificate.chain");
@@ -268,9 +378,9 @@ impl ServerTls {
                     format!("listener {listener} is SSL and needs a certificate: set ssl.keystore.location (or ssl.keystore.key and ssl.keystore.certificate.chain)"),
                 ))
             }
-            (path, "", "") => (KeySource::File(path.into()), "ssl.keystore.location"),
+            (path, "", "") => (KeyPlace::File(path.into()), "ssl.keystore.location"),
             ("", k, c) if !k.is_empty() && !c.is_empty() => (
-                KeySource::Inline {
+                KeyPlace::Inline {
                     key: k.to_string(),
                     chain: c.to_string(),
                 },
@@ -283,71 +393,95 @@ impl ServerTls {
                 ))
             }
         };
+        let source = KeySource {
+            place: source,
+            password,
+        };
         let provider = provider_for(&s)?;
-        let certified =
-            load_certified_key(&source, &provider).map_err(|reason| s.error(source_key, reason))?;
+        let certified = load_certified_key(&source, &provider).map_err(|reason| {
+            // A wrong or missing password is the password key's fault.
+            let key = if reason.contains("ssl.key.password") || reason.contains("decrypt") {
+                password_key.as_str()
+            } else {
+                source_key
+            };
+            s.error(key, reason)
+        })?;
         let cert = Arc::new(ReloadingCert {
             current: ArcSwap::from_pointee(certified),
         });
         let roots = load_roots(&s)?;
-        let (_, auth) = s.get("ssl.client.auth");
-        let verifier = match (auth.trim(), roots) {
-            ("" | "none", _) => WebPkiClientVerifier::no_client_auth(),
-            ("requested" | "required", None) => {
-                return Err(s.error(
-                    "ssl.truststore.location",
-                    format!("ssl.client.auth={auth} needs the CAs that sign client certificates"),
-                ))
-            }
-            (mode @ ("requested" | "required"), Some(roots)) => {
-                let builder =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-                let builder = if mode == "requested" {
-                    builder.allow_unauthenticated()
-                } else {
-                    builder
-                };
-                builder
-                    .build()
-                    .map_err(|e| s.error("ssl.truststore.location", e.to_string()))?
-            }
-            (other, _) => {
-                return Err(s.error(
-                    "ssl.client.auth",
-                    format!("'{other}' is not none, requested or required"),
-                ))
-            }
+        let client_auth = ClientAuth {
+            mode: s.get("ssl.client.auth").1.trim().to_string(),
+            truststore: Some(s.get("ssl.truststore.location").1.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            versions: versions(&s)?,
         };
-        let versions = versions(&s)?;
-        let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions)
-            .map_err(|e| s.error("ssl.enabled.protocols", e.to_string()))?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(cert.clone());
+        let server = client_auth
+            .server_config(roots, &provider, &cert)
+            .map_err(|(key, reason)| s.error(key, reason))?;
         let mapping = PrincipalMapper::parse(&s.get("ssl.principal.mapping.rules").1)
             .map_err(|reason| s.error("ssl.principal.mapping.rules", reason))?;
         Ok(ServerTls {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            config: ArcSwap::from_pointee(server),
             cert,
             source,
             provider,
+            client_auth,
             listener: listener.to_string(),
             mapping,
         })
     }
 
-    /// Re-reads the keystore file every few seconds until `stop`; a new certificate
-    /// is served to new connections.
+    /// The acceptor for a new connection, with the configuration in force.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// Loads a changed truststore file: new connections' client certificates are
+    /// checked against its CAs.
+    fn reload_truststore(&self, path: &std::path::Path, pem: &[u8]) {
+        let built = parse_roots(pem).and_then(|roots| {
+            self.client_auth
+                .server_config(Some(roots), &self.provider, &self.cert)
+                .map_err(|(_, reason)| reason)
+        });
+        match built {
+            Ok(server) => {
+                self.config.store(Arc::new(server));
+                info!(listener = %self.listener, path = %path.display(), "TLS truststore reloaded");
+            }
+            Err(e) => {
+                warn!(listener = %self.listener, path = %path.display(), error = %e, "new TLS truststore not loaded; the one in force stays")
+            }
+        }
+    }
+
+    /// Re-reads the keystore and truststore files every few seconds until `stop`; a
+    /// new certificate is served, and new CAs trusted, for new connections.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let KeySource::File(path) = &self.source else {
+        let keystore = self.source.file().cloned();
+        let truststore = self.client_auth.truststore.clone();
+        if keystore.is_none() && truststore.is_none() {
             return;
-        };
-        let mut last = std::fs::read(path).ok();
+        }
+        let read = |p: &Option<PathBuf>| p.as_ref().and_then(|p| std::fs::read(p).ok());
+        let mut last = read(&keystore);
+        let mut last_trust = read(&truststore);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(RELOAD_EVERY) => {}
                 _ = stop.cancelled() => return,
             }
+            let trust = read(&truststore);
+            if let (Some(path), Some(pem)) = (&truststore, &trust) {
+                if trust != last_trust {
+                    self.reload_truststore(path, pem);
+                    last_trust = trust;
+                }
+            }
+            let Some(path) = &keystore else { continue };
             let now = std::fs::read(path).ok();
             if now.is_none() || now == last {
                 continue;
@@ -394,20 +528,18 @@ pub fn client_connector(
     let client = if location.trim().is_empty() {
         builder.with_no_client_auth()
     } else {
-        let certified = load_certified_key(&KeySource::File(location.trim().into()), &provider)
+        let password = Some(s.get("ssl.key.password").1).filter(|p| !p.is_empty());
+        let source = KeySource {
+            place: KeyPlace::File(location.trim().into()),
+            password,
+        };
+        let (chain, key) = load_key_and_chain(&source)
             .map_err(|reason| s.error("ssl.keystore.location", reason))?;
         builder
-            .with_client_auth_cert(certified.cert.clone(), key_der(location.trim())?)
+            .with_client_auth_cert(chain, key)
             .map_err(|e| s.error("ssl.keystore.location", e.to_string()))?
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(client)))
-}
-
-fn key_der(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError {
-        key: "ssl.keystore.location".into(),
-        reason: format!("no usable private key in {path}: {e}"),
-    })
 }
 
 /// The name a TLS client connects to, for the server certificate check.
