@@ -410,9 +410,19 @@ async fn open_quorum(
             },
             joined_before: fresh_metadata && meta_properties.cluster_id.is_some(),
             cancel: shutdown.clone(),
-            admit: Some(Arc::new(move |local, peer| {
-                admission.admit(&controller_name, local, peer)
-            })),
+            admit: Some({
+                let listener: Arc<str> = Arc::from(controller_name.as_str());
+                let stop = shutdown.clone();
+                Arc::new(move |local, peer| {
+                    admission.admit(&listener, local, peer).then(|| {
+                        let (close, guard) = admission.track(listener.clone(), local, peer, &stop);
+                        crate::metadata::Admitted {
+                            close,
+                            guard: Box::new(guard),
+                        }
+                    })
+                })
+            }),
         },
     )
     .await

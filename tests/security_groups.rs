@@ -148,6 +148,56 @@ struct TwoHosts {
     peer: [String; 2],
 }
 
+/// The controller listener is guarded too: a connection to it that reloaded rules no
+/// longer admit is closed, as client connections are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_connection_the_new_rules_refuse_is_closed() {
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("groups.json");
+    let groups = |cidr: &str| {
+        format!(
+            r#"{{"security_groups": {{"ctl": {{"ingress": [{{"cidr": "{cidr}", "ports": "all"}}]}}}},
+                "listeners": {{"CONTROLLER": ["ctl"]}}}}"#
+        )
+    };
+    std::fs::write(&file, groups("127.0.0.1/32")).unwrap();
+    let port = common::free_port();
+    let b = TestBroker::start_with(&[
+        &format!("security.groups.file={}", file.display()),
+        "node.id=1",
+        &format!("controller.quorum.voters=1@127.0.0.1:{port}"),
+        &format!("listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}"),
+        "controller.listener.names=CONTROLLER",
+    ])
+    .await;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let open = |conn: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 8];
+        match conn.read(&mut buf) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    };
+    assert!(open(&mut conn), "admitted while 127.0.0.1/32 is allowed");
+    let tmp = files.path().join("groups.tmp");
+    std::fs::write(&tmp, groups("10.77.0.0/16")).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open(&mut conn) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller connection stayed open after the reload"
+        );
+    }
+    b.stop().await;
+}
+
 fn sh(cmd: &str) -> std::process::Output {
     std::process::Command::new("sh")
         .arg("-c")

@@ -22,7 +22,7 @@ pub use controller::{
     VoterStatus,
 };
 pub use image::*;
-pub use rpc::Admit;
+pub use rpc::{Admit, Admitted};
 pub use view::MetadataView;
 
 use std::collections::{BTreeMap, HashMap};

@@ -161,8 +161,16 @@ impl RpcClient {
 
 /// Serves the controller listener until `shutdown`: one task per connection, each
 /// answering its requests in order.
+/// A connection the security groups admitted: `close` is cancelled when reloaded rules
+/// no longer admit it; `guard` deregisters it when dropped (the connection's end).
+pub struct Admitted {
+    pub close: CancellationToken,
+    pub guard: Box<dyn Send + Sync>,
+}
+
 /// Decides whether a connection (local address, peer address) is admitted.
-pub type Admit = Arc<dyn Fn(std::net::SocketAddr, std::net::SocketAddr) -> bool + Send + Sync>;
+pub type Admit =
+    Arc<dyn Fn(std::net::SocketAddr, std::net::SocketAddr) -> Option<Admitted> + Send + Sync>;
 
 pub(crate) async fn serve<H: RpcHandler>(
     listener: TcpListener,
@@ -182,20 +190,34 @@ pub(crate) async fn serve<H: RpcHandler>(
             },
             _ = shutdown.cancelled() => return,
         };
-        if let Some(admit) = &admit {
-            if !stream.local_addr().is_ok_and(|local| admit(local, peer)) {
-                drop(stream);
-                continue;
-            }
-        }
+        // Security groups: checked before a byte is read; an admitted connection is
+        // closed when reloaded rules no longer admit it.
+        let (close, guard) = match &admit {
+            Some(admit) => match stream
+                .local_addr()
+                .ok()
+                .and_then(|local| admit(local, peer))
+            {
+                Some(a) => (a.close, Some(a.guard)),
+                None => {
+                    drop(stream);
+                    continue;
+                }
+            },
+            None => (shutdown.child_token(), None),
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _guard = guard;
             loop {
                 let frame = tokio::select! {
                     frame = read_frame(&mut stream) => frame,
                     _ = shutdown.cancelled() => return,
+                    // Reloaded security groups no longer admit it (the reload logs how many
+                    // it closed), or the broker is stopping.
+                    _ = close.cancelled() => return,
                 };
                 let frame = match frame {
                     Ok(f) => f,
