@@ -411,3 +411,109 @@ async fn storage_format_adds_the_first_scram_user() {
     );
     drop(broker);
 }
+
+/// Resident memory of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Hostile input on a SASL listener, from strangers that never authenticate: frames
+/// claiming 2 GB, frames over `sasl.server.max.receive.size` (closed before the broker
+/// reads or allocates them), garbage frames just under it, requests before
+/// authentication. Thousands of them close only their own connections, the broker's
+/// memory does not grow with them, and a real user still logs in and produces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_hostile_frames_neither_crash_nor_grow_the_broker() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["storage", "format", "--override"])
+        .arg(format!("log.dirs={}", data.display()))
+        .args([
+            "--add-scram",
+            "SCRAM-SHA-512=[name=ann,password=ann-secret]",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let port = common::free_port();
+    let broker = common::BrokerProcess::start(
+        &data,
+        port,
+        &[&format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}")],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    produce(
+        &sasl_client(&addr, "SCRAM-SHA-512", "ann", "ann-secret"),
+        "warm",
+    )
+    .await
+    .expect("ann logs in");
+    let pid = broker.child.id();
+    let before = rss_kib(pid);
+
+    // The broker closes the connection: reading ends (EOF or reset) within 10 s.
+    let closed = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => {
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                }
+            }
+        }
+    };
+    let garbage = vec![0xA5u8; 500 * 1024];
+    for round in 0..400 {
+        // A frame claiming 2 GB; then one of 1 MiB (over the 512 KiB unauthenticated
+        // limit), announced but never sent.
+        for claim in [i32::MAX, 1 << 20] {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(&claim.to_be_bytes()).unwrap();
+            assert!(closed(&mut s), "round {round}: claim {claim} not refused");
+        }
+        // 500 KiB of garbage, under the limit: read, undecodable, closed.
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = s.write_all(&(garbage.len() as i32).to_be_bytes());
+        let _ = s.write_all(&garbage);
+        assert!(closed(&mut s), "round {round}: garbage not refused");
+        // A Metadata request before authenticating.
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        // Metadata v1: null client id, null topic list (all topics).
+        let metadata = [
+            0u8, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let _ = s.write_all(&metadata);
+        assert!(
+            closed(&mut s),
+            "round {round}: request before SASL not refused"
+        );
+    }
+    let after = rss_kib(pid);
+    // 400 rounds moved 200 MB of garbage and claimed 800 GB; a leak of either shows.
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    produce(
+        &sasl_client(&addr, "SCRAM-SHA-512", "ann", "ann-secret"),
+        "after",
+    )
+    .await
+    .expect("ann still produces");
+    let log = std::fs::read_to_string(data.with_extension(format!("{port}.log"))).unwrap();
+    assert!(!log.contains("ann-secret"), "no password in the log");
+    drop(broker);
+}

@@ -936,6 +936,13 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "SASL session lifetime: clients re-authenticate before it ends (KIP-368); 0 = never",
     ),
     key(
+        "sasl.server.max.receive.size",
+        "524288",
+        int(1, I32_MAX),
+        true,
+        "largest request frame a SASL listener accepts before the connection has authenticated",
+    ),
+    key(
         "authorizer.class.name",
         "",
         Kind::Enum(&["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"]),

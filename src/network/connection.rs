@@ -8,6 +8,7 @@
 //! only, after the requests before it were answered.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -57,14 +58,20 @@ pub async fn serve<S>(
     } = peer;
     let span = tracing::info_span!("connection", %peer);
     async move {
-        // On a SASL listener: nothing but ApiVersions and SASL until authenticated.
+        // On a SASL listener: nothing but ApiVersions and SASL until authenticated, in
+        // frames of at most `sasl.server.max.receive.size` until then.
+        let frame_limit = Arc::new(AtomicUsize::new(match &sasl {
+            Some(s) => s.max_receive.min(max_frame),
+            None => max_frame,
+        }));
         let mut session = sasl.map(|s| SaslSession::new(s, peer));
         let (mut reader, writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
+        let reader_limit = frame_limit.clone();
         let reader_task = tokio::spawn(
             async move {
                 let reason =
-                    read_loop(&mut reader, peer, &listener, max_frame, &tx, &shutdown).await;
+                    read_loop(&mut reader, peer, &listener, &reader_limit, &tx, &shutdown).await;
                 match &reason {
                     Ok(()) => debug!("client closed the connection"),
                     // A client going away mid-read is ordinary, not a warning.
@@ -99,6 +106,11 @@ pub async fn serve<S>(
                         Some(s) => s.intercept(&broker, &request),
                         None => Intercept::Pass,
                     };
+                    // Authenticated (by this request, before its answer goes out): the
+                    // client may now send frames up to socket.request.max.bytes.
+                    if session.as_ref().is_some_and(|s| s.principal().is_some()) {
+                        frame_limit.store(max_frame, Ordering::Relaxed);
+                    }
                     let (version, correlation_id) =
                         (request.version, request.header.correlation_id);
                     let reply = match verdict {
@@ -196,7 +208,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut R,
     peer: SocketAddr,
     listener: &str,
-    max_frame: usize,
+    frame_limit: &AtomicUsize,
     tx: &mpsc::Sender<Incoming>,
     shutdown: &CancellationToken,
 ) -> Result<(), ConnectionError> {
@@ -212,6 +224,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         let len = i32::from_be_bytes(prefix);
         // Checked before allocating anything for the frame.
+        let max_frame = frame_limit.load(Ordering::Relaxed);
         if len < 0 || len as usize > max_frame {
             return Err(ConnectionError::BadLength(len, max_frame));
         }

@@ -64,6 +64,9 @@ pub struct SaslSettings {
     pub reauth: Option<Duration>,
     /// `connection.failed.authentication.delay.ms`.
     pub failed_delay: Duration,
+    /// `sasl.server.max.receive.size`: the largest frame accepted before the
+    /// connection has authenticated (a stranger cannot make the broker allocate more).
+    pub max_receive: usize,
     pub metrics: SaslMetrics,
 }
 
@@ -115,6 +118,7 @@ impl SaslSettings {
                     .num("connection.failed.authentication.delay.ms")
                     .max(0) as u64,
             ),
+            max_receive: config.num("sasl.server.max.receive.size").max(1) as usize,
             metrics,
         })
     }
