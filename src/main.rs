@@ -120,7 +120,11 @@ fn list_config() -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "# Broker keys (environment variable in brackets)")?;
     for k in BROKER_KEYS {
-        let note = effect_note(k, " [accepted, not acted on yet]");
+        let mut note = effect_note(k, " [accepted, not acted on yet]");
+        if matches!(k.kind, strata::config::spec::Kind::Password) {
+            // Never logged, null in DescribeConfigs.
+            note.push_str(" [sensitive]");
+        }
         writeln!(
             out,
             "{} = {:?}  [{}]\n    {}{}",

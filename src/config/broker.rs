@@ -856,7 +856,7 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "",
         Kind::Password,
         true,
-        "password of an encrypted private key (not supported yet: refused by name)",
+        "password of the keystore's encrypted (PKCS#8 PBES2) private key",
     ),
     key(
         "ssl.truststore.type",
