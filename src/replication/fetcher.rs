@@ -295,6 +295,9 @@ async fn truncation_round(
                 let Some((_, partition, _, _, leo)) = pending.iter().find(|x| x.0 == key) else {
                     continue;
                 };
+                if p.error_code == code::TOPIC_AUTHORIZATION_FAILED {
+                    warn_unauthorized(&topic, p.partition);
+                }
                 if p.error_code != code::NONE {
                     // The leader may not know its leadership yet: try again shortly.
                     debug!(
@@ -498,6 +501,9 @@ async fn fetch_round(
                     pause_target(targets, &key, partition, Duration::from_millis(100));
                 }
                 error => {
+                    if error == code::TOPIC_AUTHORIZATION_FAILED {
+                        warn_unauthorized(&topic, p.partition_index);
+                    }
                     debug!(
                         topic,
                         partition = p.partition_index,
@@ -510,6 +516,33 @@ async fn fetch_round(
         }
     }
     Ok(())
+}
+
+/// The leader's authorizer refused this broker's replica requests: its principal on
+/// the inter-broker listener lacks CLUSTER_ACTION. Said at most once a minute, since it
+/// repeats for every partition until the ACLs or `super.users` are fixed.
+fn warn_unauthorized(topic: &str, partition: i32) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if (last == 0 || now >= last + 60)
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        warn!(
+            topic,
+            partition,
+            "the leader refused this broker's replica fetch (TOPIC_AUTHORIZATION_FAILED): give this broker's inter-broker principal CLUSTER_ACTION on the cluster, e.g. in super.users"
+        );
+    }
 }
 
 fn set_truncate_first(targets: &Mutex<HashMap<Key, Target>>, key: &Key, p: &Arc<Partition>) {
