@@ -82,3 +82,49 @@ test('kafkajs produces and consumes over TLS; another CA is refused', async () =
     await broker.destroy();
   }
 });
+
+test('kafkajs over SASL_SSL with SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN', async () => {
+  const certs = makeCerts();
+  const broker = new Broker();
+  broker.port = await freePort();
+  broker.overrides = {
+    listeners: `SASL_SSL://127.0.0.1:${broker.port}`,
+    'ssl.keystore.location': path.join(certs, 'keystore.pem'),
+    'sasl.enabled.mechanisms': 'SCRAM-SHA-512,SCRAM-SHA-256,PLAIN',
+  };
+  execFileSync(require('./broker').binary(), ['storage', 'format',
+    '--override', `log.dirs=${path.join(broker.dir, 'data')}`,
+    '--add-scram', 'SCRAM-SHA-512=[name=gus,password=gus-secret]',
+    '--add-scram', 'SCRAM-SHA-256=[name=gus,password=gus-secret]'], { stdio: 'ignore' });
+  await broker.start();
+  try {
+    const ca = [fs.readFileSync(path.join(certs, 'ca.pem'), 'utf8')];
+    for (const mechanism of ['scram-sha-512', 'scram-sha-256', 'plain']) {
+      const kafka = new Kafka({
+        clientId: `strata-node-sasl-ssl-${mechanism}`,
+        brokers: [broker.bootstrap],
+        ssl: { ca },
+        sasl: { mechanism, username: 'gus', password: 'gus-secret' },
+        logLevel: logLevel.NOTHING,
+      });
+      const producer = kafka.producer({ allowAutoTopicCreation: true });
+      await producer.connect();
+      await producer.send({ topic: 'sasl-ssl', acks: -1, messages: [{ value: mechanism }] });
+      await producer.disconnect();
+    }
+    const kafka = new Kafka({
+      clientId: 'strata-node-sasl-ssl-read',
+      brokers: [broker.bootstrap],
+      ssl: { ca },
+      sasl: { mechanism: 'scram-sha-512', username: 'gus', password: 'gus-secret' },
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    const offsets = await admin.fetchTopicOffsets('sasl-ssl');
+    await admin.disconnect();
+    assert.equal(offsets[0].high, '3');
+  } finally {
+    await broker.destroy();
+  }
+});

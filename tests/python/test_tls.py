@@ -115,3 +115,91 @@ def test_mutual_tls_with_confluent_kafka(broker_factory, certs):
                     on_delivery=lambda err, msg: delivered.append(err))
     without.flush(20)
     assert delivered and delivered[0] is not None, "refused without a client certificate"
+
+
+def sasl_ssl_broker(broker_factory, certs):
+    """A PLAINTEXT listener (loopback, for the admin) and a SASL_SSL one with all
+    three mechanisms; users ann (both SCRAM mechanisms) created by the admin client."""
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+
+    from conftest import free_port
+    b = broker_factory(start=False)
+    b.secure_port = free_port()
+    b.overrides.update({
+        "listeners": f"PLAINTEXT://127.0.0.1:{b.port},SASL_SSL://127.0.0.1:{b.secure_port}",
+        "ssl.keystore.location": str(certs / "broker.keystore.pem"),
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+    })
+    b.start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    upserts = [UserScramCredentialUpsertion("ann", ScramCredentialInfo(m, 4096), b"ann-secret")
+               for m in (ScramMechanism.SCRAM_SHA_512, ScramMechanism.SCRAM_SHA_256)]
+    for fut in admin.alter_user_scram_credentials(upserts).values():
+        fut.result(timeout=30)
+    b.secure = f"127.0.0.1:{b.secure_port}"
+    return b
+
+
+MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def test_confluent_kafka_over_sasl_ssl(broker_factory, certs):
+    b = sasl_ssl_broker(broker_factory, certs)
+    topic = unique_topic("saslssl")
+    for mechanism in MECHANISMS:
+        conf = {"bootstrap.servers": b.secure, "security.protocol": "SASL_SSL",
+                "ssl.ca.location": str(certs / "ca.pem"), "sasl.mechanism": mechanism,
+                "sasl.username": "ann", "sasl.password": "ann-secret"}
+        p = Producer(conf)
+        p.produce(topic, value=mechanism.encode())
+        assert p.flush(30) == 0, mechanism
+        c = Consumer({**conf, "group.id": f"g-{mechanism}", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.subscribe([topic])
+        got = set()
+        deadline = time.monotonic() + 30
+        while mechanism.encode() not in got and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.add(m.value())
+        c.close()
+        assert mechanism.encode() in got, mechanism
+    # A wrong password over SASL_SSL is refused.
+    errors = []
+    p = Producer({"bootstrap.servers": b.secure, "security.protocol": "SASL_SSL",
+                  "ssl.ca.location": str(certs / "ca.pem"), "sasl.mechanism": "SCRAM-SHA-512",
+                  "sasl.username": "ann", "sasl.password": "guess",
+                  "message.timeout.ms": 3000})
+    p.produce(topic, value=b"x", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None
+
+
+def test_kafka_python_and_kcat_over_sasl_ssl(broker_factory, certs):
+    b = sasl_ssl_broker(broker_factory, certs)
+    topic = unique_topic("saslssl")
+    for mechanism in MECHANISMS:
+        auth = {"security_protocol": "SASL_SSL", "ssl_cafile": str(certs / "ca.pem"),
+                "sasl_mechanism": mechanism, "sasl_plain_username": "ann",
+                "sasl_plain_password": "ann-secret"}
+        p = KafkaProducer(bootstrap_servers=b.secure, **auth)
+        p.send(topic, mechanism.encode()).get(timeout=30)
+        p.close()
+    c = KafkaConsumer(bootstrap_servers=b.secure, consumer_timeout_ms=10000,
+                      security_protocol="SASL_SSL", ssl_cafile=str(certs / "ca.pem"),
+                      sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="ann",
+                      sasl_plain_password="ann-secret")
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    got = [m.value.decode() for m in c]
+    c.close()
+    assert got == list(MECHANISMS)
+    out = subprocess.run(
+        [KCAT, "-b", b.secure, "-X", "security.protocol=SASL_SSL",
+         "-X", f"ssl.ca.location={certs / 'ca.pem'}", "-X", "sasl.mechanisms=SCRAM-SHA-256",
+         "-X", "sasl.username=ann", "-X", "sasl.password=ann-secret",
+         "-C", "-t", topic, "-o", "beginning", "-e", "-q"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == list(MECHANISMS)
