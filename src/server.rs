@@ -856,7 +856,13 @@ pub async fn start_with(
                     partition_epoch: change.partition_epoch,
                     isr: change.isr.clone(),
                 });
-                match quorum.call_controller(request).await {
+                // Without a controller quorum this never answers: stopping must not
+                // wait for it.
+                let reply = tokio::select! {
+                    r = quorum.call_controller(request) => r,
+                    _ = stop.cancelled() => break,
+                };
+                match reply {
                     Ok(ControllerReply::AlterPartition(Ok(done))) => {
                         info!(topic = %change.topic, partition = change.partition, isr = ?done.isr, "ISR change committed")
                     }
@@ -928,7 +934,10 @@ pub async fn start_with(
                             .map(|(_, name)| name.clone())
                             .collect();
                         known = now;
-                        groups.forget_topics(&gone).await;
+                        tokio::select! {
+                            _ = groups.forget_topics(&gone) => {}
+                            _ = stop.cancelled() => break,
+                        }
                     }
                     _ = stop.cancelled() => break,
                 }
@@ -953,10 +962,18 @@ pub async fn start_with(
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        groups.tick().await;
-                        if last_expiry.elapsed() >= expiry_every {
-                            last_expiry = tokio::time::Instant::now();
-                            groups.expire_offsets().await;
+                        let work = async {
+                            groups.tick().await;
+                            if last_expiry.elapsed() >= expiry_every {
+                                last_expiry = tokio::time::Instant::now();
+                                groups.expire_offsets().await;
+                            }
+                        };
+                        // Writes to __consumer_offsets may wait for replicas that are
+                        // gone: stopping does not wait for them.
+                        tokio::select! {
+                            _ = work => {}
+                            _ = stop.cancelled() => break,
                         }
                     }
                     _ = stop.cancelled() => break,
@@ -1069,7 +1086,14 @@ pub async fn start_with(
                 }
             }
             stop.cancel();
-            tracker.wait().await;
+            // Every task ends on `stop`; a bounded wait keeps a stuck one (say, a
+            // call with no quorum to answer it) from holding the process forever.
+            if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+                .await
+                .is_err()
+            {
+                warn!("background tasks did not stop within 10 s; stopping anyway");
+            }
             connections.close();
             if tokio::time::timeout(Duration::from_secs(10), connections.wait())
                 .await
