@@ -108,6 +108,21 @@ fn filter(
     })
 }
 
+/// Why a CreateAcls or DeleteAcls is refused as a whole: no authorizer, or no ALTER
+/// on the cluster.
+fn change_refused(broker: &Broker, access: &Access) -> Option<(i16, &'static str)> {
+    if !broker.authorizer.enabled() {
+        Some((code::SECURITY_DISABLED, NO_AUTHORIZER))
+    } else if !access.cluster(Operation::Alter) {
+        Some((
+            code::CLUSTER_AUTHORIZATION_FAILED,
+            "not authorized to change ACLs (ALTER on the cluster)",
+        ))
+    } else {
+        None
+    }
+}
+
 pub async fn handle_create_acls(
     broker: &Broker,
     access: &Access,
@@ -118,17 +133,7 @@ pub async fn handle_create_acls(
             .with_error_code(code)
             .with_error_message(Some(str_bytes(message)))
     };
-    let refusal = if !broker.authorizer.enabled() {
-        Some((code::SECURITY_DISABLED, NO_AUTHORIZER))
-    } else if !access.cluster(Operation::Alter) {
-        Some((
-            code::CLUSTER_AUTHORIZATION_FAILED,
-            "not authorized to alter ACLs (ALTER on the cluster)",
-        ))
-    } else {
-        None
-    };
-    if let Some((code, message)) = refusal {
+    if let Some((code, message)) = change_refused(broker, access) {
         return CreateAclsResponse::default().with_results(
             request
                 .creations
@@ -239,17 +244,7 @@ pub async fn handle_delete_acls(
             .with_error_code(code)
             .with_error_message(Some(str_bytes(message)))
     };
-    let refusal = if !broker.authorizer.enabled() {
-        Some((code::SECURITY_DISABLED, NO_AUTHORIZER))
-    } else if !access.cluster(Operation::Alter) {
-        Some((
-            code::CLUSTER_AUTHORIZATION_FAILED,
-            "not authorized to delete ACLs (ALTER on the cluster)",
-        ))
-    } else {
-        None
-    };
-    if let Some((code, message)) = refusal {
+    if let Some((code, message)) = change_refused(broker, access) {
         return DeleteAclsResponse::default().with_filter_results(
             request
                 .filters

@@ -337,6 +337,26 @@ fn unfetched(partition: i32, error: i16) -> OffsetFetchResponsePartitions {
         .with_error_code(error)
 }
 
+/// A topic of OffsetFetch v1-7 answered with `error` on each partition, no offsets.
+fn unfetched_topic(
+    t: &kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic,
+    error: i16,
+) -> OffsetFetchResponseTopic {
+    OffsetFetchResponseTopic::default()
+        .with_name(t.name.clone())
+        .with_partitions(
+            t.partition_indexes
+                .iter()
+                .map(|p| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(-1)
+                        .with_error_code(error)
+                })
+                .collect(),
+        )
+}
+
 pub fn handle_offset_fetch(
     broker: &Broker,
     access: &Access,
@@ -468,21 +488,7 @@ pub fn handle_offset_fetch(
             .topics
             .iter()
             .flatten()
-            .map(|t| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partition_indexes
-                            .iter()
-                            .map(|p| {
-                                OffsetFetchResponsePartition::default()
-                                    .with_partition_index(*p)
-                                    .with_committed_offset(-1)
-                                    .with_error_code(e)
-                            })
-                            .collect(),
-                    )
-            })
+            .map(|t| unfetched_topic(t, e))
             .collect();
         return OffsetFetchResponse::default()
             .with_error_code(e)
@@ -528,21 +534,11 @@ pub fn handle_offset_fetch(
                 )
         })
         .collect();
-    topics.extend(denied.into_iter().map(|t| {
-        OffsetFetchResponseTopic::default()
-            .with_name(t.name.clone())
-            .with_partitions(
-                t.partition_indexes
-                    .iter()
-                    .map(|p| {
-                        OffsetFetchResponsePartition::default()
-                            .with_partition_index(*p)
-                            .with_committed_offset(-1)
-                            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
-                    })
-                    .collect(),
-            )
-    }));
+    topics.extend(
+        denied
+            .into_iter()
+            .map(|t| unfetched_topic(t, code::TOPIC_AUTHORIZATION_FAILED)),
+    );
     OffsetFetchResponse::default().with_topics(topics)
 }
 
