@@ -18,6 +18,7 @@
 //! record, first over PLAINTEXT, then over SASL_SSL, each into its own topic (deleted
 //! after its phase, so both phases start with the same free memory); reported:
 //! MiB/s per phase and protocol, and SASL_SSL's throughput as a share of PLAINTEXT's.
+//! `--pin` puts the broker on CPU 1 and the clients on CPU 0.
 //!
 //! `--compression` runs a separate pair of phases instead, on compressible JSON-like
 //! records (`--record-bytes` each, first 8 bytes the record index): (a) an
@@ -164,6 +165,10 @@ struct Args {
     /// Security mode: produce and consume throughput over SASL_SSL beside PLAINTEXT.
     #[arg(long)]
     security: bool,
+    /// Security mode: pin the broker to CPU 1 and the clients to CPU 0 (`taskset`), so
+    /// the broker's own cost shows apart from the clients' encryption.
+    #[arg(long)]
+    pin: bool,
     /// Compression mode: `compression.zstd.level` of the zstd topic.
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
@@ -3465,6 +3470,19 @@ fn run_security(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
         format!("ssl.keystore.location={}", keystore.display()),
     ];
     let broker = Broker::start(&extra, dir, plain_port, &SpawnOpts::default())?;
+    if args.pin {
+        // Every thread of each process; threads made later inherit the mask.
+        for (cpu, pid) in [("1", broker.pid().unwrap_or(0)), ("0", std::process::id())] {
+            let ok = Command::new("taskset")
+                .args(["-a", "-p", "-c", cpu, &pid.to_string()])
+                .stdout(Stdio::null())
+                .status()?
+                .success();
+            if !ok {
+                bail!("taskset could not pin pid {pid} to CPU {cpu}");
+            }
+        }
+    }
     println!(
         "strata-bench: broker pid {}, PLAINTEXT 127.0.0.1:{plain_port}, SASL_SSL 127.0.0.1:{secure_port}",
         broker.pid().unwrap_or(0)
@@ -3546,6 +3564,7 @@ fn run_security(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
     broker.stop();
     Ok(json!({
         "mode": "security",
+        "pinned": args.pin,
         "records": records,
         "record_bytes": args.record_bytes,
         "throughput": summary,
