@@ -213,7 +213,17 @@ pub fn handle_describe_configs(
                     )))),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // As Kafka answers: the resources refused by the authorizer come last.
+    let mut results = results;
+    results.sort_by_key(|r| {
+        matches!(
+            r.error_code,
+            code::TOPIC_AUTHORIZATION_FAILED
+                | code::GROUP_AUTHORIZATION_FAILED
+                | code::CLUSTER_AUTHORIZATION_FAILED
+        )
+    });
     DescribeConfigsResponse::default().with_results(results)
 }
 

@@ -672,6 +672,9 @@ pub fn handle_describe_groups(
             }
         })
         .collect();
+    // As Kafka answers: the groups refused by the authorizer come first.
+    let mut groups: Vec<DescribedGroup> = groups;
+    groups.sort_by_key(|g| g.error_code != code::GROUP_AUTHORIZATION_FAILED);
     DescribeGroupsResponse::default().with_groups(groups)
 }
 

@@ -192,14 +192,17 @@ pub enum Decision {
     NoAclFound,
 }
 
-type ResourceKey = (ResourceType, PatternType, String);
+/// Bindings by resource name, for one (resource type, pattern type).
+type ByName = BTreeMap<String, BTreeSet<AclBinding>>;
 
 /// Every ACL of the cluster, indexed by resource pattern. Serialized as the list of
 /// bindings (the index is rebuilt on load).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<AclBinding>", into = "Vec<AclBinding>")]
 pub struct AclSet {
-    by_resource: BTreeMap<ResourceKey, BTreeSet<AclBinding>>,
+    /// Looked up by `&str` (no allocation per check): literal names exactly, prefixes
+    /// by a range up to the name.
+    by_resource: BTreeMap<(ResourceType, PatternType), ByName>,
     len: usize,
 }
 
@@ -229,13 +232,20 @@ impl AclSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &AclBinding> {
-        self.by_resource.values().flatten()
+        self.by_resource
+            .values()
+            .flat_map(|names| names.values().flatten())
     }
 
     /// Adds a binding; `false` if it was there already.
     pub fn insert(&mut self, binding: AclBinding) -> bool {
-        let key = (binding.resource_type, binding.pattern, binding.name.clone());
-        let added = self.by_resource.entry(key).or_default().insert(binding);
+        let added = self
+            .by_resource
+            .entry((binding.resource_type, binding.pattern))
+            .or_default()
+            .entry(binding.name.clone())
+            .or_default()
+            .insert(binding);
         if added {
             self.len += 1;
         }
@@ -245,15 +255,18 @@ impl AclSet {
     /// Removes and returns every binding `filter` selects.
     pub fn remove_matching(&mut self, filter: &AclFilter) -> Vec<AclBinding> {
         let mut removed = Vec::new();
-        self.by_resource.retain(|_, bindings| {
-            bindings.retain(|b| {
-                let hit = filter.matches(b);
-                if hit {
-                    removed.push(b.clone());
-                }
-                !hit
+        self.by_resource.retain(|_, names| {
+            names.retain(|_, bindings| {
+                bindings.retain(|b| {
+                    let hit = filter.matches(b);
+                    if hit {
+                        removed.push(b.clone());
+                    }
+                    !hit
+                });
+                !bindings.is_empty()
             });
-            !bindings.is_empty()
+            !names.is_empty()
         });
         self.len -= removed.len();
         removed
@@ -265,22 +278,20 @@ impl AclSet {
         resource_type: ResourceType,
         name: &'a str,
     ) -> impl Iterator<Item = &'a AclBinding> + 'a {
-        let literal = |n: &str| {
-            self.by_resource
-                .get(&(resource_type, PatternType::Literal, n.to_string()))
-                .into_iter()
-                .flatten()
-        };
+        use std::ops::Bound;
+        let literals = self.by_resource.get(&(resource_type, PatternType::Literal));
+        let literal = move |n: &str| literals.and_then(|m| m.get(n)).into_iter().flatten();
         let wildcard = (name != WILDCARD).then(|| literal(WILDCARD)).into_iter();
         // Every prefix of `name` sorts at or before it.
         let prefixed = self
             .by_resource
-            .range(
-                (resource_type, PatternType::Prefixed, String::new())
-                    ..=(resource_type, PatternType::Prefixed, name.to_string()),
-            )
-            .filter(move |((_, _, prefix), _)| name.starts_with(prefix.as_str()))
-            .flat_map(|(_, bindings)| bindings);
+            .get(&(resource_type, PatternType::Prefixed))
+            .into_iter()
+            .flat_map(move |m| {
+                m.range::<str, _>((Bound::Unbounded, Bound::Included(name)))
+                    .filter(move |(prefix, _)| name.starts_with(prefix.as_str()))
+                    .flat_map(|(_, bindings)| bindings)
+            });
         literal(name).chain(wildcard.flatten()).chain(prefixed)
     }
 
