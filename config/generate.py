@@ -106,6 +106,9 @@ EXAMPLES["msk-like.toml"] = (
     "# SCRAM user comes from\n"
     "#   strata --config config/msk-like.toml storage format \\\n"
     "#     --add-scram 'SCRAM-SHA-512=[name=admin,password=...]'\n"
+    "# ACLs as MSK sets them up: the authorizer on, allow.everyone.if.no.acl.found=true (a\n"
+    "# resource no ACL names stays open), the SCRAM admin and the brokers (their REPLICATION\n"
+    "# certificates' subjects, which need CLUSTER_ACTION to replicate) as super users.\n"
     "# For a cluster add process.roles, controller.quorum.voters and a CONTROLLER listener\n"
     "# as in config/cluster-3-node/.\n",
     {
@@ -117,6 +120,9 @@ EXAMPLES["msk-like.toml"] = (
         "ssl.keystore.location": "/etc/strata/tls/broker.pem",
         "ssl.truststore.location": "/etc/strata/tls/ca.pem",
         "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin;User:CN=b-1.strata.internal;User:CN=b-2.strata.internal;User:CN=b-3.strata.internal",
+        "allow.everyone.if.no.acl.found": "true",
         "security.groups.file": "/etc/strata/msk-like.security-groups.json",
         "log.dirs": "/var/lib/strata",
         "metrics.listener": "127.0.0.1:9644",
