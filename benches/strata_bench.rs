@@ -20,6 +20,11 @@
 //! MiB/s per phase and protocol, and SASL_SSL's throughput as a share of PLAINTEXT's.
 //! `--pin` puts the broker on CPU 1 and the clients on CPU 0.
 //!
+//! `--security` and `--cluster` first fill the page cache, as on a broker that has run
+//! for a while, because writing into never-touched free memory costs several times more
+//! on this VM and would skew the comparison (see `PageCacheFill`); `--cold-page-cache`
+//! skips that.
+//!
 //! `--compression` runs a separate pair of phases instead, on compressible JSON-like
 //! records (`--record-bytes` each, first 8 bytes the record index): (a) an
 //! uncompressed producer into a topic with `compression.type=zstd` (the broker
@@ -35,7 +40,8 @@
 //! (C1) phase 1's produce throughput (`--produce-mb`, same records and producer) into a
 //! topic with replication factor 3 and min.insync.replicas=2, then into one with
 //! replication factor 1 (each after a `sync`, so neither pays for the other's writeback),
-//! and their ratio; (C2) phase 2's fixed-rate latency into RF3 and RF1 topics, at
+//! and their ratio, in `--rounds` rounds (3) on fresh topics, reporting the round with
+//! the median ratio; (C2) phase 2's fixed-rate latency into RF3 and RF1 topics, at
 //! `--rate` 5,000 msgs/s by default in this mode; (C3) failover: an idempotent producer
 //! (message.timeout.ms 60000) sends `--rate` msgs/s for `--seconds` to a one-partition
 //! RF3 topic (min.insync.replicas=2); a third of the way in, the partition's leader (from
@@ -176,6 +182,15 @@ struct Args {
     /// replication factor 3 against 1, and a kill -9 of a partition leader under load.
     #[arg(long)]
     cluster: bool,
+    /// Cluster and security modes: skip filling the page cache first (see
+    /// `PageCacheFill`), so the phases write into free memory never touched before.
+    #[arg(long)]
+    cold_page_cache: bool,
+    /// Cluster mode: rounds of phase C1 (RF3 then RF1 in each, on fresh topics deleted
+    /// after the round); the round with the median ratio is reported, as this machine's
+    /// speed drifts between runs.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Extra broker config for the spawned broker(s), KEY=VALUE (repeatable).
     #[arg(long = "set")]
     set: Vec<String>,
@@ -186,6 +201,70 @@ struct Args {
 
 // ---------------------------------------------------------------------------------------
 // /proc readings
+
+/// A field of /proc/meminfo, in bytes.
+fn meminfo_bytes(key: &str) -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Puts the machine's page cache in the state of a broker that has been running for a
+/// while: (almost) full, so new writes recycle pages evicted from it.
+///
+/// Why: on this VM a page of guest memory that the host has reclaimed (all free memory
+/// after boot or after it was freed, by balloon free-page reporting) costs about six
+/// times as much to write the first time: `dd` of 2 GiB runs at ~0.85 GB/s into free
+/// memory and at 4-6 GB/s into a full page cache. A replication-factor-3 phase writes
+/// three copies of every byte, so with free memory it pays that first-touch cost three
+/// times, a cost no long-running broker (nor Kafka) sees. The fill reads a sparse
+/// file (no disk space used) of MemFree minus `KEEP_FREE` into the page cache and keeps
+/// it there as clean, inactive pages until dropped.
+struct PageCacheFill {
+    _dir: tempfile::TempDir,
+}
+
+/// The fill for the cluster and security modes, unless `--cold-page-cache`.
+fn page_cache_fill(args: &Args) -> Result<Option<PageCacheFill>> {
+    if args.cold_page_cache {
+        return Ok(None);
+    }
+    PageCacheFill::new()
+}
+
+impl PageCacheFill {
+    /// Memory left free, for the processes' own allocations.
+    const KEEP_FREE: u64 = 3 << 30;
+
+    fn new() -> Result<Option<Self>> {
+        let free = meminfo_bytes("MemFree").unwrap_or(0);
+        let Some(fill) = free.checked_sub(Self::KEEP_FREE).filter(|f| *f >= 1 << 30) else {
+            println!("page cache: already full ({} MiB free)", free >> 20);
+            return Ok(None);
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("strata-bench-fill-")
+            .tempdir()?;
+        let path = dir.path().join("sparse");
+        let file = std::fs::File::create(&path)?;
+        file.set_len(fill)?;
+        let started = Instant::now();
+        std::io::copy(&mut std::fs::File::open(&path)?, &mut std::io::sink())?;
+        println!(
+            "page cache: filled {} MiB in {:.1} s (MemFree {} MiB now; --cold-page-cache skips this)",
+            fill >> 20,
+            started.elapsed().as_secs_f64(),
+            meminfo_bytes("MemFree").unwrap_or(0) >> 20
+        );
+        Ok(Some(PageCacheFill { _dir: dir }))
+    }
+}
 
 fn clk_tck() -> f64 {
     static TCK: OnceLock<f64> = OnceLock::new();
@@ -1447,7 +1526,10 @@ fn main() -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let v = run_security(&args, &rt)?;
+        let fill = page_cache_fill(&args)?;
+        let mut v = run_security(&args, &rt)?;
+        v["page_cache"] = json!(if fill.is_some() { "filled" } else { "as found" });
+        drop(fill);
         println!();
         println!("{v}");
         return Ok(());
@@ -1460,7 +1542,10 @@ fn main() -> Result<()> {
         if partitions_mode || args.broker.is_some() || args.tiered || args.compression {
             bail!("--cluster starts its own three nodes; it cannot be combined with --partitions (mode), --broker, --tiered or --compression");
         }
-        let v = run_cluster(&args, &rt)?;
+        let fill = page_cache_fill(&args)?;
+        let mut v = run_cluster(&args, &rt)?;
+        v["page_cache"] = json!(if fill.is_some() { "filled" } else { "as found" });
+        drop(fill);
         println!();
         println!("{v}");
         return Ok(());
@@ -2925,7 +3010,10 @@ fn leader_and_isr(bootstrap: &str, topic: &str) -> Result<(i32, Vec<i32>)> {
 }
 
 fn run_cluster(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
-    let mut cluster = Cluster::start(3, &args.set)?;
+    // A deleted C1 topic's files go at once, so rounds do not accumulate on disk.
+    let mut extra = vec!["log.segment.delete.delay.ms=0".to_string()];
+    extra.extend(args.set.iter().cloned());
+    let mut cluster = Cluster::start(3, &extra)?;
     println!(
         "strata-bench --cluster: 3 broker+controller nodes at {} (pids {}), data {}",
         cluster.bootstrap,
@@ -2965,12 +3053,8 @@ fn cluster_phases(
             .as_millis()
     );
     let min_isr = [("min.insync.replicas", "2")];
-    let [tput3, tput1, lat3, lat1, fail] =
-        ["tput-rf3", "tput-rf1", "lat-rf3", "lat-rf1", "failover"]
-            .map(|t| format!("bench-{t}-{tag}"));
+    let [lat3, lat1, fail] = ["lat-rf3", "lat-rf1", "failover"].map(|t| format!("bench-{t}-{tag}"));
     for (topic, partitions, rf, configs) in [
-        (&tput3, args.partitions, 3, &min_isr[..]),
-        (&tput1, args.partitions, 1, &[][..]),
         (&lat3, args.partitions, 3, &min_isr[..]),
         (&lat1, args.partitions, 1, &[][..]),
         (&fail, 1, 3, &min_isr[..]),
@@ -2979,23 +3063,56 @@ fn cluster_phases(
         wait_leaders(cluster, topic, partitions)?;
     }
     let records = args.produce_mb * 1024 * 1024 / args.record_bytes as u64;
-    let mut rows = Vec::new();
-
-    for (topic, name, what) in [
-        (&tput3, "C1 produce RF3", "RF3, min.insync.replicas=2"),
-        (&tput1, "C1 produce RF1", "RF1"),
-    ] {
-        // Write back dirty pages first: the RF3 phase leaves three copies of its data in
-        // the page cache, whose writeback would otherwise slow the phase after it.
-        Command::new("sync").status().context("running sync")?;
-        println!(
-            "cluster phase 1 ({what}): producing {records} x {} B to {topic} ...",
-            args.record_bytes
-        );
-        let r = produce_throughput(&*cluster, topic, args, records)?;
-        println!("  {:.1} MiB/s in {:.1} s", r.mb_s(), r.secs);
-        rows.push(PhaseResult { name, ..r });
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let mut pair = Vec::new();
+        for (rf, name, what, configs) in [
+            (
+                3,
+                "C1 produce RF3",
+                "RF3, min.insync.replicas=2",
+                &min_isr[..],
+            ),
+            (1, "C1 produce RF1", "RF1", &[][..]),
+        ] {
+            let topic = format!("bench-tput-rf{rf}-{round}-{tag}");
+            create_topic_rf(rt, &cluster.bootstrap, &topic, args.partitions, rf, configs)?;
+            wait_leaders(cluster, &topic, args.partitions)?;
+            // Write back dirty pages first: the RF3 phase leaves three copies of its data
+            // in the page cache, whose writeback would otherwise slow the phase after it.
+            Command::new("sync").status().context("running sync")?;
+            println!(
+                "cluster phase 1 ({what}), round {round} of {}: producing {records} x {} B to {topic} ...",
+                args.rounds.max(1),
+                args.record_bytes
+            );
+            let r = produce_throughput(&*cluster, &topic, args, records)?;
+            println!("  {:.1} MiB/s in {:.1} s", r.mb_s(), r.secs);
+            pair.push((topic, PhaseResult { name, ..r }));
+        }
+        // Their files go before the next round (log.segment.delete.delay.ms=0).
+        for (topic, _) in &pair {
+            delete_topic(rt, &cluster.bootstrap, topic)?;
+        }
+        let ratio = pair[0].1.mb_s() / pair[1].1.mb_s();
+        println!("  round {round}: RF3/RF1 {ratio:.2}");
+        rounds.push((ratio, pair));
     }
+    let c1_rounds: Vec<Value> = rounds
+        .iter()
+        .map(|(ratio, pair)| {
+            json!({
+                "rf3_mb_per_s": r3(pair[0].1.mb_s()),
+                "rf1_mb_per_s": r3(pair[1].1.mb_s()),
+                "rf3_broker_cpu_s": pair[0].1.usage.broker_cpu_s,
+                "rf1_broker_cpu_s": pair[1].1.usage.broker_cpu_s,
+                "ratio": r3(*ratio),
+            })
+        })
+        .collect();
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, median) = rounds.swap_remove(rounds.len() / 2);
+    let mut rows: Vec<PhaseResult> = median.into_iter().map(|(_, r)| r).collect();
     let ratio = rows[0].mb_s() / rows[1].mb_s();
 
     for (topic, name, what) in [
@@ -3032,7 +3149,8 @@ fn cluster_phases(
     println!("(broker CPU and RSS: sums over the three nodes; for the failover row, the two that were not killed)");
     println!();
     println!(
-        "produce throughput RF3/RF1: {ratio:.2} ({:.1} MiB/s, {:.0} msgs/s with replication factor 3 and min.insync.replicas=2; {:.1} MiB/s, {:.0} msgs/s with 1)",
+        "produce throughput RF3/RF1: {ratio:.2}, the median of {} rounds ({:.1} MiB/s, {:.0} msgs/s with replication factor 3 and min.insync.replicas=2; {:.1} MiB/s, {:.0} msgs/s with 1)",
+        c1_rounds.len(),
         rows[0].mb_s(),
         rows[0].msgs_s(),
         rows[1].mb_s(),
@@ -3148,6 +3266,7 @@ fn cluster_phases(
         "linger_ms": args.linger_ms,
         "rf3_min_insync_replicas": 2,
         "produce_rf3_over_rf1": r3(ratio),
+        "c1_rounds": c1_rounds,
         "clk_tck": clk_tck(),
         "node_stop": stopped
             .iter()

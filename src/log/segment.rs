@@ -25,17 +25,32 @@ pub fn file_stem(base_offset: i64) -> String {
 }
 
 /// Reads up to `len` bytes at `pos`; fewer only at end of file.
+///
+/// The buffer is not zeroed first: `pread` fills it straight from the page cache.
 pub fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
-    let mut done = 0;
-    while done < len {
-        let n = file.read_at(&mut buf[done..], pos + done as u64)?;
-        if n == 0 {
-            break;
+    use std::os::fd::AsRawFd;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..len - done];
+        let at = libc::off_t::try_from(pos + done as u64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `buf`;
+        // pread writes at most that many bytes into it and says how many it wrote.
+        let n =
+            unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match n {
+            0 => break,
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            // SAFETY: pread initialised the first `n` bytes of the spare capacity.
+            n => unsafe { buf.set_len(done + n as usize) },
         }
-        done += n;
     }
-    buf.truncate(done);
     Ok(buf.freeze())
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,8 @@ use tracing::{debug, info, warn, Instrument};
 use super::sasl::{Intercept, SaslSession, SaslSettings};
 use crate::api::{self, api_version_list, Broker};
 use crate::protocol::{
-    decode_request, encode_response, record_sets, unsupported_api_versions_response, FrameError,
-    Request,
+    decode_request, encode_response, read_frame_body, record_sets,
+    unsupported_api_versions_response, FrameError, Request,
 };
 
 /// Decoded requests one connection may have queued behind the one being handled.
@@ -228,9 +228,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if len < 0 || len as usize > max_frame {
             return Err(ConnectionError::BadLength(len, max_frame));
         }
-        let mut frame = BytesMut::zeroed(len as usize);
-        reader.read_exact(&mut frame).await?;
-        let incoming = match decode_request(frame.freeze()) {
+        let frame = read_frame_body(reader, len as usize).await?;
+        let incoming = match decode_request(frame) {
             Ok(mut r) => {
                 r.client_host = format!("/{}", peer.ip());
                 r.listener = listener.to_string();

@@ -58,6 +58,23 @@ pub struct Request {
 }
 
 /// Decodes one frame (without its length prefix).
+/// Reads the `len` bytes of a frame's body into a buffer that is never zeroed first
+/// (a produce frame of a megabyte would otherwise be written twice).
+pub async fn read_frame_body<R>(reader: &mut R, len: usize) -> std::io::Result<Bytes>
+where
+    R: tokio::io::AsyncRead + Unpin + ?Sized,
+{
+    use tokio::io::AsyncReadExt;
+    let mut frame = BytesMut::with_capacity(len);
+    while frame.len() < len {
+        let want = len - frame.len();
+        if reader.read_buf(&mut (&mut frame).limit(want)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(frame.freeze())
+}
+
 pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::TooShort(frame.len()));

@@ -6,7 +6,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -96,9 +96,7 @@ impl KafkaClient {
             if len > MAX_RESPONSE {
                 return Err(invalid(format!("response of {len} bytes is too large")));
             }
-            let mut frame = BytesMut::zeroed(len);
-            stream.read_exact(&mut frame).await?;
-            Ok::<Bytes, io::Error>(frame.freeze())
+            crate::protocol::read_frame_body(stream, len).await
         })
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no response in time"))??;
