@@ -186,9 +186,9 @@ struct Args {
     /// `PageCacheFill`), so the phases write into free memory never touched before.
     #[arg(long)]
     cold_page_cache: bool,
-    /// Cluster mode: rounds of phase C1 (RF3 then RF1 in each, on fresh topics deleted
-    /// after the round); the round with the median ratio is reported, as this machine's
-    /// speed drifts between runs.
+    /// Cluster mode: rounds of phase C1 (RF3 then RF1 in each, on fresh topics, deleted
+    /// after the last round); the round with the median ratio is reported, as this
+    /// machine's speed drifts between runs.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// Extra broker config for the spawned broker(s), KEY=VALUE (repeatable).
@@ -3010,7 +3010,7 @@ fn leader_and_isr(bootstrap: &str, topic: &str) -> Result<(i32, Vec<i32>)> {
 }
 
 fn run_cluster(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
-    // A deleted C1 topic's files go at once, so rounds do not accumulate on disk.
+    // Deleted C1 topics' files go at once.
     let mut extra = vec!["log.segment.delete.delay.ms=0".to_string()];
     extra.extend(args.set.iter().cloned());
     let mut cluster = Cluster::start(3, &extra)?;
@@ -3090,10 +3090,6 @@ fn cluster_phases(
             println!("  {:.1} MiB/s in {:.1} s", r.mb_s(), r.secs);
             pair.push((topic, PhaseResult { name, ..r }));
         }
-        // Their files go before the next round (log.segment.delete.delay.ms=0).
-        for (topic, _) in &pair {
-            delete_topic(rt, &cluster.bootstrap, topic)?;
-        }
         let ratio = pair[0].1.mb_s() / pair[1].1.mb_s();
         println!("  round {round}: RF3/RF1 {ratio:.2}");
         rounds.push((ratio, pair));
@@ -3110,6 +3106,13 @@ fn cluster_phases(
             })
         })
         .collect();
+    // Deleted only now: freeing their page cache between rounds would hand the next
+    // round free memory again (see `PageCacheFill`).
+    for (_, pair) in &rounds {
+        for (topic, _) in pair {
+            delete_topic(rt, &cluster.bootstrap, topic)?;
+        }
+    }
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (_, median) = rounds.swap_remove(rounds.len() / 2);
     let mut rows: Vec<PhaseResult> = median.into_iter().map(|(_, r)| r).collect();

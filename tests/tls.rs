@@ -508,3 +508,90 @@ async fn sasl_ssl_works_and_hostile_input_closes_only_its_connection() {
         .expect("the broker keeps serving SSL");
     b.stop().await;
 }
+
+/// Large record sets go out straight from the segment files: with `sendfile` on a
+/// PLAINTEXT listener, read and encrypted on an SSL one. Both consumers read back every
+/// byte of batches far above the size where that starts (64 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_record_sets_are_served_from_the_file_over_plaintext_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker-1");
+    let ca = dir.path().join("ca.pem");
+    let b = start(&[
+        "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+    ])
+    .await;
+    let ssl = b.running.as_ref().unwrap().addrs[1].to_string();
+    common::create_topic(&b.bootstrap, "large", 2, &[]).await;
+    // 60 records of 150 KiB, each its own batch (no compression), over two partitions.
+    let payload = |i: usize| -> Vec<u8> {
+        (0..150 * 1024)
+            .map(|j| ((i * 31 + j * 7) % 251) as u8)
+            .collect()
+    };
+    let producer = common::producer(
+        &b.bootstrap,
+        &[("linger.ms", "20"), ("message.max.bytes", "2000000")],
+    );
+    for i in 0..60 {
+        let key = i.to_string();
+        producer
+            .send(
+                FutureRecord::to("large")
+                    .key(&key)
+                    .partition((i % 2) as i32)
+                    .payload(&payload(i)),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+    let read_back = |config: rdkafka::ClientConfig| {
+        let mut config = config;
+        config
+            .set("group.id", "large-readers")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("max.partition.fetch.bytes", "4194304")
+            .set("fetch.max.bytes", "8388608");
+        let consumer: rdkafka::consumer::BaseConsumer = config.create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset("large", p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+        let mut got = std::collections::BTreeMap::new();
+        let mut eof = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while eof.len() < 2 && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    use rdkafka::Message;
+                    let i: usize = std::str::from_utf8(m.key().unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    assert!(
+                        m.payload() == Some(&payload(i)[..]),
+                        "record {i} came back different"
+                    );
+                    assert!(got.insert(i, m.offset()).is_none(), "record {i} twice");
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    eof.insert(p);
+                }
+                Some(Err(e)) => panic!("{e}"),
+                None => {}
+            }
+        }
+        got.len()
+    };
+    let plain = common::client_config(&b.bootstrap);
+    assert_eq!(tokio::task::block_in_place(|| read_back(plain)), 60);
+    let tls = ssl_client(&ssl, &ca, None);
+    assert_eq!(tokio::task::block_in_place(|| read_back(tls)), 60);
+    b.stop().await;
+}

@@ -8,6 +8,10 @@
 //! byte budget when the request is planned, so `max_bytes` holds across local and
 //! remote partitions together; a remote read not done by `max_wait_ms` is answered
 //! empty (no error) and finishes in the background, warming the cache for the retry.
+//!
+//! A large local record set is not read at all: the response carries a placeholder
+//! for it and the connection sends the file range with `sendfile` (Kafka's zero-copy
+//! fetch; see `protocol::chain`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +30,8 @@ use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
 use crate::metadata::acl::Operation;
-use crate::replication::{Partition, PartitionError, ReadSource};
+use crate::protocol::{FileRange, FileRecords};
+use crate::replication::{Partition, PartitionError, ReadPlan, ReadSource};
 use crate::tiered::RemoteReadError;
 
 pub(super) struct Wanted {
@@ -106,18 +111,65 @@ pub(super) fn empty_partition(index: i32, error: i16) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
+/// Record sets at least this large go out straight from the file.
+const SEND_FROM_FILE_MIN: usize = 64 << 10;
+/// Batches a record set may hold and still go out straight from the file (finding
+/// its end reads one header per batch; many small batches are cheaper read whole).
+const SEND_FROM_FILE_MAX_BATCHES: usize = 64;
+
+/// A partition's records for a response: a placeholder for a file range in `files`
+/// when the set is large, otherwise the bytes read now.
+pub(super) fn read_records(
+    plan: &ReadPlan,
+    budget: usize,
+    min_one: bool,
+    files: &mut FileRecords,
+) -> std::io::Result<Bytes> {
+    if plan.length >= SEND_FROM_FILE_MIN {
+        if let Some((file, position, length)) =
+            plan.slice(budget, min_one, SEND_FROM_FILE_MAX_BATCHES)?
+        {
+            if length >= SEND_FROM_FILE_MIN {
+                let range = FileRange {
+                    file,
+                    position,
+                    length,
+                };
+                if let Some(placeholder) = files.placeholder(range) {
+                    return Ok(placeholder);
+                }
+            }
+        }
+    }
+    plan.execute(budget, min_one)
+}
+
 /// Kafka's rack-aware replica selector (KIP-392), by its class name.
 pub const RACK_AWARE_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 
 /// How long a remote read may take even when the client asked for no wait at all.
 const MIN_REMOTE_WAIT: Duration = Duration::from_millis(100);
 
+/// The response, and the file ranges its placeholders stand for.
 pub async fn handle_fetch(
     broker: &Arc<Broker>,
     access: &Access,
     request: FetchRequest,
     version: i16,
     listener: &str,
+) -> (FetchResponse, FileRecords) {
+    let mut files = FileRecords::default();
+    let response = fetch(broker, access, request, version, listener, &mut files).await;
+    (response, files)
+}
+
+async fn fetch(
+    broker: &Arc<Broker>,
+    access: &Access,
+    request: FetchRequest,
+    version: i16,
+    listener: &str,
+    files: &mut FileRecords,
 ) -> FetchResponse {
     let replica = super::replica_fetch::replica_id(&request, version);
     if replica >= 0 && !access.cluster(Operation::ClusterAction) {
@@ -131,7 +183,7 @@ pub async fn handle_fetch(
     }
     if replica >= 0 {
         return super::replica_fetch::handle_replica_fetch(
-            broker, request, version, replica, listener,
+            broker, request, version, replica, listener, files,
         )
         .await;
     }
@@ -166,6 +218,7 @@ pub async fn handle_fetch(
         }
         let ReadOutcome {
             mut results,
+            files: mut read_files,
             total,
             any_error,
             remote,
@@ -180,11 +233,13 @@ pub async fn handle_fetch(
                 deadline.max(Instant::now() + MIN_REMOTE_WAIT),
             )
             .await;
-            fill_starved(&mut results, starved, response_max);
+            fill_starved(&mut results, &mut read_files, starved, response_max);
+            *files = read_files;
             return build_response(broker, listener, &topics, &wanted, results, version);
         }
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watches.is_empty() {
+            *files = read_files;
             return build_response(broker, listener, &topics, &wanted, results, version);
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
@@ -192,10 +247,11 @@ pub async fn handle_fetch(
         if Instant::now() >= deadline {
             let outcome = read_all(broker, &topics, &wanted, response_max, from);
             let mut results = outcome.results;
+            *files = outcome.files;
             if !outcome.remote.is_empty() {
                 let wait = Instant::now() + MIN_REMOTE_WAIT;
                 read_remote(broker, outcome.remote, &mut results, wait).await;
-                fill_starved(&mut results, outcome.starved, response_max);
+                fill_starved(&mut results, files, outcome.starved, response_max);
             }
             return build_response(broker, listener, &topics, &wanted, results, version);
         }
@@ -217,6 +273,7 @@ type Starved = (usize, Arc<Partition>, usize, i64);
 
 struct ReadOutcome {
     results: Vec<PartitionData>,
+    files: FileRecords,
     total: usize,
     any_error: bool,
     remote: Vec<RemoteWanted>,
@@ -257,6 +314,7 @@ fn read_all(
     from: ReadFrom<'_>,
 ) -> ReadOutcome {
     let mut out = Vec::with_capacity(wanted.len());
+    let mut files = FileRecords::default();
     let mut total = 0usize;
     let mut any_error = false;
     let mut remote = Vec::new();
@@ -346,7 +404,7 @@ fn read_all(
                         return Ok((Bytes::new(), offsets));
                     }
                 };
-                let bytes = plan.execute(budget, min_one).map_err(|source| {
+                let bytes = read_records(&plan, budget, min_one, &mut files).map_err(|source| {
                     PartitionError::Log(crate::log::LogError::Io {
                         path: partition.topic.clone().into(),
                         source,
@@ -377,6 +435,7 @@ fn read_all(
     }
     ReadOutcome {
         results: out,
+        files,
         total,
         any_error,
         remote,
@@ -386,7 +445,12 @@ fn read_all(
 
 /// Gives the budget remote reads left unused to local partitions that were crowded
 /// out, in request order.
-fn fill_starved(results: &mut [PartitionData], starved: Vec<Starved>, response_max: usize) {
+fn fill_starved(
+    results: &mut [PartitionData],
+    files: &mut FileRecords,
+    starved: Vec<Starved>,
+    response_max: usize,
+) {
     let mut used: usize = results
         .iter()
         .map(|r| r.records.as_ref().map_or(0, |b| b.len()))
@@ -399,7 +463,7 @@ fn fill_starved(results: &mut [PartitionData], starved: Vec<Starved>, response_m
         let Ok((ReadSource::Local(plan), _)) = partition.plan_read(offset) else {
             continue;
         };
-        if let Ok(bytes) = plan.execute(budget, used == 0) {
+        if let Ok(bytes) = read_records(&plan, budget, used == 0, files) {
             used += bytes.len();
             results[slot].records = Some(bytes);
         }

@@ -29,7 +29,7 @@ use tracing::debug;
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
 use crate::coordinator::{GroupCoordinator, ProducerIdPool};
-use crate::protocol::{versions, Request};
+use crate::protocol::{versions, FileRecords, Request};
 use crate::replication::ReplicaManager;
 
 /// Everything a handler may use. Built once by `server`; shared by all connections.
@@ -231,8 +231,23 @@ fn refuse_cluster_api(
     })
 }
 
+/// A response, and the file ranges standing in for its record sets (Fetch only).
+pub struct Reply {
+    pub body: ResponseKind,
+    pub files: FileRecords,
+}
+
+impl From<ResponseKind> for Reply {
+    fn from(body: ResponseKind) -> Self {
+        Reply {
+            body,
+            files: FileRecords::default(),
+        }
+    }
+}
+
 /// Handles one request. `None` means no response is sent (produce with acks=0).
-pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
+pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<Reply> {
     let version = request.version;
     let client_id = request
         .header
@@ -245,9 +260,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
     let access = broker.authorizer.access(&request, || broker.admin.image());
     debug!(api = ?request.api_key, version, correlation_id = request.header.correlation_id, "request");
     if let Some(refused) = refuse_cluster_api(&access, &request.body, version) {
-        return Some(refused);
+        return Some(refused.into());
     }
-    Some(match request.body {
+    Some(Reply::from(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(
             ApiVersionsResponse::default().with_api_keys(api_version_list()),
         ),
@@ -263,10 +278,14 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::Produce(r) => {
             return produce::handle_produce(broker, &access, r, version, &listener)
                 .await
-                .map(ResponseKind::Produce)
+                .map(|r| ResponseKind::Produce(r).into())
         }
         RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(fetch::handle_fetch(broker, &access, r, version, &listener).await)
+            let (body, files) = fetch::handle_fetch(broker, &access, r, version, &listener).await;
+            return Some(Reply {
+                body: ResponseKind::Fetch(body),
+                files,
+            });
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
             list_offsets::handle_list_offsets(broker, &access, r, version).await,
@@ -384,5 +403,5 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
             debug!(request = ?std::mem::discriminant(&other), "no handler");
             return None;
         }
-    })
+    }))
 }

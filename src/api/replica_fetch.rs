@@ -11,9 +11,10 @@ use futures::future::select_all;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use super::fetch::{build_response, empty_partition, records_partition, resolve};
+use super::fetch::{build_response, empty_partition, read_records, records_partition, resolve};
 use super::Broker;
 use crate::error::{code, partition_error_code};
+use crate::protocol::FileRecords;
 
 /// The replica id a fetch carries (`replica_state` from v15), -1 for consumers.
 pub fn replica_id(request: &FetchRequest, version: i16) -> i32 {
@@ -30,6 +31,7 @@ pub async fn handle_replica_fetch(
     version: i16,
     replica: i32,
     listener: &str,
+    files: &mut FileRecords,
 ) -> FetchResponse {
     let (topics, wanted) = resolve(
         broker,
@@ -47,6 +49,8 @@ pub async fn handle_replica_fetch(
     loop {
         let mut watches = Vec::new();
         let mut results = Vec::with_capacity(wanted.len());
+        // A pass whose answer is not sent leaves no file ranges behind.
+        *files = FileRecords::default();
         let mut total = 0usize;
         let mut any_error = false;
         for w in &wanted {
@@ -72,7 +76,7 @@ pub async fn handle_replica_fetch(
                     let bytes = if budget == 0 && total > 0 {
                         Bytes::new()
                     } else {
-                        match plan.execute(budget, total == 0) {
+                        match read_records(&plan, budget, total == 0, files) {
                             Ok(b) => b,
                             Err(_) => {
                                 results

@@ -112,6 +112,46 @@ impl ReadPlan {
         }
     }
 
+    /// The part of the planned range that `execute` would read, found from the batch
+    /// headers alone so that it can be sent straight from the file: `(file, position,
+    /// length)`. `None` when there is nothing to send or the range holds more than
+    /// `max_batches` batches (reading it whole is then cheaper than a header each).
+    pub fn slice(
+        &self,
+        max_bytes: usize,
+        min_one: bool,
+        max_batches: usize,
+    ) -> io::Result<Option<(Arc<File>, u64, usize)>> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let want = self.length.min(max_bytes.max(batch::LOG_OVERHEAD));
+        let mut len = 0;
+        let mut batches = 0;
+        while len < want {
+            if batches == max_batches {
+                return Ok(None);
+            }
+            let Some(size) = segment::batch_size_at(file, self.position + len as u64)? else {
+                break;
+            };
+            // A torn or corrupt header, or a batch beyond the plan, ends the range.
+            if size < batch::HEADER_SIZE || len + size > self.length {
+                break;
+            }
+            if len + size > want {
+                if len == 0 && min_one {
+                    // The first batch alone is larger than the limit: send it whole.
+                    len = size;
+                }
+                break;
+            }
+            len += size;
+            batches += 1;
+        }
+        Ok((len > 0).then(|| (file.clone(), self.position, len)))
+    }
+
     /// Reads the planned range and trims it to whole batches (keeping at least one
     /// batch when `min_one` is set, as KIP-74 requires).
     pub fn execute(&self, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
@@ -1349,6 +1389,45 @@ mod tests {
         let prefix = read_all(&follower);
         let leader_bytes = read_all(&leader);
         assert_eq!(&leader_bytes[..prefix.len()], &prefix[..]);
+    }
+
+    /// `slice` (sent with sendfile) covers exactly the bytes `execute` reads, for any
+    /// limit, with and without KIP-74's first batch, or leaves the plan to `execute`.
+    #[test]
+    fn a_slice_covers_exactly_what_execute_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let mut log = Log::open(dir.path(), config, true).unwrap();
+        for count in [1, 5, 2, 9, 3, 1, 4] {
+            append(&mut log, count);
+        }
+        let plan = log.plan_read(0, log.log_end()).unwrap();
+        let mut sliced = 0;
+        for max_bytes in [0, 1, 12, 60, 61, 80, 100, 150, 200, 300, 1 << 20] {
+            for min_one in [false, true] {
+                let bytes = plan.execute(max_bytes, min_one).unwrap();
+                match plan.slice(max_bytes, min_one, 64).unwrap() {
+                    Some((file, position, length)) => {
+                        sliced += 1;
+                        assert_eq!(position, plan.position);
+                        let read = segment::read_at(&file, position, length).unwrap();
+                        assert_eq!(read, bytes, "max_bytes {max_bytes}, min_one {min_one}");
+                    }
+                    None => assert!(
+                        bytes.is_empty(),
+                        "max_bytes {max_bytes}: {} bytes",
+                        bytes.len()
+                    ),
+                }
+            }
+        }
+        assert!(sliced >= 10, "only {sliced} slices");
+        // More batches than allowed: left to `execute`.
+        assert!(plan.slice(1 << 20, true, 3).unwrap().is_none());
+        assert!(plan.slice(1 << 20, true, 7).unwrap().is_some());
     }
 
     fn append(log: &mut Log, count: i32) -> AppendInfo {

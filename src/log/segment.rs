@@ -54,6 +54,21 @@ pub fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
     Ok(buf.freeze())
 }
 
+/// The total size of the batch at `pos` (from its length field), if that much of a
+/// header is there.
+pub fn batch_size_at(file: &File, pos: u64) -> io::Result<Option<usize>> {
+    let mut buf = [0u8; LOG_OVERHEAD];
+    let mut done = 0;
+    while done < LOG_OVERHEAD {
+        let n = file.read_at(&mut buf[done..], pos + done as u64)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        done += n;
+    }
+    Ok(BatchHeader::total_size_of(&buf))
+}
+
 /// Reads the batch header at `pos`, if a whole header is there.
 pub fn header_at(file: &File, pos: u64) -> io::Result<Option<BatchHeader>> {
     let mut buf = [0u8; HEADER_SIZE];

@@ -11,17 +11,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use super::sasl::{Intercept, SaslSession, SaslSettings};
+use super::transport::Transport;
 use crate::api::{self, api_version_list, Broker};
 use crate::protocol::{
     decode_request, encode_response, read_frame_body, record_sets,
-    unsupported_api_versions_response, FrameError, Request,
+    unsupported_api_versions_response, Chunk, FileRecords, FrameError, Request,
 };
 
 /// Decoded requests one connection may have queued behind the one being handled.
@@ -30,7 +30,7 @@ const MAX_PIPELINED: usize = 64;
 enum Incoming {
     Request(Box<Request>),
     /// Chunks to send as they are (the KIP-511 ApiVersions answer).
-    Ready(Vec<Bytes>),
+    Ready(Vec<Chunk>),
 }
 
 /// The other end of a connection: its address and the principal its TLS certificate
@@ -41,7 +41,7 @@ pub struct Peer {
 }
 
 /// Serves one connection over `stream` (TCP, or TLS over it).
-pub async fn serve<S>(
+pub async fn serve<S: Transport>(
     stream: S,
     peer: Peer,
     listener: Arc<str>,
@@ -49,9 +49,7 @@ pub async fn serve<S>(
     max_frame: usize,
     shutdown: CancellationToken,
     sasl: Option<Arc<SaslSettings>>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+) {
     let Peer {
         addr: peer,
         principal,
@@ -65,7 +63,7 @@ pub async fn serve<S>(
             None => max_frame,
         }));
         let mut session = sasl.map(|s| SaslSession::new(s, peer));
-        let (mut reader, writer) = tokio::io::split(stream);
+        let (mut reader, writer) = stream.split_transport();
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
         let reader_limit = frame_limit.clone();
         let reader_task = tokio::spawn(
@@ -128,7 +126,13 @@ pub async fn serve<S>(
                         }
                     };
                     match reply {
-                        Some(body) => match encode_response(version, correlation_id, &body, &[]) {
+                        Some(body) => match encode_response(
+                            version,
+                            correlation_id,
+                            &body,
+                            &[],
+                            &FileRecords::default(),
+                        ) {
                             Ok(b) => Some(b),
                             Err(_) => break,
                         },
@@ -141,15 +145,8 @@ pub async fn serve<S>(
                 }
             };
             if let Some(chunks) = bytes {
-                // Large record chunks bypass the buffer and go straight to the socket.
-                let mut failed = false;
-                for chunk in chunks {
-                    if writer.write_all(&chunk).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                }
-                if failed {
+                if let Err(e) = write_chunks::<S>(&mut writer, chunks).await {
+                    debug!(error = %e, "cannot write the response");
                     break;
                 }
             }
@@ -169,18 +166,37 @@ pub async fn serve<S>(
     .await
 }
 
+/// Writes a response's chunks in order: large record chunks bypass the buffer and go
+/// straight to the socket, file ranges from the file.
+async fn write_chunks<S: Transport>(
+    writer: &mut BufWriter<S::Writer>,
+    chunks: Vec<Chunk>,
+) -> std::io::Result<()> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Bytes(b) => writer.write_all(&b).await?,
+            Chunk::File(range) => {
+                // What is buffered goes first, to keep the bytes in order.
+                writer.flush().await?;
+                S::send_file(writer.get_mut(), &range).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs one request's handler and encodes its response (`Ok(None)`: nothing to
 /// send, as for acks=0; `Err`: the response could not be encoded).
-async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Vec<Bytes>>, ()> {
+async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Vec<Chunk>>, ()> {
     let span = tracing::debug_span!("api", api = ?request.api_key, version = request.version, correlation_id = request.header.correlation_id);
     async move {
         let version = request.version;
         let correlation_id = request.header.correlation_id;
-        let Some(response) = api::handle(broker, request).await else {
+        let Some(reply) = api::handle(broker, request).await else {
             return Ok(None);
         };
-        let splice = record_sets(&response);
-        match encode_response(version, correlation_id, &response, &splice) {
+        let splice = record_sets(&reply.body);
+        match encode_response(version, correlation_id, &reply.body, &splice, &reply.files) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode response; closing the connection");

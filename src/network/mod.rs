@@ -7,3 +7,4 @@ pub mod listener;
 pub mod sasl;
 pub mod security_groups;
 pub mod tls;
+pub mod transport;

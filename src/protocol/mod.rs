@@ -2,6 +2,8 @@
 //! through the `kafka-protocol` crate (no hand-written codec).
 
 pub mod chain;
+
+pub use chain::{Chunk, FileRange, FileRecords};
 pub mod versions;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -117,16 +119,18 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
 }
 
 /// Encodes a response as chunks to write in order: the length prefix, the header and
-/// body, with the record sets in `splice` (Fetch) referenced instead of copied.
+/// body, with the record sets in `splice` (Fetch) referenced instead of copied, and
+/// the placeholders of `files` replaced by their file ranges.
 /// ApiVersions always uses header v0; other APIs the header version of `version`.
 pub fn encode_response(
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
     splice: &[Bytes],
-) -> anyhow::Result<Vec<Bytes>> {
+    files: &FileRecords,
+) -> anyhow::Result<Vec<Chunk>> {
     let header_version = body.header_version(version);
-    let mut buf = chain::ChainBuf::new(splice);
+    let mut buf = chain::ChainBuf::new(splice, files);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut buf, header_version)?;
@@ -140,10 +144,18 @@ pub fn encode_response(
             buf.put_slice(&plain);
         }
     }
+    if buf.files_sent() != files.len() {
+        // Never send a placeholder's zeros as records.
+        anyhow::bail!(
+            "{} of {} file ranges found in the encoded response",
+            buf.files_sent(),
+            files.len()
+        );
+    }
     let len = i32::try_from(buf.len())
         .map_err(|_| anyhow::anyhow!("response of {} bytes is too large", buf.len()))?;
     let mut chunks = Vec::with_capacity(4);
-    chunks.push(Bytes::copy_from_slice(&len.to_be_bytes()));
+    chunks.push(Chunk::Bytes(Bytes::copy_from_slice(&len.to_be_bytes())));
     chunks.extend(buf.into_chunks());
     Ok(chunks)
 }
@@ -165,9 +177,16 @@ pub fn record_sets(body: &ResponseKind) -> Vec<Bytes> {
 pub fn unsupported_api_versions_response(
     correlation_id: i32,
     api_keys: Vec<kafka_protocol::messages::api_versions_response::ApiVersion>,
-) -> Vec<Bytes> {
+) -> Vec<Chunk> {
     let body = ApiVersionsResponse::default()
         .with_error_code(35)
         .with_api_keys(api_keys);
-    encode_response(0, correlation_id, &ResponseKind::ApiVersions(body), &[]).unwrap_or_default()
+    encode_response(
+        0,
+        correlation_id,
+        &ResponseKind::ApiVersions(body),
+        &[],
+        &FileRecords::default(),
+    )
+    .unwrap_or_default()
 }

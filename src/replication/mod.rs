@@ -11,3 +11,6 @@ pub use partition::{
     Acks, Leadership, Partition, PartitionError, PartitionOffsets, ReadSource, RemoteBounds,
 };
 pub use registry::ReplicaManager;
+
+/// A planned local read, as `ReadSource::Local` hands it out.
+pub use crate::log::ReadPlan;
