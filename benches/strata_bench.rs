@@ -239,8 +239,9 @@ fn page_cache_fill(args: &Args) -> Result<Option<PageCacheFill>> {
 }
 
 impl PageCacheFill {
-    /// Memory left free, for the processes' own allocations.
-    const KEEP_FREE: u64 = 3 << 30;
+    /// Memory left free, for the processes' own allocations (a first phase would
+    /// otherwise write into what is left free, never touched).
+    const KEEP_FREE: u64 = 1 << 30;
 
     fn new() -> Result<Option<Self>> {
         let free = meminfo_bytes("MemFree").unwrap_or(0);

@@ -159,11 +159,17 @@ fn list_config() -> std::io::Result<()> {
 /// them from its heaps, which fragment: measured with the tiered benchmark, a 1 GiB
 /// catch-up read held 670 MB of RSS with a 256 MiB cache. A fixed 4 MiB threshold keeps
 /// every buffer that large in its own mapping, returned to the OS when freed.
+///
+/// Setting that threshold also freezes glibc's trim threshold at its 128 KiB default,
+/// so a heap's top was handed back to the OS and faulted in again for nearly every
+/// produce request (1 MiB frames): 32 MiB keeps that churn in memory. Measured with
+/// `--cluster`: 18 % less broker CPU for the replication-factor-3 produce phase.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
     }
 }
 
