@@ -423,10 +423,38 @@ async fn open_quorum(
                     })
                 })
             }),
+            tls: controller_tls(config, &controller_name, shutdown)?,
         },
     )
     .await
     .with_context(|| format!("opening the metadata quorum in {}", metadata_dir.display()))
+}
+
+/// TLS for the quorum when the controller listener is SSL: the server side (with its
+/// certificate reloaded as on any TLS listener) on a node that binds the listener, the
+/// client side (its truststore, and its keystore for mutual TLS) on every node.
+fn controller_tls(
+    config: &BrokerConfig,
+    listener: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<crate::metadata::RpcTls> {
+    if config.controller_security_protocol != "SSL" || config.voters.is_empty() {
+        return Ok(Default::default());
+    }
+    let named = |e: crate::network::tls::TlsError| anyhow::anyhow!("listener {listener}: {e}");
+    let acceptor = if config.listeners.iter().any(|l| l.name == listener) {
+        let server = Arc::new(
+            crate::network::tls::ServerTls::for_listener(config, listener).map_err(named)?,
+        );
+        tokio::spawn(server.clone().watch(shutdown.clone()));
+        Some(Arc::new(move || server.acceptor()) as Arc<dyn Fn() -> _ + Send + Sync>)
+    } else {
+        None
+    };
+    Ok(crate::metadata::RpcTls {
+        acceptor,
+        connector: Some(crate::network::tls::client_connector(config, listener).map_err(named)?),
+    })
 }
 
 /// Gives a new cluster its id (the one in `meta.properties` if the data has one), and

@@ -404,6 +404,88 @@ async fn brokers_replicate_over_a_tls_inter_broker_listener() {
     }
 }
 
+/// The quorum over TLS: an SSL controller listener with mutual TLS. Three voters form
+/// one cluster, a broker-only node fetches the metadata from them, an RF3 topic takes
+/// acks=all writes through that node, a new controller is elected after a kill -9, and
+/// a plaintext peer gets no answer from a controller port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quorum_runs_over_an_ssl_controller_listener_with_mutual_tls() {
+    use common::cluster::{Cluster, Role};
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker");
+    let ca = dir.path().join("ca.pem");
+    let overrides = [
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        format!("ssl.truststore.location={}", ca.display()),
+        "listener.name.controller.ssl.client.auth=required".to_string(),
+    ];
+    let refs: Vec<&str> = overrides.iter().map(|s| s.as_str()).collect();
+    let roles = [Role::Combined, Role::Combined, Role::Combined, Role::Broker];
+    let mut c = Cluster::start_roles_with(&roles, "PLAINTEXT", &refs);
+    let via_broker_only = c.bootstrap(3);
+    common::admin(&via_broker_only)
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                "quorum-tls",
+                1,
+                rdkafka::admin::TopicReplication::Fixed(3),
+            )
+            .set("min.insync.replicas", "2")],
+            &common::admin_opts(),
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .expect("created");
+    let mut acks_all = common::client_config(&via_broker_only);
+    acks_all.set("acks", "all");
+    let produce_until_ok = |config: rdkafka::ClientConfig| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match produce_one(&config, "quorum-tls", "v").await {
+                Ok(()) => return,
+                Err(e) => assert!(Instant::now() < deadline, "acks=all never completed: {e}"),
+            }
+        }
+    };
+    produce_until_ok(acks_all.clone()).await;
+
+    // A plaintext peer on a controller port: its bytes are no TLS handshake, so it is
+    // closed without an answer.
+    let mut plain =
+        std::net::TcpStream::connect(("127.0.0.1", c.specs[0].controller_port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let probe = br#""Probe""#;
+    plain
+        .write_all(&(probe.len() as u32).to_be_bytes())
+        .unwrap();
+    plain.write_all(probe).unwrap();
+    let mut buf = [0u8; 64];
+    match plain.read(&mut buf) {
+        Ok(0) | Err(_) => {}
+        // A TLS alert is all it may get.
+        Ok(n) => assert_eq!(buf[0], 0x15, "a plaintext peer got {n} bytes of non-alert"),
+    }
+
+    // Kill the active controller: the others elect a new one over TLS, and writes go on.
+    let (leader, _) = c.wait_for("a quorum leader", Duration::from_secs(30), || {
+        c.quorum_leader(0)
+    });
+    let killed = c.index_of(leader);
+    c.kill9(killed);
+    let asked = (0..3).find(|i| *i != killed).unwrap();
+    let (new_leader, _) = c.wait_for("a new quorum leader", Duration::from_secs(30), || {
+        c.quorum_leader(asked).filter(|(l, _)| *l != leader)
+    });
+    assert_ne!(new_leader, leader);
+    produce_until_ok(acks_all).await;
+}
+
 /// SASL_SSL end to end with librdkafka, and hostile input on the secured listeners:
 /// garbage instead of a TLS handshake, garbage inside TLS, a SASL frame claiming 2 GB.
 /// Each closes only its own connection; the broker keeps serving.

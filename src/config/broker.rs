@@ -1073,6 +1073,9 @@ pub struct BrokerConfig {
     pub voters: BTreeMap<i32, VoterAddress>,
     /// The listener named by `controller.listener.names` (not served to clients).
     pub controller_listener: Option<String>,
+    /// Its security protocol, PLAINTEXT or SSL (from `listener.security.protocol.map`),
+    /// which nodes that do not bind it use to reach it too.
+    pub controller_security_protocol: String,
     /// The listener followers fetch over (`inter.broker.listener.name`).
     pub inter_broker_listener: String,
 }
@@ -1431,15 +1434,6 @@ fn validate_quorum<'a>(
                 format!("listener '{name}' is not in listeners"),
             ));
         };
-        if listener.security_protocol != "PLAINTEXT" {
-            return Err(invalid(
-                "controller.listener.names",
-                format!(
-                    "listener {name} is {}: the quorum's listener is PLAINTEXT only for now (guard it with security.groups.file)",
-                    listener.security_protocol
-                ),
-            ));
-        }
         if listener.port != 0 && listener.port != voter.port {
             return Err(invalid(
                 "controller.quorum.voters",
@@ -1656,6 +1650,24 @@ impl BrokerConfig {
         };
         let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
         let quorum = validate_quorum(get, node_id, &listeners, &controller_names)?;
+        let controller_security_protocol = quorum
+            .controller_listener
+            .as_ref()
+            .and_then(|name| protocol_map.get(name))
+            .cloned()
+            .unwrap_or_else(|| "PLAINTEXT".to_string());
+        if !quorum.voters.is_empty()
+            && !["PLAINTEXT", "SSL"].contains(&controller_security_protocol.as_str())
+        {
+            return Err(ConfigError::InvalidValue {
+                key: "listener.security.protocol.map".into(),
+                value: get("listener.security.protocol.map").into(),
+                reason: format!(
+                    "the controller listener {} is {controller_security_protocol}: it carries the quorum over PLAINTEXT or SSL (mutual TLS with ssl.client.auth=required), not SASL",
+                    quorum.controller_listener.as_deref().unwrap_or_default()
+                ),
+            });
+        }
         let selector = get("replica.selector.class").trim();
         if !REPLICA_SELECTORS.contains(&selector) {
             return Err(ConfigError::InvalidValue {
@@ -1668,6 +1680,7 @@ impl BrokerConfig {
             roles: quorum.roles,
             voters: quorum.voters,
             controller_listener: quorum.controller_listener,
+            controller_security_protocol,
             inter_broker_listener: quorum.inter_broker_listener,
             node_id,
             listeners,
@@ -2128,6 +2141,20 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("controller.quorum.voters"), "{err}");
+        // The quorum runs over PLAINTEXT or SSL; SASL there is refused by name.
+        let on = |protocol: &str| {
+            ok(&[
+                "process.roles=controller",
+                "node.id=1",
+                voters,
+                "controller.listener.names=CONTROLLER",
+                "listeners=CONTROLLER://127.0.0.1:19091",
+                &format!("listener.security.protocol.map=CONTROLLER:{protocol}"),
+            ])
+        };
+        assert_eq!(on("SSL"), Ok(()));
+        let err = on("SASL_SSL").unwrap_err();
+        assert!(err.contains("listener.security.protocol.map"), "{err}");
         // A single node (no voters) runs both roles.
         let err = ok(&["process.roles=broker"]).unwrap_err();
         assert!(err.contains("process.roles"), "{err}");

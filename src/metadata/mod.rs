@@ -22,7 +22,7 @@ pub use controller::{
     VoterStatus,
 };
 pub use image::*;
-pub use rpc::{Admit, Admitted};
+pub use rpc::{Admit, Admitted, RpcTls};
 pub use view::MetadataView;
 
 use std::collections::{BTreeMap, HashMap};
@@ -119,6 +119,8 @@ pub struct QuorumOptions {
     /// Whether a connection (local, peer) to the controller listener is admitted
     /// (the security groups); `None` admits every one.
     pub admit: Option<rpc::Admit>,
+    /// TLS on the controller listener, both sides (default: PLAINTEXT).
+    pub tls: RpcTls,
 }
 
 /// A running metadata quorum member. Cheap to clone.
@@ -137,6 +139,8 @@ struct Inner {
     /// Controller listener addresses of the voters (empty for a single node).
     voters: BTreeMap<u64, String>,
     clients: parking_lot::Mutex<HashMap<u64, Arc<RpcClient>>>,
+    /// TLS for calls to other nodes and on this node's controller listener.
+    tls: RpcTls,
     controller: Controller,
     /// The observers' latest metadata fetches, as the leader saw them.
     observers: parking_lot::Mutex<BTreeMap<u64, ObserverProgress>>,
@@ -288,6 +292,7 @@ impl MetadataQuorum {
             joined_before: false,
             cancel: CancellationToken::new(),
             admit: None,
+            tls: RpcTls::default(),
         }
     }
 
@@ -328,7 +333,10 @@ impl MetadataQuorum {
         .map_err(|e| MetadataError::Config(e.to_string()))?;
 
         let log_reader = log.reader();
-        let raft = Raft::new(node_id, Arc::new(config), NetworkFactory, log, sm)
+        let network = NetworkFactory {
+            tls: options.tls.clone(),
+        };
+        let raft = Raft::new(node_id, Arc::new(config), network, log, sm)
             .await
             .map_err(raft_error)?;
         let quorum = Self::new_inner(
@@ -348,6 +356,7 @@ impl MetadataQuorum {
                 Arc::new(RpcServer(quorum.clone())),
                 quorum.inner.stop.clone(),
                 options.admit.clone(),
+                options.tls.clone(),
             ));
         }
         tokio::spawn(quorum.clone().controller_timer());
@@ -387,6 +396,7 @@ impl MetadataQuorum {
                 rx,
                 voters: options.voters.clone(),
                 clients: parking_lot::Mutex::new(HashMap::new()),
+                tls: options.tls.clone(),
                 controller: Controller::new(options.controller.clone()),
                 observers: parking_lot::Mutex::new(BTreeMap::new()),
                 turn: AtomicUsize::new(0),
@@ -639,7 +649,7 @@ impl MetadataQuorum {
             .clients
             .lock()
             .entry(id)
-            .or_insert_with(|| Arc::new(RpcClient::new(addr)))
+            .or_insert_with(|| Arc::new(RpcClient::new(addr, &self.inner.tls)))
             .clone()
     }
 

@@ -11,12 +11,14 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
-use super::rpc::{RpcClient, RpcReply, RpcRequest};
+use super::rpc::{RpcClient, RpcReply, RpcRequest, RpcTls};
 use super::types::{Node, NodeId, TypeConfig};
 
 /// Creates a client per remote voter.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct NetworkFactory;
+pub(crate) struct NetworkFactory {
+    pub(crate) tls: RpcTls,
+}
 
 /// A client to one remote voter.
 #[derive(Debug)]
@@ -31,7 +33,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
         VoterClient {
             target,
-            client: RpcClient::new(node.addr.clone()),
+            client: RpcClient::new(node.addr.clone(), &self.tls),
         }
     }
 }

@@ -164,7 +164,10 @@ impl MetadataQuorum {
                 voters[turn % voters.len()]
             });
             let client = clients.entry(target).or_insert_with(|| {
-                RpcClient::new(inner.voters.get(&target).cloned().unwrap_or_default())
+                RpcClient::new(
+                    inner.voters.get(&target).cloned().unwrap_or_default(),
+                    &inner.tls,
+                )
             });
             let request = RpcRequest::FetchMetadata {
                 node_id: inner.node_id,

@@ -7,7 +7,8 @@
 //! changes, forwarded proposals). Nothing on this listener is Kafka protocol.
 //!
 //! [`RpcClient`] keeps one connection to one peer and sends one request at a time;
-//! [`serve`] answers on each accepted connection in order.
+//! [`serve`] answers on each accepted connection in order. On an SSL controller
+//! listener both sides speak TLS ([`RpcTls`]), set up by whoever starts the quorum.
 
 use std::io;
 use std::sync::Arc;
@@ -19,10 +20,10 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::controller::{ControllerReply, ControllerRequest};
 use super::observer::MetadataFetchReply;
@@ -30,6 +31,32 @@ use super::types::{NodeId, TypeConfig};
 
 /// Largest frame either side accepts: a snapshot of a very large cluster image fits.
 const MAX_FRAME: usize = 1 << 30;
+
+/// How long a peer may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS on the controller listener (its protocol SSL); the default is PLAINTEXT.
+#[derive(Clone, Default)]
+pub struct RpcTls {
+    /// The server side, asked at each accept (so a reloaded certificate is served to
+    /// new connections); `None` on a node that does not bind the listener.
+    pub acceptor: Option<Arc<dyn Fn() -> tokio_rustls::TlsAcceptor + Send + Sync>>,
+    /// The client side, for calls to the other nodes' controller listeners.
+    pub connector: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for RpcTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcTls")
+            .field("server", &self.acceptor.is_some())
+            .field("client", &self.connector.is_some())
+            .finish()
+    }
+}
+
+/// A connection on the controller listener: TCP, or TLS over it.
+trait RpcStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RpcStream for T {}
 
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,16 +107,21 @@ pub(crate) trait RpcHandler: Send + Sync + 'static {
     fn handle(&self, request: RpcRequest) -> impl std::future::Future<Output = RpcReply> + Send;
 }
 
-async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> io::Result<()> {
+async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    body: &[u8],
+) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(body);
-    stream.write_all(&buf).await
+    stream.write_all(&buf).await?;
+    // A TLS stream holds what was written until flushed.
+    stream.flush().await
 }
 
-async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+async fn read_frame<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> io::Result<Vec<u8>> {
     let len = stream.read_u32().await? as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(
@@ -107,18 +139,47 @@ fn invalid(e: serde_json::Error) -> io::Error {
 }
 
 /// A connection to one peer, opened on first use and reopened after any failure.
-#[derive(Debug)]
 pub(crate) struct RpcClient {
     addr: String,
-    conn: tokio::sync::Mutex<Option<TcpStream>>,
+    tls: Option<tokio_rustls::TlsConnector>,
+    conn: tokio::sync::Mutex<Option<Box<dyn RpcStream>>>,
+}
+
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl RpcClient {
-    pub(crate) fn new(addr: impl Into<String>) -> Self {
+    pub(crate) fn new(addr: impl Into<String>, tls: &RpcTls) -> Self {
         RpcClient {
             addr: addr.into(),
+            tls: tls.connector.clone(),
             conn: tokio::sync::Mutex::new(None),
         }
+    }
+
+    async fn connect(&self) -> io::Result<Box<dyn RpcStream>> {
+        let stream = TcpStream::connect(&self.addr).await?;
+        stream.set_nodelay(true)?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(stream));
+        };
+        // The certificate must name the host as the voter list gives it (an IP SAN
+        // for an address).
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Box::new(tls.connect(name, stream).await?))
     }
 
     pub(crate) fn addr(&self) -> &str {
@@ -135,9 +196,7 @@ impl RpcClient {
         let mut conn = self.conn.lock().await;
         let result = tokio::time::timeout(timeout, async {
             if conn.is_none() {
-                let stream = TcpStream::connect(&self.addr).await?;
-                stream.set_nodelay(true)?;
-                *conn = Some(stream);
+                *conn = Some(self.connect().await?);
             }
             let stream = conn.as_mut().expect("connected above");
             write_frame(stream, &body).await?;
@@ -177,9 +236,10 @@ pub(crate) async fn serve<H: RpcHandler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
     admit: Option<Admit>,
+    tls: RpcTls,
 ) {
     loop {
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -209,8 +269,32 @@ pub(crate) async fn serve<H: RpcHandler>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
+        let acceptor = tls.acceptor.as_ref().map(|a| a());
         tokio::spawn(async move {
             let _guard = guard;
+            let mut stream: Box<dyn RpcStream> = match acceptor {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let accepted = tokio::select! {
+                        r = handshake => r,
+                        _ = shutdown.cancelled() => return,
+                        _ = close.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            info!(%peer, error = %e, "TLS handshake on the controller listener failed");
+                            return;
+                        }
+                        Err(_) => {
+                            info!(%peer, "TLS handshake on the controller listener timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             loop {
                 let frame = tokio::select! {
                     frame = read_frame(&mut stream) => frame,

@@ -246,10 +246,15 @@ impl LogReader {
     /// first of them is no longer in the log (purged into a snapshot).
     pub(crate) fn entries_after(&self, after: u64, upto: u64, limit: u64) -> Option<Vec<Entry>> {
         let upto = upto.min(after.saturating_add(limit));
+        if upto <= after {
+            // Nothing new (or the asker is ahead of this log): an empty range, which
+            // `BTreeMap::range` would refuse with a panic.
+            return Some(Vec::new());
+        }
         let entries = read_range(&self.log, after + 1..=upto);
         let contiguous = entries.first().is_some_and(|e| e.log_id.index == after + 1)
             && entries.len() as u64 == upto - after;
-        (contiguous || upto <= after).then_some(entries)
+        contiguous.then_some(entries)
     }
 }
 
@@ -851,6 +856,18 @@ mod tests {
             encode_record(&mut out, p).expect("encode");
         }
         out
+    }
+
+    #[test]
+    fn a_fetch_with_nothing_new_or_from_ahead_gets_no_entries() {
+        let reader = LogReader {
+            log: SharedLog::default(),
+        };
+        // Before: `BTreeMap::range(6..=5)` panicked in the connection's task.
+        assert_eq!(reader.entries_after(5, 5, 100).map(|e| e.len()), Some(0));
+        assert_eq!(reader.entries_after(7, 5, 100).map(|e| e.len()), Some(0));
+        // Entries wanted but gone (purged into a snapshot): None.
+        assert!(reader.entries_after(1, 3, 100).is_none());
     }
 
     #[test]
