@@ -2093,17 +2093,15 @@ mod tests {
         let voters =
             "controller.quorum.voters=1@127.0.0.1:19091,2@127.0.0.1:19092,3@127.0.0.1:19093";
         let ok = |o: &[&str]| over(o).map(|_| ()).map_err(|e| e.to_string());
+        let controller_only = [
+            "process.roles=controller",
+            "node.id=1",
+            voters,
+            "controller.listener.names=CONTROLLER",
+            "listeners=CONTROLLER://127.0.0.1:19091",
+        ];
         // A controller-only voter binds its controller listener alone.
-        assert_eq!(
-            ok(&[
-                "process.roles=controller",
-                "node.id=1",
-                voters,
-                "controller.listener.names=CONTROLLER",
-                "listeners=CONTROLLER://127.0.0.1:19091",
-            ]),
-            Ok(())
-        );
+        assert_eq!(ok(&controller_only), Ok(()));
         let err = ok(&[
             "process.roles=controller",
             "node.id=1",
@@ -2143,14 +2141,10 @@ mod tests {
         assert!(err.contains("controller.quorum.voters"), "{err}");
         // The quorum runs over PLAINTEXT or SSL; SASL there is refused by name.
         let on = |protocol: &str| {
-            ok(&[
-                "process.roles=controller",
-                "node.id=1",
-                voters,
-                "controller.listener.names=CONTROLLER",
-                "listeners=CONTROLLER://127.0.0.1:19091",
-                &format!("listener.security.protocol.map=CONTROLLER:{protocol}"),
-            ])
+            let map = format!("listener.security.protocol.map=CONTROLLER:{protocol}");
+            let mut settings = controller_only.to_vec();
+            settings.push(&map);
+            ok(&settings)
         };
         assert_eq!(on("SSL"), Ok(()));
         let err = on("SASL_SSL").unwrap_err();
