@@ -1059,3 +1059,85 @@ async fn a_remote_read_slower_than_max_wait_returns_what_is_ready() {
     }
     s3.delay_ms.store(0, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// Encryption at rest: with `object_store.sse=aws:kms`, a KMS key and the bucket key,
+/// every object write (the start-up check, segment and index uploads, multipart
+/// starts) asks S3 for SSE-KMS with that key; parts carry no such headers, as S3
+/// wants. With `AES256`, writes ask for SSE-S3 and name no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_ask_for_server_side_encryption_as_configured() {
+    let key = "arn:aws:kms:us-east-1:111122223333:key/Strata-Test-Key";
+    let kms_key = format!("object_store.sse.kms.key.id={key}");
+    let (_s3_dir, s3, _cfg, b) = start_tiered(
+        "sse-kms",
+        &[
+            "object_store.sse=aws:kms",
+            &kms_key,
+            "object_store.sse.bucket.key.enabled=true",
+        ],
+    )
+    .await;
+    create_topic(
+        &b.bootstrap,
+        "encrypted",
+        1,
+        &[
+            ("remote.storage.enable", "true"),
+            ("segment.bytes", "65536"),
+        ],
+    )
+    .await;
+    produce(&b.bootstrap, "encrypted", 1, 900, now_ms()).await;
+    wait_for("segments uploaded", || {
+        uploaded_segments(&s3, "encrypted") >= 2
+    })
+    .await;
+    // Object writes: PutObject and CreateMultipartUpload (not parts, completions or
+    // bulk deletes, which carry no encryption headers in S3's API).
+    let object_writes = |s3: &S3Server| -> Vec<common::s3::WriteSeen> {
+        s3.writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| {
+                (w.method == "PUT" && !w.uri.contains("partNumber="))
+                    || (w.method == "POST" && w.uri.contains("?uploads"))
+            })
+            .cloned()
+            .collect()
+    };
+    let objects = object_writes(&s3);
+    assert!(
+        objects
+            .iter()
+            .filter(|w| w.uri.contains("encrypted"))
+            .count()
+            >= 2,
+        "no uploads seen: {objects:?}"
+    );
+    for w in &objects {
+        assert_eq!(w.sse.as_deref(), Some("aws:kms"), "{w:?}");
+        assert_eq!(w.kms_key_id.as_deref(), Some(key), "{w:?}");
+        assert_eq!(w.bucket_key.as_deref(), Some("true"), "{w:?}");
+    }
+    b.stop().await;
+
+    let (_s3_dir, s3, _cfg, b) = start_tiered("sse-s3", &["object_store.sse=AES256"]).await;
+    let writes = object_writes(&s3);
+    assert!(!writes.is_empty(), "the start-up check writes an object");
+    for w in &writes {
+        assert_eq!(w.sse.as_deref(), Some("AES256"), "{w:?}");
+        assert_eq!(w.kms_key_id, None, "{w:?}");
+    }
+    b.stop().await;
+
+    // A KMS key without aws:kms stops start-up naming the key.
+    let err = strata::config::BrokerConfig::load(
+        None,
+        std::iter::empty(),
+        &[format!("object_store.sse.kms.key.id={key}")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("object_store.sse.kms.key.id"), "{err}");
+}

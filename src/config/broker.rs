@@ -789,6 +789,27 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "allow a plain-http endpoint",
     ),
     key(
+        "object_store.sse",
+        "",
+        Kind::Enum(&["", "aws:kms", "AES256"]),
+        true,
+        "server-side encryption asked for on every upload: aws:kms (SSE-KMS) or AES256 (SSE-S3); empty = the bucket's default",
+    ),
+    key(
+        "object_store.sse.kms.key.id",
+        "",
+        Kind::Str,
+        true,
+        "with object_store.sse=aws:kms: the KMS key (id, ARN or alias); empty = the AWS managed key",
+    ),
+    key(
+        "object_store.sse.bucket.key.enabled",
+        "",
+        Kind::Enum(&["", "true", "false"]),
+        true,
+        "with object_store.sse=aws:kms: use an S3 Bucket Key (fewer KMS calls); empty = the bucket's setting",
+    ),
+    key(
         "object_store.virtual_hosted_style",
         "false",
         Kind::Bool,
@@ -1649,6 +1670,19 @@ impl BrokerConfig {
             PathBuf::from(get("metadata.log.dir"))
         };
         let rack = Some(get("broker.rack").to_string()).filter(|r| !r.is_empty());
+        let sse = get("object_store.sse").trim().to_ascii_lowercase();
+        for dependent in [
+            "object_store.sse.kms.key.id",
+            "object_store.sse.bucket.key.enabled",
+        ] {
+            if !get(dependent).trim().is_empty() && sse != "aws:kms" {
+                return Err(ConfigError::InvalidValue {
+                    key: dependent.into(),
+                    value: get(dependent).into(),
+                    reason: "applies only with object_store.sse=aws:kms".into(),
+                });
+            }
+        }
         let quorum = validate_quorum(get, node_id, &listeners, &controller_names)?;
         let controller_security_protocol = quorum
             .controller_listener

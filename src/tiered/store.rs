@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
@@ -247,6 +247,31 @@ fn s3_builder(config: &BrokerConfig, bucket: &str) -> AmazonS3Builder {
             ..RetryConfig::default()
         });
     let set = |k: &str| Some(config.get(k).trim()).filter(|v| !v.is_empty());
+    // Encryption at rest, asked for on every PutObject and CreateMultipartUpload
+    // (the config check allows the KMS keys only with aws:kms).
+    let sse = set("object_store.sse").map(|v| {
+        if v.eq_ignore_ascii_case("AES256") {
+            "AES256"
+        } else {
+            "aws:kms"
+        }
+    });
+    let bucket_key = set("object_store.sse.bucket.key.enabled").map(|v| {
+        if v.eq_ignore_ascii_case("true") {
+            "true"
+        } else {
+            "false"
+        }
+    });
+    for (key, value) in [
+        ("aws_server_side_encryption", sse),
+        ("aws_sse_kms_key_id", set("object_store.sse.kms.key.id")),
+        ("aws_sse_bucket_key_enabled", bucket_key),
+    ] {
+        if let (Some(value), Ok(key)) = (value, key.parse::<AmazonS3ConfigKey>()) {
+            b = b.with_config(key, value);
+        }
+    }
     if let Some(endpoint) = set("object_store.endpoint") {
         b = b.with_endpoint(endpoint);
     }

@@ -20,11 +20,24 @@ pub const ACCESS_KEY: &str = "strata-test-key";
 pub const SECRET_KEY: &str = "strata-test-secret";
 pub const BUCKET: &str = "strata-test";
 
+/// A write request as the server saw it, with its server-side-encryption headers.
+#[derive(Debug, Clone)]
+pub struct WriteSeen {
+    pub method: String,
+    /// Path and query (`?uploads` starts a multipart upload, `?partNumber=` is a part).
+    pub uri: String,
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub bucket_key: Option<String>,
+}
+
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
     /// Milliseconds every request waits before it is served (a slow store).
     pub delay_ms: Arc<AtomicU64>,
+    /// Every PUT and POST served, in order.
+    pub writes: Arc<std::sync::Mutex<Vec<WriteSeen>>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -32,10 +45,15 @@ pub struct S3Server {
 impl S3Server {
     /// Serves `root` (bucket `BUCKET` is its subdirectory) on `port` (0 = any).
     pub async fn start(root: &Path, port: u16) -> S3Server {
-        Self::start_with_delay(root, port, Arc::new(AtomicU64::new(0))).await
+        Self::start_with_delay(root, port, Arc::new(AtomicU64::new(0)), Default::default()).await
     }
 
-    async fn start_with_delay(root: &Path, port: u16, delay_ms: Arc<AtomicU64>) -> S3Server {
+    async fn start_with_delay(
+        root: &Path,
+        port: u16,
+        delay_ms: Arc<AtomicU64>,
+        writes: Arc<std::sync::Mutex<Vec<WriteSeen>>>,
+    ) -> S3Server {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
         let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
         let service = {
@@ -49,6 +67,7 @@ impl S3Server {
         let addr = listener.local_addr().unwrap();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let delay = delay_ms.clone();
+        let seen = writes.clone();
         let task = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
             let mut conns = JoinSet::new();
@@ -57,9 +76,21 @@ impl S3Server {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        let (service, delay) = (service.clone(), delay.clone());
-                        let slowed = hyper::service::service_fn(move |req| {
+                        let (service, delay, seen) = (service.clone(), delay.clone(), seen.clone());
+                        let slowed = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                             let (service, delay) = (service.clone(), delay.clone());
+                            if req.method() == hyper::Method::PUT || req.method() == hyper::Method::POST {
+                                let header = |name: &str| {
+                                    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+                                };
+                                seen.lock().unwrap().push(WriteSeen {
+                                    method: req.method().to_string(),
+                                    uri: req.uri().to_string(),
+                                    sse: header("x-amz-server-side-encryption"),
+                                    kms_key_id: header("x-amz-server-side-encryption-aws-kms-key-id"),
+                                    bucket_key: header("x-amz-server-side-encryption-bucket-key-enabled"),
+                                });
+                            }
                             async move {
                                 let ms = delay.load(Ordering::Relaxed);
                                 if ms > 0 {
@@ -83,6 +114,7 @@ impl S3Server {
             addr,
             root: root.to_path_buf(),
             delay_ms,
+            writes,
             stop: Some(stop),
             task: Some(task),
         }
@@ -101,9 +133,13 @@ impl S3Server {
     /// Serves the same data on the same port again.
     pub async fn restart(&mut self) {
         self.stop().await;
-        *self =
-            S3Server::start_with_delay(&self.root.clone(), self.addr.port(), self.delay_ms.clone())
-                .await;
+        *self = S3Server::start_with_delay(
+            &self.root.clone(),
+            self.addr.port(),
+            self.delay_ms.clone(),
+            self.writes.clone(),
+        )
+        .await;
     }
 
     /// Broker overrides that point tiered storage at this server under `prefix`.
