@@ -834,6 +834,13 @@ pub async fn start_with(
     let registry = crate::metrics::new_registry();
     admission.register(&mut registry.lock());
     sasl_metrics.register(&mut registry.lock());
+    registry.lock().register_collector(Box::new(
+        crate::replication::metrics::ReplicationCollector {
+            node_id: config.node_id,
+            replicas: replicas.clone(),
+            quorum: quorum.clone(),
+        },
+    ));
     let metrics_listener = match config.get("metrics.listener").trim() {
         "" => None,
         addr => Some(

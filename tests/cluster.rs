@@ -513,7 +513,13 @@ async fn acknowledged_records_survive_kill9_of_the_leader_and_replicas_converge(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
     use rdkafka::producer::FutureRecord;
-    let c = Cluster::start(3, &["replica.lag.time.max.ms=2000"]);
+    let c = Cluster::start(
+        3,
+        &[
+            "replica.lag.time.max.ms=2000",
+            "metrics.listener=127.0.0.1:0",
+        ],
+    );
     create_with(&c, "strict", 1, 3, &[("min.insync.replicas", "3")]).await;
     let (leader, _, replicas, _) = c.wait_for("a leader", Duration::from_secs(10), || {
         partitions(&c, 0, "strict").map(|p| p[&0].clone())
@@ -552,6 +558,18 @@ async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
         "took {:?}",
         frozen.elapsed()
     );
+    // The leader's gauges say so, as dashboards and alerts read them.
+    let leader_gauges = || scrape_gauges(&c, c.index_of(leader));
+    c.wait_for(
+        "the leader's gauges counting the partition under-replicated",
+        Duration::from_secs(10),
+        || {
+            let g = leader_gauges();
+            (g("kafka_server_replicamanager_underreplicatedpartitions") == Some(1)
+                && g("kafka_server_replicamanager_underminisrpartitioncount") == Some(1))
+            .then_some(())
+        },
+    );
     let refused = send("while-frozen").await.unwrap();
     let (err, _) = refused.expect_err("min.insync.replicas=3 with two in sync");
     assert!(
@@ -580,6 +598,38 @@ async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
         r.unwrap().ok()
     });
     assert!(ok.offset >= 1);
+    c.wait_for(
+        "the leader's gauges back to fully replicated",
+        Duration::from_secs(10),
+        || {
+            let g = leader_gauges();
+            (g("kafka_server_replicamanager_underreplicatedpartitions") == Some(0)
+                && g("kafka_server_replicamanager_underminisrpartitioncount") == Some(0))
+            .then_some(())
+        },
+    );
+}
+
+/// Node `i`'s `/metrics` (its address from its log), as a lookup of unlabelled gauges.
+fn scrape_gauges(c: &Cluster, i: usize) -> impl Fn(&str) -> Option<i64> {
+    use std::io::{Read, Write};
+    let log = c.log(i);
+    let addr = log
+        .split("metrics endpoint listening addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("metrics.listener is set")
+        .to_string();
+    let mut text = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ = s.read_to_string(&mut text);
+    }
+    move |name: &str| {
+        text.lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
 }
 
 /// The coordinator of `group` as node `i` answers FindCoordinator.

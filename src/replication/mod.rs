@@ -4,11 +4,13 @@
 
 pub mod client;
 pub mod fetcher;
+pub mod metrics;
 pub mod partition;
 pub mod registry;
 
 pub use partition::{
-    Acks, Leadership, Partition, PartitionError, PartitionOffsets, ReadSource, RemoteBounds,
+    Acks, Leadership, Partition, PartitionError, PartitionHealth, PartitionOffsets, ReadSource,
+    RemoteBounds,
 };
 pub use registry::ReplicaManager;
 

@@ -157,6 +157,16 @@ pub enum ReadSource {
     Remote,
 }
 
+/// A replica's standing, as Kafka's ReplicaManager gauges count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionHealth {
+    pub leads: bool,
+    /// Led here with an ISR smaller than the replica set.
+    pub under_replicated: bool,
+    /// Led here with an ISR smaller than `min.insync.replicas`.
+    pub under_min_isr: bool,
+}
+
 /// Offsets a fetch response reports besides the records.
 #[derive(Debug, Clone, Copy)]
 pub struct PartitionOffsets {
@@ -816,6 +826,19 @@ impl Partition {
 
     pub fn isr(&self) -> Vec<i32> {
         self.state.lock().isr.clone()
+    }
+
+    /// Where this replica stands, for the replica manager's gauges.
+    pub fn health(&self) -> PartitionHealth {
+        let state = self.state.lock();
+        let leads = state.leader == self.node_id;
+        let isr = state.isr.len();
+        PartitionHealth {
+            leads,
+            under_replicated: leads && isr < state.replicas.len(),
+            under_min_isr: leads
+                && (isr as i64) < i64::from(state.log.config().min_insync_replicas),
+        }
     }
 
     /// The partition's directory.

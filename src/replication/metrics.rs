@@ -1,0 +1,114 @@
+//! The replica manager's and the controller's gauges under the names Kafka's JMX
+//! metrics get from the Strimzi exporter rules (`kafka_server_replicamanager_*`,
+//! `kafka_controller_kafkacontroller_*`), which dashboards and alert rules query.
+//! They are computed at each scrape from the partitions and the metadata image, so
+//! nothing on the produce or fetch path keeps them.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::ReplicaManager;
+use crate::metadata::MetadataQuorum;
+
+pub struct ReplicationCollector {
+    pub node_id: i32,
+    pub replicas: Arc<ReplicaManager>,
+    pub quorum: MetadataQuorum,
+}
+
+impl std::fmt::Debug for ReplicationCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationCollector")
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+impl ReplicationCollector {
+    /// (name, help, value) of every gauge, as of now.
+    fn gauges(&self) -> Vec<(&'static str, &'static str, i64)> {
+        let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
+        for p in self.replicas.all() {
+            let h = p.health();
+            partitions += 1;
+            leaders += i64::from(h.leads);
+            under_replicated += i64::from(h.under_replicated);
+            under_min_isr += i64::from(h.under_min_isr);
+        }
+        // As in Kafka, the cluster-wide counts come from the active controller only
+        // (the others report 0), so a sum over brokers is the cluster's figure.
+        let active = self.quorum.controller().0 == Some(self.node_id as u64);
+        let (mut topics, mut global_partitions, mut offline) = (0, 0, 0);
+        if active {
+            let image = self.quorum.view().current();
+            topics = image.topics.len() as i64;
+            for t in image.topics.values() {
+                global_partitions += t.partitions.len() as i64;
+                offline += t.partitions.iter().filter(|p| p.leader < 0).count() as i64;
+            }
+        }
+        vec![
+            (
+                "kafka_server_replicamanager_partitioncount",
+                "Partitions with a replica on this broker",
+                partitions,
+            ),
+            (
+                "kafka_server_replicamanager_leadercount",
+                "Partitions this broker leads",
+                leaders,
+            ),
+            (
+                "kafka_server_replicamanager_underreplicatedpartitions",
+                "Partitions led here whose ISR is smaller than their replica set",
+                under_replicated,
+            ),
+            (
+                "kafka_server_replicamanager_underminisrpartitioncount",
+                "Partitions led here whose ISR is smaller than min.insync.replicas",
+                under_min_isr,
+            ),
+            // Replicas on a failed log directory: Strata does not track log
+            // directories as offline yet, so it reports none.
+            (
+                "kafka_server_replicamanager_offlinereplicacount",
+                "Replicas on offline log directories",
+                0,
+            ),
+            (
+                "kafka_controller_kafkacontroller_activecontrollercount",
+                "1 on the active controller",
+                i64::from(active),
+            ),
+            (
+                "kafka_controller_kafkacontroller_offlinepartitionscount",
+                "Partitions without a leader (active controller only)",
+                offline,
+            ),
+            (
+                "kafka_controller_kafkacontroller_globaltopiccount",
+                "Topics in the cluster (active controller only)",
+                topics,
+            ),
+            (
+                "kafka_controller_kafkacontroller_globalpartitioncount",
+                "Partitions in the cluster (active controller only)",
+                global_partitions,
+            ),
+        ]
+    }
+}
+
+impl Collector for ReplicationCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in self.gauges() {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
