@@ -81,5 +81,41 @@ async fn replica_manager_and_controller_gauges_count_partitions() {
         count("kafka_controller_kafkacontroller_globalpartitioncount"),
         partitions_before + 5
     );
+
+    // Per partition: kafka-exporter's offsets and the log size, by topic and partition.
+    let producer = common::producer(&b.bootstrap, &[]);
+    for i in 0..10 {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), str>::to("gauged")
+                    .partition(1)
+                    .payload(&format!("v{i}")),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+    let labelled = |text: &str, name: &str, partition: i32| -> Option<i64> {
+        let prefix = format!("{name}{{topic=\"gauged\",partition=\"{partition}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let text = scrape(&b);
+    assert_eq!(
+        labelled(&text, "kafka_topic_partition_current_offset", 1),
+        Some(10),
+        "{text}"
+    );
+    assert_eq!(
+        labelled(&text, "kafka_topic_partition_current_offset", 0),
+        Some(0)
+    );
+    assert_eq!(
+        labelled(&text, "kafka_topic_partition_oldest_offset", 1),
+        Some(0)
+    );
+    assert!(labelled(&text, "kafka_log_log_size", 1).unwrap() > 0);
+    assert_eq!(labelled(&text, "kafka_log_log_size", 0), Some(0));
     b.stop().await;
 }

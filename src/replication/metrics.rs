@@ -1,6 +1,8 @@
 //! The replica manager's and the controller's gauges under the names Kafka's JMX
 //! metrics get from the Strimzi exporter rules (`kafka_server_replicamanager_*`,
-//! `kafka_controller_kafkacontroller_*`), which dashboards and alert rules query.
+//! `kafka_controller_kafkacontroller_*`, `kafka_log_log_size`), and kafka-exporter's
+//! partition offsets (`kafka_topic_partition_current_offset`, `_oldest_offset`, from
+//! each partition's leader), which dashboards and alert rules query.
 //! They are computed at each scrape from the partitions and the metadata image, so
 //! nothing on the produce or fetch path keeps them.
 
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 
 use super::ReplicaManager;
 use crate::metadata::MetadataQuorum;
@@ -102,12 +105,56 @@ impl ReplicationCollector {
     }
 }
 
+/// One labelled value per partition: (topic, partition, value).
+type PerPartition = Vec<(String, String, i64)>;
+
+impl ReplicationCollector {
+    /// Per-partition gauges: every local replica's size, and the offsets of the
+    /// partitions led here (kafka-exporter reads them from leaders; one broker each).
+    fn per_partition(&self) -> [(&'static str, &'static str, PerPartition); 3] {
+        let (mut size, mut current, mut oldest) = (Vec::new(), Vec::new(), Vec::new());
+        for p in self.replicas.all() {
+            let (topic, index) = (p.topic.clone(), p.index.to_string());
+            size.push((topic.clone(), index.clone(), p.size_bytes() as i64));
+            if p.is_leader() {
+                let o = p.offsets();
+                current.push((topic.clone(), index.clone(), o.high_watermark));
+                oldest.push((topic, index, o.log_start_offset));
+            }
+        }
+        [
+            (
+                "kafka_log_log_size",
+                "Bytes of a partition's local log on this broker",
+                size,
+            ),
+            (
+                "kafka_topic_partition_current_offset",
+                "A partition's high watermark (from its leader)",
+                current,
+            ),
+            (
+                "kafka_topic_partition_oldest_offset",
+                "A partition's log start offset (from its leader)",
+                oldest,
+            ),
+        ]
+    }
+}
+
 impl Collector for ReplicationCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, help, value) in self.gauges() {
             let gauge = ConstGauge::new(value);
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
+        }
+        for (name, help, values) in self.per_partition() {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (topic, partition, value) in values {
+                let labels = [("topic", topic), ("partition", partition)];
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }
