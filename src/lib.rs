@@ -15,6 +15,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod log;
+pub mod logs;
 pub mod metadata;
 pub mod metrics;
 pub mod network;

@@ -11,7 +11,6 @@ use strata::config::broker::{env_name, BROKER_KEYS};
 use strata::config::spec::{no_effect_reason, KeySpec};
 use strata::config::topic::TOPIC_KEYS;
 use strata::config::BrokerConfig;
-use tracing_subscriber::EnvFilter;
 
 const AFTER_HELP: &str = "\
 CONFIGURATION
@@ -34,7 +33,8 @@ LOGGING
   Logs go to stderr. RUST_LOG sets the filter (default: warn,strata=info: Strata's own
   INFO lines, warnings and errors from libraries), e.g. RUST_LOG=strata=debug or
   RUST_LOG=info for every library's INFO lines. Colour only when stdout and stderr are
-  terminals and NO_COLOR is unset.";
+  terminals and NO_COLOR is unset. logs.format=json writes one JSON object per line;
+  logs.delivery.url=s3://bucket/prefix also ships the log as gzip'd JSON lines.";
 
 /// Strata: a Kafka-compatible broker.
 #[derive(Parser, Debug)]
@@ -173,11 +173,6 @@ fn tune_allocator() {
     }
 }
 
-/// The filter without RUST_LOG: Strata's own INFO lines (what an operator acts on:
-/// configuration, listeners, recovery, ready, stopping, stopped) and only warnings and
-/// errors from libraries, whose INFO lines are their internals (openraft's workers).
-const DEFAULT_LOG_FILTER: &str = "warn,strata=info";
-
 /// Colour only for a person at a terminal: never into files, pipes or journals (where
 /// escape codes are stored as garbage), and never when NO_COLOR is set (no-color.org).
 /// Both streams must be terminals: `strata > broker.log 2>&1` and `strata | tee` alike
@@ -186,23 +181,6 @@ fn log_colour() -> bool {
     use std::io::IsTerminal;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     !no_color && std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
-}
-
-fn init_logging() {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            eprintln!(
-                "strata: RUST_LOG={spec:?} is not a valid filter ({e}); using {DEFAULT_LOG_FILTER}"
-            );
-            EnvFilter::new(DEFAULT_LOG_FILTER)
-        }),
-        _ => EnvFilter::new(DEFAULT_LOG_FILTER),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(log_colour())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// The broker configuration a tool subcommand reads (exit 2 naming the key if bad).
@@ -269,8 +247,15 @@ fn main() -> anyhow::Result<()> {
         let _ = list_config();
         return Ok(());
     }
-    init_logging();
-    let config = match BrokerConfig::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
+    let load = || BrokerConfig::load(cli.config.as_deref(), std::env::vars(), &cli.overrides);
+    // A first, silent load finds `logs.format` and `logs.delivery.url`, which shape the
+    // log; the second load's warnings (unknown STRATA_* variables, keys without
+    // effect) then go to that log.
+    let silent = tracing::subscriber::NoSubscriber::default();
+    if let Ok(first) = tracing::subscriber::with_default(silent, load) {
+        strata::logs::init(&first, log_colour());
+    }
+    let config = match load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("strata: configuration error: {e}");

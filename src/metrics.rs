@@ -1,6 +1,10 @@
 //! The Prometheus registry and the `/metrics` HTTP endpoint (`metrics.listener`).
 //! Modules own their counters and register them here at start-up; this module only
-//! encodes and serves them.
+//! encodes and serves them. `topic` holds Kafka's per-topic counters, which every
+//! layer that moves a topic's bytes adds to.
+
+pub mod request;
+pub mod topic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -832,8 +832,16 @@ pub async fn start_with(
 
     // Metrics endpoint: bound now so a bad address stops start-up.
     let registry = crate::metrics::new_registry();
-    admission.register(&mut registry.lock());
-    sasl_metrics.register(&mut registry.lock());
+    let listener_names = |sasl: bool| -> Vec<String> {
+        config
+            .listeners
+            .iter()
+            .filter(|l| !sasl || l.security_protocol.starts_with("SASL_"))
+            .map(|l| l.name.clone())
+            .collect()
+    };
+    admission.register(&mut registry.lock(), &listener_names(false));
+    sasl_metrics.register(&mut registry.lock(), &listener_names(true));
     registry.lock().register_collector(Box::new(
         crate::replication::metrics::ReplicationCollector {
             node_id: config.node_id,
@@ -841,6 +849,37 @@ pub async fn start_with(
             quorum: quorum.clone(),
         },
     ));
+    registry
+        .lock()
+        .register_collector(Box::new(crate::metrics::topic::BrokerTopicCollector(
+            replicas.topic_stats().clone(),
+        )));
+    registry.lock().register_collector(Box::new(
+        crate::coordinator::group::metrics::GroupCollector {
+            groups: groups.clone(),
+            replicas: replicas.clone(),
+        },
+    ));
+    let request_metrics = Arc::new(crate::metrics::request::RequestMetrics::default());
+    registry
+        .lock()
+        .register_collector(Box::new(crate::metrics::request::RequestCollector {
+            requests: request_metrics.clone(),
+            idle: crate::metrics::request::WorkerIdle::new(tokio::runtime::Handle::current()),
+        }));
+    // The broker's own log to `logs.delivery.url`, once the cluster id names its path.
+    let delivery = match crate::logs::delivery_queue() {
+        Some(queue) => {
+            let cluster_id = quorum.view().current().cluster_id.clone();
+            crate::logs::delivery::start(queue, &config, &cluster_id)?.map(
+                |(delivery, collector)| {
+                    registry.lock().register_collector(Box::new(collector));
+                    delivery
+                },
+            )
+        }
+        None => None,
+    };
     let metrics_listener = match config.get("metrics.listener").trim() {
         "" => None,
         addr => Some(
@@ -867,6 +906,7 @@ pub async fn start_with(
         producer_ids: ProducerIdPool::default(),
         groups: groups.clone(),
         authorizer: crate::api::authorize::Authorizer::from_config(&config),
+        request_metrics,
     });
 
     let tracker = TaskTracker::new();
@@ -1145,6 +1185,15 @@ pub async fn start_with(
                 warn!(error = %e, "metadata quorum shutdown");
             }
             info!("stopped");
+            if let Some(delivery) = delivery {
+                // The last lines (this shutdown's) go out too, if the store answers.
+                if tokio::time::timeout(Duration::from_secs(10), delivery.finish())
+                    .await
+                    .is_err()
+                {
+                    warn!("log delivery did not finish within 10 s");
+                }
+            }
         })
     };
     info!(addrs = ?addrs, node_id = config.node_id, "broker ready");

@@ -30,6 +30,7 @@ use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
 use crate::metadata::acl::Operation;
+use crate::metrics::topic::TopicCounter;
 use crate::protocol::{FileRange, FileRecords};
 use crate::replication::{Partition, PartitionError, ReadPlan, ReadSource};
 use crate::tiered::RemoteReadError;
@@ -235,12 +236,28 @@ async fn fetch(
             .await;
             fill_starved(&mut results, &mut read_files, starved, response_max);
             *files = read_files;
-            return build_response(broker, listener, &topics, &wanted, results, version);
+            return respond(
+                broker,
+                listener,
+                &topics,
+                &wanted,
+                results,
+                version,
+                Reader::Consumer,
+            );
         }
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watches.is_empty() {
             *files = read_files;
-            return build_response(broker, listener, &topics, &wanted, results, version);
+            return respond(
+                broker,
+                listener,
+                &topics,
+                &wanted,
+                results,
+                version,
+                Reader::Consumer,
+            );
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
@@ -253,7 +270,15 @@ async fn fetch(
                 read_remote(broker, outcome.remote, &mut results, wait).await;
                 fill_starved(&mut results, files, outcome.starved, response_max);
             }
-            return build_response(broker, listener, &topics, &wanted, results, version);
+            return respond(
+                broker,
+                listener,
+                &topics,
+                &wanted,
+                results,
+                version,
+                Reader::Consumer,
+            );
         }
     }
 }
@@ -519,7 +544,65 @@ async fn read_remote(
     }
 }
 
-pub(super) fn build_response(
+/// Who a fetch reads for: its bytes count as BytesOut or ReplicationBytesOut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reader {
+    Consumer,
+    Follower,
+}
+
+/// Whether a fetch partition's error counts in FailedFetchRequests: as in Kafka, not
+/// for routing (wrong leader or epoch, unknown partition) or an offset out of range.
+fn counts_as_failed_fetch(error: i16) -> bool {
+    !matches!(
+        error,
+        code::NONE
+            | code::NOT_LEADER_OR_FOLLOWER
+            | code::UNKNOWN_TOPIC_OR_PARTITION
+            | code::UNKNOWN_TOPIC_ID
+            | code::FENCED_LEADER_EPOCH
+            | code::UNKNOWN_LEADER_EPOCH
+            | code::OFFSET_OUT_OF_RANGE
+            | code::KAFKA_STORAGE_ERROR
+            | code::TOPIC_AUTHORIZATION_FAILED
+    )
+}
+
+/// Counts the answer in its topics' BrokerTopicMetrics, then builds it.
+pub(super) fn respond(
+    broker: &Broker,
+    listener: &str,
+    topics: &[(Option<String>, Uuid)],
+    wanted: &[Wanted],
+    results: Vec<PartitionData>,
+    version: i16,
+    reader: Reader,
+) -> FetchResponse {
+    let bytes_counter = match reader {
+        Reader::Consumer => TopicCounter::BytesOut,
+        Reader::Follower => TopicCounter::ReplicationBytesOut,
+    };
+    for (w, data) in wanted.iter().zip(&results) {
+        let Some(name) = topics[w.topic_index].0.as_deref() else {
+            continue;
+        };
+        let Some(partition) = broker.replicas.get(name, w.partition) else {
+            continue;
+        };
+        let stats = &partition.stats;
+        stats.inc(TopicCounter::TotalFetchRequests);
+        if counts_as_failed_fetch(data.error_code) {
+            stats.inc(TopicCounter::FailedFetchRequests);
+        }
+        let bytes = data.records.as_ref().map_or(0, |b| b.len());
+        if bytes > 0 {
+            stats.add(bytes_counter, bytes as u64);
+        }
+    }
+    build_response(broker, listener, topics, wanted, results, version)
+}
+
+fn build_response(
     broker: &Broker,
     listener: &str,
     topics: &[(Option<String>, Uuid)],

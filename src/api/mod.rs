@@ -41,6 +41,18 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// ACL checks (`authorizer.class.name`, `super.users`).
     pub authorizer: authorize::Authorizer,
+    /// Requests per API and their times, counted by the connections.
+    pub request_metrics: Arc<crate::metrics::request::RequestMetrics>,
+}
+
+/// The slot `request` counts in among the request metrics (a Fetch from a replica is
+/// FetchFollower, from a consumer FetchConsumer, as Kafka splits them).
+pub fn request_kind(broker: &Broker, request: &Request) -> crate::metrics::request::RequestKind {
+    let follower = match &request.body {
+        RequestKind::Fetch(f) => replica_fetch::replica_id(f, request.version) >= 0,
+        _ => false,
+    };
+    broker.request_metrics.kind(request.api_key, follower)
 }
 
 /// Where a partition's leader is, for KIP-951 hints in NOT_LEADER_OR_FOLLOWER answers:

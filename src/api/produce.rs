@@ -11,6 +11,7 @@ use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
 use crate::metadata::acl::Operation;
+use crate::metrics::topic::TopicCounter;
 use crate::replication::{Acks, PartitionError};
 
 fn partition_error(index: i32, error: i16, message: Option<String>) -> PartitionProduceResponse {
@@ -54,6 +55,20 @@ fn not_leader(
         }
     }
     response
+}
+
+/// Whether a refused produce partition counts in FailedProduceRequests: as in Kafka,
+/// not when the client was routed wrong or sent a batch too large or corrupt, which
+/// are the client's to fix, nor for a failed disk, which is counted elsewhere.
+fn counts_as_failed_produce(error: i16) -> bool {
+    !matches!(
+        error,
+        code::NOT_LEADER_OR_FOLLOWER
+            | code::UNKNOWN_TOPIC_OR_PARTITION
+            | code::MESSAGE_TOO_LARGE
+            | code::CORRUPT_MESSAGE
+            | code::KAFKA_STORAGE_ERROR
+    )
 }
 
 pub async fn handle_produce(
@@ -115,6 +130,7 @@ pub async fn handle_produce(
                 });
                 continue;
             };
+            partition.stats.inc(TopicCounter::TotalProduceRequests);
             let Some(records) = data.records else {
                 partitions.push(partition_error(
                     index,
@@ -149,6 +165,9 @@ pub async fn handle_produce(
                 }
                 Err(e) => {
                     let error = partition_error_code(&e);
+                    if counts_as_failed_produce(error) {
+                        partition.stats.inc(TopicCounter::FailedProduceRequests);
+                    }
                     warn!(topic = %name, partition = index, error = %e, code = error, "produce refused");
                     partitions.push(partition_error(index, error, Some(e.to_string())));
                 }

@@ -11,7 +11,7 @@ use futures::future::select_all;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use super::fetch::{build_response, empty_partition, read_records, records_partition, resolve};
+use super::fetch::{empty_partition, read_records, records_partition, resolve, respond, Reader};
 use super::Broker;
 use crate::error::{code, partition_error_code};
 use crate::protocol::FileRecords;
@@ -105,7 +105,15 @@ pub async fn handle_replica_fetch(
             || Instant::now() >= deadline
             || watches.is_empty()
         {
-            return build_response(broker, listener, &topics, &wanted, results, version);
+            return respond(
+                broker,
+                listener,
+                &topics,
+                &wanted,
+                results,
+                version,
+                Reader::Follower,
+            );
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;

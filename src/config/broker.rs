@@ -845,6 +845,34 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "host:port of the Prometheus /metrics endpoint (empty = off)",
     ),
     key(
+        "logs.format",
+        "text",
+        Kind::Enum(&["text", "json"]),
+        true,
+        "format of the log on stderr: text, or json (one object per line: timestamp, level, target, message, fields, spans, node_id)",
+    ),
+    key(
+        "logs.delivery.url",
+        "",
+        Kind::Str,
+        true,
+        "deliver the broker's log as gzip'd JSON lines to s3://bucket/prefix (with the object_store.* endpoint, region and credentials) or file:///path; empty = off",
+    ),
+    key(
+        "logs.delivery.interval.ms",
+        "60000",
+        int(1000, I32_MAX),
+        true,
+        "how often delivered log lines are written out as one object",
+    ),
+    key(
+        "logs.delivery.buffer.bytes",
+        "8388608",
+        int(65536, I32_MAX),
+        true,
+        "log bytes held for delivery at most (lines beyond are dropped and counted, never blocking the broker)",
+    ),
+    key(
         "ssl.keystore.type",
         "PEM",
         Kind::Enum(&["PEM"]),
@@ -1680,6 +1708,23 @@ impl BrokerConfig {
                     key: dependent.into(),
                     value: get(dependent).into(),
                     reason: "applies only with object_store.sse=aws:kms".into(),
+                });
+            }
+        }
+        let delivery = get("logs.delivery.url").trim();
+        if !delivery.is_empty() {
+            let ok = match url::Url::parse(delivery) {
+                Ok(u) if matches!(u.scheme(), "s3" | "s3a") => {
+                    u.host_str().is_some_and(|h| !h.is_empty())
+                }
+                Ok(u) => u.scheme() == "file" && !u.path().trim_matches('/').is_empty(),
+                Err(_) => false,
+            };
+            if !ok {
+                return Err(ConfigError::InvalidValue {
+                    key: "logs.delivery.url".into(),
+                    value: delivery.into(),
+                    reason: "expected s3://bucket/prefix or file:///path".into(),
                 });
             }
         }

@@ -143,8 +143,14 @@ impl Admission {
         Ok(())
     }
 
-    /// Registers `strata_security_group_denied_total{listener}`.
-    pub fn register(&self, registry: &mut Registry) {
+    /// Registers `strata_security_group_denied_total{listener}`, with a zero series
+    /// for each of `listeners` so a rate or an alert sees it before the first refusal.
+    pub fn register(&self, registry: &mut Registry, listeners: &[String]) {
+        for listener in listeners {
+            drop(self.denied.get_or_create(&ListenerLabel {
+                listener: listener.clone(),
+            }));
+        }
         registry.register(
             "strata_security_group_denied",
             "Connections refused at accept by the security groups, per listener",

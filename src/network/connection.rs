@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
@@ -28,7 +29,8 @@ use crate::protocol::{
 const MAX_PIPELINED: usize = 64;
 
 enum Incoming {
-    Request(Box<Request>),
+    /// A request and when its frame was read (its time in the request metrics starts there).
+    Request(Box<Request>, Instant),
     /// Chunks to send as they are (the KIP-511 ApiVersions answer).
     Ready(Vec<Chunk>),
 }
@@ -92,9 +94,16 @@ pub async fn serve<S: Transport>(
         let mut writer = BufWriter::with_capacity(64 * 1024, writer);
         let mut close_after = false;
         while let Some(incoming) = rx.recv().await {
+            // (what the request counts as, its version, when it arrived)
+            let mut timed = None;
             let bytes = match incoming {
                 Incoming::Ready(b) => Some(b),
-                Incoming::Request(mut request) => {
+                Incoming::Request(mut request, arrived) => {
+                    timed = Some((
+                        api::request_kind(&broker, &request),
+                        request.version,
+                        arrived,
+                    ));
                     request.principal = session
                         .as_ref()
                         .and_then(|s| s.principal())
@@ -149,6 +158,11 @@ pub async fn serve<S: Transport>(
                     debug!(error = %e, "cannot write the response");
                     break;
                 }
+            }
+            if let Some((kind, version, arrived)) = timed {
+                broker
+                    .request_metrics
+                    .record(kind, version, arrived.elapsed());
             }
             // Flush when nothing else is queued, batching pipelined responses.
             if (rx.is_empty() || close_after) && writer.flush().await.is_err() {
@@ -249,7 +263,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(mut r) => {
                 r.client_host = format!("/{}", peer.ip());
                 r.listener = listener.to_string();
-                Incoming::Request(Box::new(r))
+                Incoming::Request(Box::new(r), Instant::now())
             }
             Err(FrameError::UnsupportedApiVersions {
                 version,

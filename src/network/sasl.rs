@@ -46,7 +46,13 @@ pub struct SaslMetrics {
 }
 
 impl SaslMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+    /// Registers the counter, with a zero series for each SASL listener in `listeners`.
+    pub fn register(&self, registry: &mut Registry, listeners: &[String]) {
+        for listener in listeners {
+            drop(self.failed.get_or_create(&ListenerLabel {
+                listener: listener.clone(),
+            }));
+        }
         registry.register(
             "kafka_server_socket_server_metrics_failed_authentication",
             "Connections that failed SASL authentication, per listener",

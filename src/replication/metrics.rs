@@ -2,7 +2,10 @@
 //! metrics get from the Strimzi exporter rules (`kafka_server_replicamanager_*`,
 //! `kafka_controller_kafkacontroller_*`, `kafka_log_log_size`), and kafka-exporter's
 //! partition offsets (`kafka_topic_partition_current_offset`, `_oldest_offset`, from
-//! each partition's leader), which dashboards and alert rules query.
+//! each partition's leader), `kafka_brokers` and `kafka_topic_partitions` (from the
+//! active controller), and KIP-405's per-topic `remotecopylagbytes` and
+//! `remotelogsizebytes` (from each partition's leader), which dashboards and alert
+//! rules query.
 //! They are computed at each scrape from the partitions and the metadata image, so
 //! nothing on the produce or fetch path keeps them.
 
@@ -108,6 +111,98 @@ impl ReplicationCollector {
 /// One labelled value per partition: (topic, partition, value).
 type PerPartition = Vec<(String, String, i64)>;
 
+/// One value per topic, sorted by topic, and their total.
+struct PerTopic {
+    values: std::collections::BTreeMap<String, i64>,
+}
+
+impl PerTopic {
+    fn new() -> PerTopic {
+        PerTopic {
+            values: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, topic: &str, n: i64) {
+        match self.values.get_mut(topic) {
+            Some(v) => *v += n,
+            None => {
+                self.values.insert(topic.to_string(), n);
+            }
+        }
+    }
+
+    fn total(&self) -> i64 {
+        self.values.values().sum()
+    }
+}
+
+impl ReplicationCollector {
+    /// kafka-exporter's cluster view: live brokers and partitions per topic. Only the
+    /// active controller reports them (the others report no brokers and no topics),
+    /// so one series exists per cluster, as with one kafka-exporter.
+    fn cluster_view(&self) -> Option<(i64, PerTopic)> {
+        if self.quorum.controller().0 != Some(self.node_id as u64) {
+            return None;
+        }
+        let image = self.quorum.view().current();
+        // A single node with no quorum peers serves without registering itself.
+        let brokers = (image.usable_brokers().count() as i64).max(1);
+        let mut partitions = PerTopic::new();
+        for t in image.topics.values() {
+            partitions.add(&t.name, t.partitions.len() as i64);
+        }
+        Some((brokers, partitions))
+    }
+
+    /// KIP-405's gauges for the tiered partitions led here: bytes of sealed segments
+    /// not yet copied, and bytes in the object store, per topic.
+    fn remote_sizes(&self) -> (PerTopic, PerTopic) {
+        let image = self.quorum.view().current();
+        let (mut lag, mut size) = (PerTopic::new(), PerTopic::new());
+        for p in self.replicas.all() {
+            if !p.is_leader() {
+                continue;
+            }
+            let remote = image.remote_log(&p.topic_id, p.index);
+            if !p.config().remote_storage_enable && remote.is_none() {
+                continue;
+            }
+            let end = remote.map_or(0, |l| l.end_offset());
+            let view = p.tiered_view();
+            let behind: u64 = view
+                .sealed
+                .iter()
+                .filter(|s| s.next_offset > end)
+                .map(|s| s.size)
+                .sum();
+            lag.add(&p.topic, behind as i64);
+            let stored: u64 = remote.map_or(0, |l| l.finished().map(|s| s.size_bytes).sum());
+            size.add(&p.topic, stored as i64);
+        }
+        (lag, size)
+    }
+}
+
+/// Writes a gauge with a topic-less total (when `total`) and one series per topic.
+fn encode_per_topic(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &PerTopic,
+    total: bool,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    if total {
+        metric.encode_gauge(&values.total())?;
+    }
+    for (topic, value) in &values.values {
+        let labels = [("topic", topic.as_str())];
+        metric.encode_family(&labels)?.encode_gauge(value)?;
+    }
+    Ok(())
+}
+
 impl ReplicationCollector {
     /// Per-partition gauges: every local replica's size, and the offsets of the
     /// partitions led here (kafka-exporter reads them from leaders; one broker each).
@@ -156,6 +251,38 @@ impl Collector for ReplicationCollector {
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
+        if let Some((brokers, partitions)) = self.cluster_view() {
+            let gauge = ConstGauge::new(brokers);
+            let metric = encoder.encode_descriptor(
+                "kafka_brokers",
+                "Live brokers in the cluster (active controller only)",
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)?;
+            encode_per_topic(
+                &mut encoder,
+                "kafka_topic_partitions",
+                "Partitions of each topic (active controller only)",
+                &partitions,
+                false,
+            )?;
+        }
+        let (lag, size) = self.remote_sizes();
+        encode_per_topic(
+            &mut encoder,
+            "kafka_server_brokertopicmetrics_remotecopylagbytes",
+            "Bytes of sealed segments of tiered partitions led here not yet copied to the object store",
+            &lag,
+            true,
+        )?;
+        encode_per_topic(
+            &mut encoder,
+            "kafka_server_brokertopicmetrics_remotelogsizebytes",
+            "Bytes in the object store of the tiered partitions led here",
+            &size,
+            true,
+        )?;
         Ok(())
     }
 }

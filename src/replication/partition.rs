@@ -19,6 +19,7 @@ use crate::log::batch::{self, BatchError, BatchHeader};
 use crate::log::compression::{self, CompressionError};
 use crate::log::producer_state::ProducerState;
 use crate::log::{AppendInfo, Log, LogError, OffsetPosition, ReadPlan};
+use crate::metrics::topic::{TopicCounter, TopicMetrics};
 
 /// Why a partition operation failed; mapped to Kafka codes in `error.rs`.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +194,8 @@ pub struct Partition {
     /// Set when the local log was behind the object store and restarted at this
     /// offset: its producer state is then fetched with the last tiered segment.
     pub restarted_from_remote_at: Option<i64>,
+    /// Its topic's BrokerTopicMetrics counters (shared by the topic's partitions).
+    pub stats: TopicMetrics,
 }
 
 /// A payload and its validated batches (offset in the payload, header).
@@ -218,15 +221,22 @@ impl std::fmt::Debug for Partition {
     }
 }
 
+/// Which partition a replica is: its topic's name and id, and its index.
+#[derive(Debug, Clone)]
+pub struct PartitionName {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+}
+
 impl Partition {
     pub fn new(
-        topic: String,
-        topic_id: Uuid,
-        index: i32,
+        name: PartitionName,
         node_id: i32,
         mut log: Log,
         leadership: Leadership,
         remote: RemoteBounds,
+        stats: TopicMetrics,
     ) -> Result<Arc<Partition>, LogError> {
         // The log must never restart below what the object store has seen or what
         // the log start offset moved past (offsets are never reused).
@@ -252,6 +262,11 @@ impl Partition {
         let (hw_tx, _) = watch::channel(hw.offset);
         let (leo_tx, _) = watch::channel(hw.offset);
         let leader_epoch_start = hw.offset;
+        let PartitionName {
+            topic,
+            topic_id,
+            index,
+        } = name;
         Ok(Arc::new(Partition {
             topic,
             topic_id,
@@ -273,6 +288,7 @@ impl Partition {
             hw_tx,
             leo_tx,
             restarted_from_remote_at,
+            stats,
         }))
     }
 
@@ -556,6 +572,8 @@ impl Partition {
         }
         if !batches.is_empty() {
             state.log.append_as_follower(records, &batches)?;
+            self.stats
+                .add(TopicCounter::ReplicationBytesIn, records.len() as u64);
         }
         let end = state.log.log_end();
         let hw = leader_high_watermark.min(end.offset);
@@ -707,6 +725,11 @@ impl Partition {
             self.advance_high_watermark(&mut state)?;
             drop(state);
             self.leo_tx.send_replace(leo);
+            self.stats.add(TopicCounter::BytesIn, records.len() as u64);
+            self.stats.add(
+                TopicCounter::MessagesIn,
+                (info.last_offset - info.base_offset + 1).max(0) as u64,
+            );
         }
         Ok(info)
     }
@@ -741,6 +764,28 @@ impl Partition {
         Ok((ReadSource::Local(plan), offsets))
     }
 
+    /// When the record at `offset` was written, near enough for a time lag: the
+    /// timestamp of the local batch holding it (the batch's first timestamp, or its
+    /// append time under LogAppendTime). None when it is not in the local log below
+    /// the high watermark.
+    pub fn timestamp_near(&self, offset: i64) -> Option<i64> {
+        let (ReadSource::Local(plan), _) = self.plan_read(offset).ok()? else {
+            return None;
+        };
+        if plan.length < batch::HEADER_SIZE {
+            return None;
+        }
+        let header =
+            crate::log::segment::read_at(plan.file.as_ref()?, plan.position, batch::HEADER_SIZE)
+                .ok()?;
+        let header = BatchHeader::parse(&header).ok()?;
+        Some(if header.attributes & 0x08 != 0 {
+            header.max_timestamp
+        } else {
+            header.base_timestamp
+        })
+    }
+
     /// Records what the object store now holds (from the metadata image), and moves
     /// the log start offset if remote retention or DeleteRecords moved it.
     pub fn set_remote_bounds(&self, remote: RemoteBounds) -> Result<(), PartitionError> {
@@ -773,6 +818,7 @@ impl Partition {
             log_start_offset: state.log.log_start_offset(),
             sealed,
             local_segments: state.log.segment_sizes(),
+            stats: self.stats.clone(),
         }
     }
 

@@ -13,11 +13,12 @@ use parking_lot::{Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use super::fetcher::{FetcherManager, FetcherSettings, Followed};
-use super::partition::{IsrChange, Leadership, Partition, RemoteBounds};
+use super::partition::{IsrChange, Leadership, Partition, PartitionName, RemoteBounds};
 use crate::config::{BrokerConfig, LogConfig};
 use crate::log::producer_state::ProducerState;
 use crate::log::{LogError, LogManager};
 use crate::metadata::ClusterImage;
+use crate::metrics::topic::{BrokerTopicStats, TopicCounter};
 use crate::tiered::reader::{PartitionRef, RemoteRead};
 use crate::tiered::{RemoteReadError, RemoteReader};
 
@@ -39,6 +40,8 @@ pub struct ReplicaManager {
     /// Follower logs restarted after the tiered range (see `take_tier_restarts`).
     tier_restarts: tokio::sync::mpsc::UnboundedSender<(Arc<Partition>, i64)>,
     tier_restarts_rx: Mutex<Option<TierRestarts>>,
+    /// BrokerTopicMetrics: each partition holds its topic's counters.
+    topic_stats: Arc<BrokerTopicStats>,
 }
 
 /// Receives follower logs restarted after the tiered range, with their restart offset.
@@ -60,7 +63,13 @@ impl ReplicaManager {
             isr_changes_rx: Mutex::new(Some(rx)),
             tier_restarts: tier_tx,
             tier_restarts_rx: Mutex::new(Some(tier_rx)),
+            topic_stats: Arc::default(),
         }
+    }
+
+    /// The per-topic counters (for `/metrics` and for requests naming no local partition).
+    pub fn topic_stats(&self) -> &Arc<BrokerTopicStats> {
+        &self.topic_stats
     }
 
     /// Starts follower fetching (the partitions to follow come with each reconcile).
@@ -245,7 +254,17 @@ impl ReplicaManager {
             max_bytes,
             min_one,
         };
-        reader.read(image, req).await
+        let result = reader.read(image, req).await;
+        match &result {
+            Ok(bytes) => {
+                partition.stats.inc(TopicCounter::RemoteFetchRequests);
+                partition
+                    .stats
+                    .add(TopicCounter::RemoteFetchBytes, bytes.len() as u64);
+            }
+            Err(_) => partition.stats.inc(TopicCounter::FailedRemoteFetchRequests),
+        }
+        result
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -441,13 +460,16 @@ impl ReplicaManager {
             .logs
             .open_log(&job.topic, job.index, job.topic_id, job.config)?;
         let partition = Partition::new(
-            job.topic.clone(),
-            job.topic_id,
-            job.index,
+            PartitionName {
+                topic: job.topic.clone(),
+                topic_id: job.topic_id,
+                index: job.index,
+            },
             self.node_id,
             log,
             job.leadership,
             job.remote,
+            self.topic_stats.topic(&job.topic),
         )?;
         self.partitions
             .write()

@@ -30,6 +30,7 @@ use crate::log::SealedSegment;
 use crate::metadata::{
     ApplyReply, ClusterImage, MetadataQuorum, MetadataRecord, RemoteSegment, RemoteSegmentState,
 };
+use crate::metrics::topic::TopicCounter;
 
 /// Segments larger than this are uploaded in parts of this size.
 const PART_BYTES: usize = 8 << 20;
@@ -301,6 +302,7 @@ impl RemoteLogManager {
         .await;
         if let Err(e) = copied {
             self.metrics.upload_failures.inc();
+            p.stats.inc(TopicCounter::FailedRemoteCopyRequests);
             // The COPY_STARTED record stays; the next pass deletes what was written.
             return Err(e);
         }
@@ -312,6 +314,8 @@ impl RemoteLogManager {
         .await?;
         self.metrics.segments_uploaded.inc();
         self.metrics.bytes_uploaded.inc_by(s.size);
+        p.stats.inc(TopicCounter::RemoteCopyRequests);
+        p.stats.add(TopicCounter::RemoteCopyBytes, s.size);
         info!(topic = %p.topic, partition = p.partition, base = s.base_offset, end = s.next_offset - 1, bytes = s.size, ms = started.elapsed().as_millis() as u64, segment = %id, "segment uploaded");
         Ok(())
     }

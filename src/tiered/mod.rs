@@ -40,6 +40,8 @@ pub struct TieredPartition {
     pub sealed: Vec<SealedSegment>,
     /// (base offset, next offset, size) of every local segment, the active one too.
     pub local_segments: Vec<(i64, i64, u64)>,
+    /// The topic's KIP-405 counters (remote copy bytes, requests, failures).
+    pub stats: crate::metrics::topic::TopicMetrics,
 }
 
 /// What the uploader needs from the replicas; implemented by `replication`.

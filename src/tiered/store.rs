@@ -21,8 +21,12 @@ use crate::config::BrokerConfig;
 /// Why the object store could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid object_store.url '{url}': {reason}")]
-    BadUrl { url: String, reason: String },
+    #[error("invalid {key} '{url}': {reason}")]
+    BadUrl {
+        key: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error("cannot configure the object store {url}: {source}")]
     Build {
         url: String,
@@ -119,7 +123,20 @@ impl RemoteStore {
         } else {
             configured
         };
+        Self::from_url(config, &url, "object_store.url")
+    }
+
+    /// Builds the store at `url` (s3://bucket/prefix, file:///path or memory://), an
+    /// S3 one with the `object_store.*` endpoint, region, credential and encryption
+    /// keys; `key` names the setting the URL came from in errors.
+    pub fn from_url(
+        config: &BrokerConfig,
+        url: &str,
+        key: &'static str,
+    ) -> Result<RemoteStore, StoreError> {
+        let url = url.to_string();
         let parsed = url::Url::parse(&url).map_err(|e| StoreError::BadUrl {
+            key,
             url: url.clone(),
             reason: e.to_string(),
         })?;
@@ -133,6 +150,7 @@ impl RemoteStore {
                     let bucket = parsed.host_str().unwrap_or("").to_string();
                     if bucket.is_empty() {
                         return Err(StoreError::BadUrl {
+                            key,
                             url,
                             reason: "no bucket (expected s3://bucket/prefix)".into(),
                         });
@@ -165,6 +183,7 @@ impl RemoteStore {
                 }
                 other => {
                     return Err(StoreError::BadUrl {
+                        key,
                         url: url.clone(),
                         reason: format!("unsupported scheme '{other}' (use s3, file or memory)"),
                     })

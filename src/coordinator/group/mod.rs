@@ -9,6 +9,7 @@
 //! phases. Writes to `__consumer_offsets` go through the partition like any append.
 
 pub mod consumer;
+pub mod metrics;
 pub mod state;
 pub mod store;
 
@@ -249,6 +250,37 @@ impl GroupCoordinator {
 
     fn group(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
         self.groups.lock().get(id).cloned()
+    }
+
+    /// The groups this broker coordinates now, with their member counts and committed
+    /// offsets, for `/metrics`.
+    pub fn coordinated_groups(&self) -> Vec<metrics::GroupOffsets> {
+        let mut out = Vec::new();
+        for (id, group) in self.all_groups() {
+            if self.status(&id).is_err() {
+                continue;
+            }
+            let g = group.lock();
+            if g.phase == GroupPhase::Dead {
+                continue;
+            }
+            let members = match &g.modern {
+                Some(modern) => modern.members.len(),
+                None => g.members.len(),
+            };
+            let offsets = g
+                .offsets
+                .iter()
+                .map(|((topic, partition), o)| (topic.clone(), *partition, o.offset))
+                .collect();
+            out.push(metrics::GroupOffsets {
+                group: id,
+                members,
+                offsets,
+            });
+        }
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        out
     }
 
     /// A snapshot of the group map, so no group lock is taken under the map lock.
