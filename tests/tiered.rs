@@ -590,6 +590,14 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The value of one series, `name{labels} value` (labels as the exposition writes them).
+fn series(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_object_store_outage_never_blocks_produce_and_uploads_resume() {
     let (_s3_dir, mut s3, _, b) = start_tiered(
@@ -643,6 +651,18 @@ async fn an_object_store_outage_never_blocks_produce_and_uploads_resume() {
         "upload failures are counted"
     );
     assert!(metric(&text, "strata_remote_upload_lag_segments") > 0.0);
+    // KIP-405's per-topic names say the same.
+    let topic = "topic=\"steady\"";
+    let kip405 = |text: &str, name: &str| {
+        series(
+            text,
+            &format!("kafka_server_brokertopicmetrics_{name}"),
+            topic,
+        )
+        .unwrap_or_else(|| panic!("{name} of steady missing:\n{text}"))
+    };
+    assert!(kip405(&text, "failedremotecopyrequests_total") > 0.0);
+    assert!(kip405(&text, "remotecopylagbytes") > 0.0);
     // The store returns: uploads resume and catch up.
     s3.restart().await;
     wait_for("uploads caught up", || {
@@ -659,6 +679,19 @@ async fn an_object_store_outage_never_blocks_produce_and_uploads_resume() {
     assert!(metric(&text, "strata_remote_segments_uploaded_total") >= 2.0);
     assert!(metric(&text, "strata_remote_fetch_requests_total") > 0.0);
     assert!(metric(&text, "strata_remote_cache_lookups_total") > 0.0);
+    // One tiered topic: its KIP-405 counters equal the broker-wide ones.
+    assert_eq!(
+        kip405(&text, "remotecopybytes_total"),
+        metric(&text, "strata_remote_bytes_uploaded_total")
+    );
+    assert_eq!(
+        kip405(&text, "remotecopyrequests_total"),
+        metric(&text, "strata_remote_segments_uploaded_total")
+    );
+    assert!(kip405(&text, "remotefetchbytes_total") > 0.0);
+    assert!(kip405(&text, "remotefetchrequests_total") > 0.0);
+    assert_eq!(kip405(&text, "remotecopylagbytes"), 0.0);
+    assert!(kip405(&text, "remotelogsizebytes") > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
