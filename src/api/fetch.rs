@@ -201,6 +201,17 @@ async fn fetch(
     };
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
+    let answer = |results| {
+        respond(
+            broker,
+            listener,
+            &topics,
+            &wanted,
+            results,
+            version,
+            Reader::Consumer,
+        )
+    };
     let min_bytes = request.min_bytes.max(0) as usize;
     let response_max = if request.max_bytes <= 0 {
         usize::MAX
@@ -236,28 +247,12 @@ async fn fetch(
             .await;
             fill_starved(&mut results, &mut read_files, starved, response_max);
             *files = read_files;
-            return respond(
-                broker,
-                listener,
-                &topics,
-                &wanted,
-                results,
-                version,
-                Reader::Consumer,
-            );
+            return answer(results);
         }
         let now = Instant::now();
         if total >= min_bytes || any_error || now >= deadline || watches.is_empty() {
             *files = read_files;
-            return respond(
-                broker,
-                listener,
-                &topics,
-                &wanted,
-                results,
-                version,
-                Reader::Consumer,
-            );
+            return answer(results);
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
         let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
@@ -270,15 +265,7 @@ async fn fetch(
                 read_remote(broker, outcome.remote, &mut results, wait).await;
                 fill_starved(&mut results, files, outcome.starved, response_max);
             }
-            return respond(
-                broker,
-                listener,
-                &topics,
-                &wanted,
-                results,
-                version,
-                Reader::Consumer,
-            );
+            return answer(results);
         }
     }
 }

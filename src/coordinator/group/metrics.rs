@@ -103,6 +103,28 @@ fn per_topic(lags: &[PartitionLag]) -> TopicLag {
     out
 }
 
+/// A gauge with one series per (group, topic, partition) that `pick` gives a value.
+fn encode_per_partition(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    lags: &[PartitionLag],
+    pick: fn(&PartitionLag) -> Option<i64>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for l in lags {
+        let Some(value) = pick(l) else { continue };
+        let partition = l.partition.to_string();
+        let labels = [
+            ("consumergroup", l.group.as_str()),
+            ("topic", l.topic.as_str()),
+            ("partition", partition.as_str()),
+        ];
+        m.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
 impl Collector for GroupCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let groups = self.groups.coordinated_groups();
@@ -121,38 +143,20 @@ impl Collector for GroupCollector {
                 .encode_gauge(&(g.members as i64))?;
         }
 
-        let mut m = encoder.encode_descriptor(
+        encode_per_partition(
+            &mut encoder,
             "kafka_consumergroup_current_offset",
             "A group's committed offset of a partition",
-            None,
-            MetricType::Gauge,
+            &lags,
+            |l| Some(l.committed),
         )?;
-        for l in &lags {
-            let partition = l.partition.to_string();
-            let labels = [
-                ("consumergroup", l.group.as_str()),
-                ("topic", l.topic.as_str()),
-                ("partition", partition.as_str()),
-            ];
-            m.encode_family(&labels)?.encode_gauge(&l.committed)?;
-        }
-
-        let mut m = encoder.encode_descriptor(
+        encode_per_partition(
+            &mut encoder,
             "kafka_consumergroup_lag",
             "Records between a group's committed offset and the partition's high watermark",
-            None,
-            MetricType::Gauge,
+            &lags,
+            |l| l.lag,
         )?;
-        for l in &lags {
-            let Some(lag) = l.lag else { continue };
-            let partition = l.partition.to_string();
-            let labels = [
-                ("consumergroup", l.group.as_str()),
-                ("topic", l.topic.as_str()),
-                ("partition", partition.as_str()),
-            ];
-            m.encode_family(&labels)?.encode_gauge(&lag)?;
-        }
 
         type Pick = fn(&(i64, i64, Option<i64>, i64)) -> Option<f64>;
         let per_topic_gauges: [(&str, &str, Pick); 5] = [
