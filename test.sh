@@ -17,12 +17,25 @@ command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# checkov (tests/python/test_terraform.py) gets its own venv; Debian's python3 needs
+# python3-venv for `python3 -m venv`.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+# checkov lints terraform/ (tests/python/test_terraform.py); in a venv outside the clone
+# so that its many pinned dependencies cannot clash with the test packages above.
+CHECKOV_VERSION=3.3.30
+CHECKOV_VENV="${HOME}/.cache/strata-checkov-venv"
+if ! [ -x "$CHECKOV_VENV/bin/checkov" ] || [ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  rm -rf "$CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
+export STRATA_CHECKOV="$CHECKOV_VENV/bin/checkov"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
 # Rust: unit tests, in-process broker tests and process/crash tests.
