@@ -576,6 +576,9 @@ async fn start_controller(
     })
 }
 
+/// How often the ends of partitions led elsewhere are asked for the group lag.
+const GROUP_LAG_REFRESH: Duration = Duration::from_secs(5);
+
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     start_with(config, CancellationToken::new()).await
 }
@@ -854,10 +857,12 @@ pub async fn start_with(
         .register_collector(Box::new(crate::metrics::topic::BrokerTopicCollector(
             replicas.topic_stats().clone(),
         )));
+    let remote_ends = Arc::new(crate::coordinator::group::metrics::RemoteEnds::default());
     registry.lock().register_collector(Box::new(
         crate::coordinator::group::metrics::GroupCollector {
             groups: groups.clone(),
             replicas: replicas.clone(),
+            remote_ends: remote_ends.clone(),
         },
     ));
     let request_metrics = Arc::new(crate::metrics::request::RequestMetrics::default());
@@ -910,6 +915,15 @@ pub async fn start_with(
     });
 
     let tracker = TaskTracker::new();
+    // The group lag of partitions with no replica here needs their leaders' ends.
+    tracker.spawn(crate::coordinator::group::metrics::refresh_remote_ends(
+        groups.clone(),
+        replicas.clone(),
+        quorum.view(),
+        remote_ends,
+        GROUP_LAG_REFRESH,
+        stop.clone(),
+    ));
     // Leaders ask the controller for ISR changes (AlterPartition) and use them only
     // once committed; the ISR shrink check runs every replica.lag.time.max.ms / 2.
     if let Some(mut changes) = replicas.take_isr_changes() {

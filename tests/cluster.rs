@@ -610,8 +610,8 @@ async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
     );
 }
 
-/// Node `i`'s `/metrics` (its address from its log), as a lookup of unlabelled gauges.
-fn scrape_gauges(c: &Cluster, i: usize) -> impl Fn(&str) -> Option<i64> {
+/// Node `i`'s `/metrics` text (its address from its log; empty if it did not answer).
+fn scrape_text(c: &Cluster, i: usize) -> String {
     use std::io::{Read, Write};
     let log = c.log(i);
     let addr = log
@@ -625,6 +625,12 @@ fn scrape_gauges(c: &Cluster, i: usize) -> impl Fn(&str) -> Option<i64> {
         let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let _ = s.read_to_string(&mut text);
     }
+    text
+}
+
+/// Node `i`'s `/metrics`, as a lookup of unlabelled gauges.
+fn scrape_gauges(c: &Cluster, i: usize) -> impl Fn(&str) -> Option<i64> {
+    let text = scrape_text(c, i);
     move |name: &str| {
         text.lines()
             .find(|l| l.split(' ').next() == Some(name))
@@ -696,6 +702,85 @@ async fn committed_offsets_survive_the_death_of_their_coordinator() {
             .filter(|o| *o != Offset::Invalid)
     });
     assert_eq!(committed, Offset::Offset(42), "no commit is lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_lag_covers_partitions_led_by_other_brokers() {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::producer::FutureRecord;
+    use rdkafka::{Offset, TopicPartitionList};
+    let c = Cluster::start(
+        3,
+        &[
+            "offsets.topic.num.partitions=1",
+            "metrics.listener=127.0.0.1:0",
+        ],
+    );
+    // Replication factor 1: each partition lives on one broker only.
+    create_with(&c, "spread", 3, 1, &[]).await;
+    let view = c.wait_for("leaders", Duration::from_secs(10), || {
+        partitions(&c, 0, "spread").filter(|p| p.values().all(|(l, ..)| *l >= 0))
+    });
+    let producer = common::producer(&c.bootstrap_all(), &[("acks", "all")]);
+    for p in 0..3 {
+        for i in 0..10 {
+            producer
+                .send(
+                    FutureRecord::<(), str>::to("spread")
+                        .partition(p)
+                        .payload(&format!("v{i}")),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+    }
+    let consumer = common::consumer(
+        &c.bootstrap_all(),
+        &[
+            ("group.id", "spread-readers"),
+            ("enable.auto.commit", "false"),
+        ],
+    );
+    let mut at = TopicPartitionList::new();
+    for p in 0..3 {
+        at.add_partition_offset("spread", p, Offset::Offset(4))
+            .unwrap();
+    }
+    consumer.commit(&at, CommitMode::Sync).expect("commit");
+    let coordinator = c.wait_for("a coordinator", Duration::from_secs(30), || {
+        coordinator_of(&c, 0, "spread-readers")
+    });
+    let remote = view.values().filter(|(l, ..)| *l != coordinator).count();
+    assert!(
+        remote >= 1,
+        "some partition must be led elsewhere: {view:?}"
+    );
+    // The coordinator reports every partition's lag, asking the other leaders.
+    let at = c.index_of(coordinator);
+    let lag = |text: &str, p: i32| -> Option<f64> {
+        let prefix = format!(
+            "kafka_consumergroup_lag{{consumergroup=\"spread-readers\",topic=\"spread\",partition=\"{p}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    c.wait_for(
+        "the lag of all three partitions",
+        Duration::from_secs(30),
+        || {
+            let text = scrape_text(&c, at);
+            (0..3).all(|p| lag(&text, p) == Some(6.0)).then_some(())
+        },
+    );
+    // The other brokers do not coordinate the group: no series there.
+    for i in (0..3).filter(|i| *i != at) {
+        assert!(
+            !scrape_text(&c, i).contains("consumergroup=\"spread-readers\""),
+            "node {i} reports a group it does not coordinate"
+        );
+    }
 }
 
 /// ElectLeaders (preferred) for every partition of `topic` through node `i`: the

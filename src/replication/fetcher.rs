@@ -89,6 +89,11 @@ pub struct FetcherManager {
 }
 
 impl FetcherManager {
+    /// TLS to leaders, when the inter-broker listener is SSL.
+    pub fn tls(&self) -> Option<&tokio_rustls::TlsConnector> {
+        self.settings.tls.as_ref()
+    }
+
     pub fn new(settings: FetcherSettings, stop: CancellationToken) -> Self {
         FetcherManager {
             settings,

@@ -3,6 +3,7 @@
 //! Imports `log`, `metadata` and `config`.
 
 pub mod client;
+pub mod end_offsets;
 pub mod fetcher;
 pub mod metrics;
 pub mod partition;

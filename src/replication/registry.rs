@@ -23,8 +23,8 @@ use crate::tiered::reader::{PartitionRef, RemoteRead};
 use crate::tiered::{RemoteReadError, RemoteReader};
 
 pub struct ReplicaManager {
-    node_id: i32,
-    config: Arc<BrokerConfig>,
+    pub(super) node_id: i32,
+    pub(super) config: Arc<BrokerConfig>,
     logs: LogManager,
     /// topic name → partition index → replica; looked up by `&str` without allocating
     /// (every produce and fetch partition goes through `get`).
@@ -65,6 +65,11 @@ impl ReplicaManager {
             tier_restarts_rx: Mutex::new(Some(tier_rx)),
             topic_stats: Arc::default(),
         }
+    }
+
+    /// TLS to other brokers when the inter-broker listener is SSL (set with the fetchers).
+    pub fn inter_broker_tls(&self) -> Option<&tokio_rustls::TlsConnector> {
+        self.fetchers.get().and_then(|f| f.tls())
     }
 
     /// The per-topic counters (for `/metrics` and for requests naming no local partition).

@@ -8,11 +8,13 @@
 //! Each group is reported by its coordinator, the broker leading its
 //! `__consumer_offsets` partition, so a group appears once in a cluster. The end of a
 //! partition is its high watermark as this broker's replica knows it (exact on the
-//! leader, a fetch behind on a follower); a partition with no replica on the
-//! coordinator has no lag series.
+//! leader, a fetch behind on a follower); for a partition with no replica here,
+//! [`refresh_remote_ends`] asks its leader every few seconds (ListOffsets), and the
+//! time lag is left out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -20,7 +22,52 @@ use prometheus_client::metrics::MetricType;
 
 use super::GroupCoordinator;
 use crate::log::now_ms;
+use crate::metadata::MetadataView;
 use crate::replication::ReplicaManager;
+
+/// High watermarks of committed partitions with no replica on this broker, as their
+/// leaders last reported them.
+#[derive(Debug, Default)]
+pub struct RemoteEnds(parking_lot::Mutex<HashMap<(String, i32), i64>>);
+
+impl RemoteEnds {
+    fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0.lock().get(&(topic.to_string(), partition)).copied()
+    }
+}
+
+/// Keeps `ends` current for the groups coordinated here, every `every`, until `stop`.
+pub async fn refresh_remote_ends(
+    groups: Arc<GroupCoordinator>,
+    replicas: Arc<ReplicaManager>,
+    view: MetadataView,
+    ends: Arc<RemoteEnds>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let wanted: BTreeSet<(String, i32)> = groups
+            .coordinated_groups()
+            .into_iter()
+            .flat_map(|g| g.offsets)
+            .map(|(topic, partition, _)| (topic, partition))
+            .filter(|(topic, partition)| replicas.get(topic, *partition).is_none())
+            .collect();
+        let found = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            let wanted: Vec<_> = wanted.into_iter().collect();
+            replicas
+                .leader_high_watermarks(&view.current(), &wanted)
+                .await
+        };
+        *ends.0.lock() = found;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
 
 /// A group coordinated here: its members and committed offsets.
 #[derive(Debug, Clone)]
@@ -45,6 +92,7 @@ struct PartitionLag {
 pub struct GroupCollector {
     pub groups: Arc<GroupCoordinator>,
     pub replicas: Arc<ReplicaManager>,
+    pub remote_ends: Arc<RemoteEnds>,
 }
 
 impl std::fmt::Debug for GroupCollector {
@@ -60,9 +108,11 @@ impl GroupCollector {
         for g in groups {
             for (topic, partition, committed) in &g.offsets {
                 let replica = self.replicas.get(topic, *partition);
-                let lag = replica
-                    .as_ref()
-                    .map(|p| (p.offsets().high_watermark - committed).max(0));
+                let end = match &replica {
+                    Some(p) => Some(p.offsets().high_watermark),
+                    None => self.remote_ends.get(topic, *partition),
+                };
+                let lag = end.map(|end| (end - committed).max(0));
                 let time_lag_ms = match (&replica, lag) {
                     (Some(_), Some(0)) => Some(0),
                     (Some(p), Some(_)) => p.timestamp_near(*committed).map(|t| (now - t).max(0)),

@@ -651,10 +651,14 @@ impl GroupCoordinator {
         Ok(codes)
     }
 
-    /// Partitions this broker does not host may still exist (multi-broker clusters);
-    /// single-node: it is hosted or it does not exist.
-    fn topic_exists_elsewhere(&self, _topic: &str, _partition: i32) -> bool {
-        false
+    /// Whether a partition this broker does not host exists in the cluster (hosted by
+    /// other brokers): offsets may be committed for it, as Kafka checks its metadata.
+    fn topic_exists_elsewhere(&self, topic: &str, partition: i32) -> bool {
+        let image = self.metadata.current();
+        image
+            .topic_ids_by_name
+            .get(topic)
+            .is_some_and(|id| image.partition(id, partition).is_some())
     }
 
     /// OffsetFetch for one group. `topics` None means every committed partition.

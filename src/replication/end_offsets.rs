@@ -1,0 +1,126 @@
+//! The high watermarks of partitions with no replica on this broker, asked of their
+//! leaders with ListOffsets (latest, as a consumer would), over the inter-broker
+//! listener. The group coordinator uses them for the lag of partitions it does not
+//! hold; one request per leader, every partition of that leader in it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, ListOffsetsRequest, RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use super::client::KafkaClient;
+use super::ReplicaManager;
+use crate::metadata::ClusterImage;
+
+/// ListOffsets version asked: v7 has everything needed and every Kafka-protocol
+/// broker (Strata included) answers it.
+const LIST_OFFSETS_VERSION: i16 = 7;
+/// The "latest offset" timestamp: the high watermark for a consumer.
+const LATEST: i64 = -1;
+
+impl ReplicaManager {
+    /// The high watermark of each of `wanted` as its leader reports it; a partition
+    /// whose leader is unknown or did not answer is left out.
+    pub async fn leader_high_watermarks(
+        &self,
+        image: &ClusterImage,
+        wanted: &[(String, i32)],
+    ) -> HashMap<(String, i32), i64> {
+        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        for (topic, partition) in wanted {
+            let leader = image
+                .topic_ids_by_name
+                .get(topic)
+                .and_then(|id| image.partition(id, *partition))
+                .map(|p| p.leader)
+                .unwrap_or(-1);
+            if leader >= 0 && leader != self.node_id {
+                by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push((topic.clone(), *partition));
+            }
+        }
+        let listener = &self.config.inter_broker_listener;
+        let timeout =
+            Duration::from_millis(self.config.num("replica.socket.timeout.ms").max(1) as u64);
+        let mut out = HashMap::new();
+        for (leader, partitions) in by_leader {
+            let Some(broker) = image.brokers.get(&leader) else {
+                continue;
+            };
+            let (host, port) = broker.address_for(listener);
+            let addr = format!("{host}:{port}");
+            match self.ask_leader(&addr, &partitions, timeout).await {
+                Ok(ends) => out.extend(ends),
+                Err(e) => {
+                    debug!(leader, %addr, error = %e, "cannot ask the leader for end offsets")
+                }
+            }
+        }
+        out
+    }
+
+    async fn ask_leader(
+        &self,
+        addr: &str,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> std::io::Result<Vec<((String, i32), i64)>> {
+        let client_id = format!("strata-broker-{}", self.node_id);
+        let mut client =
+            KafkaClient::connect(addr, &client_id, timeout, self.inter_broker_tls()).await?;
+        let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            topics.entry(topic).or_default().push(
+                ListOffsetsPartition::default()
+                    .with_partition_index(*partition)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(LATEST),
+            );
+        }
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(0)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        ListOffsetsTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = client
+            .call(
+                ApiKey::ListOffsets,
+                LIST_OFFSETS_VERSION,
+                &RequestKind::ListOffsets(request),
+                timeout,
+            )
+            .await?;
+        let ResponseKind::ListOffsets(response) = response else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a ListOffsets response",
+            ));
+        };
+        Ok(response
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.name.0.to_string();
+                t.partitions
+                    .into_iter()
+                    .filter(|p| p.error_code == 0 && p.offset >= 0)
+                    .map(move |p| ((name.clone(), p.partition_index), p.offset))
+            })
+            .collect())
+    }
+}
