@@ -36,6 +36,19 @@ if ! [ -x "$CHECKOV_VENV/bin/checkov" ] || [ "$("$CHECKOV_VENV/bin/checkov" --ve
   "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 export STRATA_CHECKOV="$CHECKOV_VENV/bin/checkov"
+# promtool (tests/python/test_dashboards.py checks docs/prometheus/alerts.yml and its
+# unit tests with it): unpacked from Debian's prometheus package, never installed (the
+# package would set up a Prometheus service).
+PROMTOOL_DIR="${HOME}/.cache/strata-promtool"
+if ! [ -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
+  rm -rf "$PROMTOOL_DIR" && mkdir -p "$PROMTOOL_DIR"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  # apt-get download needs the package lists, which a fresh machine may not have yet.
+  (cd "$PROMTOOL_DIR" && { apt-get download -qq prometheus 2>/dev/null \
+      || { $SUDO apt-get update -qq && apt-get download -qq prometheus; }; } \
+    && dpkg -x prometheus_*.deb . && rm -f prometheus_*.deb)
+fi
+export PROMTOOL="$PROMTOOL_DIR/usr/bin/promtool"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
 # Rust: unit tests, in-process broker tests and process/crash tests.

@@ -238,7 +238,12 @@ BROKER_CONFIG_INPUTS = {
         "tls_truststore_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
         "tls_client_authentication": True,
         "scram_admin_secret_arn": "arn:aws:secretsmanager:us-east-1:111122223333:secret:demo/admin-AbCdEf",
-        "extra_broker_config": {"log.retention.hours": "72", "auto.create.topics.enable": "false"},
+        "extra_broker_config": {
+            "log.retention.hours": "72",
+            "auto.create.topics.enable": "false",
+            # What the cluster module adds with log_delivery_prefix.
+            "logs.delivery.url": "s3://strata-tier-example/broker-logs",
+        },
     },
     "plaintext": {
         "cluster_name": "plain",
