@@ -20,6 +20,52 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// One value per topic, sorted by topic, and their total: what collectors build at a
+/// scrape for a per-topic gauge.
+#[derive(Debug, Default)]
+pub struct PerTopic {
+    values: std::collections::BTreeMap<String, i64>,
+}
+
+impl PerTopic {
+    pub fn add(&mut self, topic: &str, n: i64) {
+        match self.values.get_mut(topic) {
+            Some(v) => *v += n,
+            None => {
+                self.values.insert(topic.to_string(), n);
+            }
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.values.values().sum()
+    }
+}
+
+/// Writes a gauge with one series per topic, and a topic-less total when `total`.
+pub fn encode_per_topic(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &PerTopic,
+    total: bool,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    if total {
+        metric.encode_gauge(&values.total())?;
+    }
+    for (topic, value) in &values.values {
+        let labels = [("topic", topic.as_str())];
+        metric.encode_family(&labels)?.encode_gauge(value)?;
+    }
+    Ok(())
+}
+
 /// The shared registry; locked only to register and to encode a scrape.
 pub type SharedRegistry = Arc<Mutex<Registry>>;
 

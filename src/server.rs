@@ -551,6 +551,27 @@ async fn start_controller(
     )
     .await?;
     ensure_cluster_id(&quorum, &config, &meta_properties).await?;
+    // A dedicated controller serves the controller's gauges (the active one's
+    // ActiveControllerCount is what "no active controller" alerts sum) and delivers
+    // its log like any node.
+    let registry = crate::metrics::new_registry();
+    registry
+        .lock()
+        .register_collector(Box::new(crate::metadata::metrics::ControllerCollector {
+            node_id: config.node_id,
+            quorum: quorum.clone(),
+        }));
+    let delivery = start_log_delivery(&config, &quorum, &registry)?;
+    let metrics_listener = bind_metrics(&config).await?;
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let stop_metrics = CancellationToken::new();
+    let metrics_task = metrics_listener.map(|listener| {
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            registry,
+            stop_metrics.clone(),
+        ))
+    });
     info!(
         node_id = config.node_id,
         cluster_id = %quorum.view().current().cluster_id,
@@ -561,19 +582,67 @@ async fn start_controller(
         tokio::spawn(async move {
             shutdown.cancelled().await;
             info!("stopping");
+            stop_metrics.cancel();
+            if let Some(task) = metrics_task {
+                let _ = task.await;
+            }
             if let Err(e) = quorum.shutdown().await {
                 warn!(error = %e, "metadata quorum shutdown");
             }
             info!("stopped");
+            finish_log_delivery(delivery).await;
         })
     };
     Ok(RunningBroker {
         addrs: Vec::new(),
-        metrics_addr: None,
+        metrics_addr,
         broker: None,
         shutdown,
         done,
     })
+}
+
+/// The metrics endpoint of `metrics.listener`, bound now so a bad address stops
+/// start-up; None when it is off.
+async fn bind_metrics(config: &BrokerConfig) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match config.get("metrics.listener").trim() {
+        "" => Ok(None),
+        addr => {
+            Ok(Some(crate::metrics::bind(addr).await.with_context(
+                || format!("binding metrics.listener {addr}"),
+            )?))
+        }
+    }
+}
+
+/// The node's own log to `logs.delivery.url` (when set and logging was set up by
+/// `main`), its counters registered; the cluster id names its path.
+fn start_log_delivery(
+    config: &BrokerConfig,
+    quorum: &MetadataQuorum,
+    registry: &crate::metrics::SharedRegistry,
+) -> anyhow::Result<Option<crate::logs::delivery::Delivery>> {
+    let Some(queue) = crate::logs::delivery_queue() else {
+        return Ok(None);
+    };
+    let cluster_id = quorum.view().current().cluster_id.clone();
+    Ok(
+        crate::logs::delivery::start(queue, config, &cluster_id)?.map(|(delivery, collector)| {
+            registry.lock().register_collector(Box::new(collector));
+            delivery
+        }),
+    )
+}
+
+/// Writes the last lines (the shutdown's) out, if the store answers within 10 s.
+async fn finish_log_delivery(delivery: Option<crate::logs::delivery::Delivery>) {
+    let Some(delivery) = delivery else { return };
+    if tokio::time::timeout(Duration::from_secs(10), delivery.finish())
+        .await
+        .is_err()
+    {
+        warn!("log delivery did not finish within 10 s");
+    }
 }
 
 /// How often the ends of partitions led elsewhere are asked for the group lag.
@@ -847,11 +916,16 @@ pub async fn start_with(
     sasl_metrics.register(&mut registry.lock(), &listener_names(true));
     registry.lock().register_collector(Box::new(
         crate::replication::metrics::ReplicationCollector {
-            node_id: config.node_id,
             replicas: replicas.clone(),
             quorum: quorum.clone(),
         },
     ));
+    registry
+        .lock()
+        .register_collector(Box::new(crate::metadata::metrics::ControllerCollector {
+            node_id: config.node_id,
+            quorum: quorum.clone(),
+        }));
     registry
         .lock()
         .register_collector(Box::new(crate::metrics::topic::BrokerTopicCollector(
@@ -872,27 +946,8 @@ pub async fn start_with(
             requests: request_metrics.clone(),
             idle: crate::metrics::request::WorkerIdle::new(tokio::runtime::Handle::current()),
         }));
-    // The broker's own log to `logs.delivery.url`, once the cluster id names its path.
-    let delivery = match crate::logs::delivery_queue() {
-        Some(queue) => {
-            let cluster_id = quorum.view().current().cluster_id.clone();
-            crate::logs::delivery::start(queue, &config, &cluster_id)?.map(
-                |(delivery, collector)| {
-                    registry.lock().register_collector(Box::new(collector));
-                    delivery
-                },
-            )
-        }
-        None => None,
-    };
-    let metrics_listener = match config.get("metrics.listener").trim() {
-        "" => None,
-        addr => Some(
-            crate::metrics::bind(addr)
-                .await
-                .with_context(|| format!("binding metrics.listener {addr}"))?,
-        ),
-    };
+    let delivery = start_log_delivery(&config, &quorum, &registry)?;
+    let metrics_listener = bind_metrics(&config).await?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let tiering = if config.remote_storage_system_enable {
         let tiering = start_tiering(&config, &replicas, &registry).await?;
@@ -1199,15 +1254,7 @@ pub async fn start_with(
                 warn!(error = %e, "metadata quorum shutdown");
             }
             info!("stopped");
-            if let Some(delivery) = delivery {
-                // The last lines (this shutdown's) go out too, if the store answers.
-                if tokio::time::timeout(Duration::from_secs(10), delivery.finish())
-                    .await
-                    .is_err()
-                {
-                    warn!("log delivery did not finish within 10 s");
-                }
-            }
+            finish_log_delivery(delivery).await;
         })
     };
     info!(addrs = ?addrs, node_id = config.node_id, "broker ready");

@@ -610,16 +610,19 @@ async fn a_frozen_follower_leaves_the_isr_and_acks_all_then_needs_it_back() {
     );
 }
 
-/// Node `i`'s `/metrics` text (its address from its log; empty if it did not answer).
+/// Node `i`'s `/metrics` text (its address from its log; empty while it has not
+/// logged it, or if it did not answer).
 fn scrape_text(c: &Cluster, i: usize) -> String {
     use std::io::{Read, Write};
     let log = c.log(i);
-    let addr = log
+    let Some(addr) = log
         .split("metrics endpoint listening addr=")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
-        .expect("metrics.listener is set")
-        .to_string();
+        .map(str::to_string)
+    else {
+        return String::new();
+    };
     let mut text = String::new();
     if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
         let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -1670,7 +1673,7 @@ async fn dedicated_controllers_serve_broker_only_nodes_through_a_controller_fail
         Role::Broker,
         Role::Broker,
     ];
-    let mut c = Cluster::start_roles(&roles, &[]);
+    let mut c = Cluster::start_roles(&roles, &["metrics.listener=127.0.0.1:0"]);
     let b = 3; // the first broker-only node
 
     // Only the brokers are brokers; the quorum is the three controllers, and the
@@ -1687,6 +1690,27 @@ async fn dedicated_controllers_serve_broker_only_nodes_through_a_controller_fail
     assert!(
         (1..=3).contains(&leader),
         "a controller leads, not {leader}"
+    );
+    // Dedicated controllers serve /metrics too: the active one counts itself, so the
+    // sum over all six nodes is one, and it sees the three brokers.
+    let active_sum = |c: &Cluster| -> i64 {
+        (0..6)
+            .map(|i| {
+                scrape_gauges(c, i)("kafka_controller_kafkacontroller_activecontrollercount")
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    c.wait_for(
+        "one active controller on /metrics",
+        Duration::from_secs(30),
+        || {
+            let g = scrape_gauges(&c, c.index_of(leader));
+            (active_sum(&c) == 1
+                && g("kafka_controller_kafkacontroller_activecontrollercount") == Some(1)
+                && g("kafka_brokers") == Some(3))
+            .then_some(())
+        },
     );
     let md = c.metadata(b + 1);
     assert!(
@@ -1752,6 +1776,16 @@ async fn dedicated_controllers_serve_broker_only_nodes_through_a_controller_fail
     });
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!((1..=3).contains(&new_leader) && new_epoch > epoch);
+    c.wait_for(
+        "the new controller on /metrics",
+        Duration::from_secs(30),
+        || {
+            let g = scrape_gauges(&c, c.index_of(new_leader));
+            (active_sum(&c) == 1
+                && g("kafka_controller_kafkacontroller_activecontrollercount") == Some(1))
+            .then_some(())
+        },
+    );
     create_with(&c, "after-failover", 2, 3, &[]).await;
     for i in b..b + 3 {
         c.wait_for(

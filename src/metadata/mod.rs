@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod controller;
 pub mod image;
+pub mod metrics;
 pub(crate) mod network;
 pub(crate) mod observer;
 pub(crate) mod rpc;

@@ -1,11 +1,9 @@
-//! The replica manager's and the controller's gauges under the names Kafka's JMX
-//! metrics get from the Strimzi exporter rules (`kafka_server_replicamanager_*`,
-//! `kafka_controller_kafkacontroller_*`, `kafka_log_log_size`), and kafka-exporter's
-//! partition offsets (`kafka_topic_partition_current_offset`, `_oldest_offset`, from
-//! each partition's leader), `kafka_brokers` and `kafka_topic_partitions` (from the
-//! active controller), and KIP-405's per-topic `remotecopylagbytes` and
-//! `remotelogsizebytes` (from each partition's leader), which dashboards and alert
-//! rules query.
+//! The replica manager's gauges under the names Kafka's JMX metrics get from the
+//! Strimzi exporter rules (`kafka_server_replicamanager_*`, `kafka_log_log_size`),
+//! kafka-exporter's partition offsets (`kafka_topic_partition_current_offset`,
+//! `_oldest_offset`, from each partition's leader), and KIP-405's per-topic
+//! `remotecopylagbytes` and `remotelogsizebytes` (from each partition's leader), which
+//! dashboards and alert rules query. The controller's gauges are `metadata::metrics`.
 //! They are computed at each scrape from the partitions and the metadata image, so
 //! nothing on the produce or fetch path keeps them.
 
@@ -18,18 +16,16 @@ use prometheus_client::metrics::MetricType;
 
 use super::ReplicaManager;
 use crate::metadata::MetadataQuorum;
+use crate::metrics::PerTopic;
 
 pub struct ReplicationCollector {
-    pub node_id: i32,
     pub replicas: Arc<ReplicaManager>,
     pub quorum: MetadataQuorum,
 }
 
 impl std::fmt::Debug for ReplicationCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplicationCollector")
-            .field("node_id", &self.node_id)
-            .finish()
+        f.debug_struct("ReplicationCollector").finish()
     }
 }
 
@@ -43,18 +39,6 @@ impl ReplicationCollector {
             leaders += i64::from(h.leads);
             under_replicated += i64::from(h.under_replicated);
             under_min_isr += i64::from(h.under_min_isr);
-        }
-        // As in Kafka, the cluster-wide counts come from the active controller only
-        // (the others report 0), so a sum over brokers is the cluster's figure.
-        let active = self.quorum.controller().0 == Some(self.node_id as u64);
-        let (mut topics, mut global_partitions, mut offline) = (0, 0, 0);
-        if active {
-            let image = self.quorum.view().current();
-            topics = image.topics.len() as i64;
-            for t in image.topics.values() {
-                global_partitions += t.partitions.len() as i64;
-                offline += t.partitions.iter().filter(|p| p.leader < 0).count() as i64;
-            }
         }
         vec![
             (
@@ -84,26 +68,6 @@ impl ReplicationCollector {
                 "Replicas on offline log directories",
                 0,
             ),
-            (
-                "kafka_controller_kafkacontroller_activecontrollercount",
-                "1 on the active controller",
-                i64::from(active),
-            ),
-            (
-                "kafka_controller_kafkacontroller_offlinepartitionscount",
-                "Partitions without a leader (active controller only)",
-                offline,
-            ),
-            (
-                "kafka_controller_kafkacontroller_globaltopiccount",
-                "Topics in the cluster (active controller only)",
-                topics,
-            ),
-            (
-                "kafka_controller_kafkacontroller_globalpartitioncount",
-                "Partitions in the cluster (active controller only)",
-                global_partitions,
-            ),
         ]
     }
 }
@@ -111,55 +75,12 @@ impl ReplicationCollector {
 /// One labelled value per partition: (topic, partition, value).
 type PerPartition = Vec<(String, String, i64)>;
 
-/// One value per topic, sorted by topic, and their total.
-struct PerTopic {
-    values: std::collections::BTreeMap<String, i64>,
-}
-
-impl PerTopic {
-    fn new() -> PerTopic {
-        PerTopic {
-            values: std::collections::BTreeMap::new(),
-        }
-    }
-
-    fn add(&mut self, topic: &str, n: i64) {
-        match self.values.get_mut(topic) {
-            Some(v) => *v += n,
-            None => {
-                self.values.insert(topic.to_string(), n);
-            }
-        }
-    }
-
-    fn total(&self) -> i64 {
-        self.values.values().sum()
-    }
-}
-
 impl ReplicationCollector {
-    /// kafka-exporter's cluster view: live brokers and partitions per topic. Only the
-    /// active controller reports them (the others report no brokers and no topics),
-    /// so one series exists per cluster, as with one kafka-exporter.
-    fn cluster_view(&self) -> Option<(i64, PerTopic)> {
-        if self.quorum.controller().0 != Some(self.node_id as u64) {
-            return None;
-        }
-        let image = self.quorum.view().current();
-        // A single node with no quorum peers serves without registering itself.
-        let brokers = (image.usable_brokers().count() as i64).max(1);
-        let mut partitions = PerTopic::new();
-        for t in image.topics.values() {
-            partitions.add(&t.name, t.partitions.len() as i64);
-        }
-        Some((brokers, partitions))
-    }
-
     /// KIP-405's gauges for the tiered partitions led here: bytes of sealed segments
     /// not yet copied, and bytes in the object store, per topic.
     fn remote_sizes(&self) -> (PerTopic, PerTopic) {
         let image = self.quorum.view().current();
-        let (mut lag, mut size) = (PerTopic::new(), PerTopic::new());
+        let (mut lag, mut size) = (PerTopic::default(), PerTopic::default());
         for p in self.replicas.all() {
             if !p.is_leader() {
                 continue;
@@ -182,25 +103,6 @@ impl ReplicationCollector {
         }
         (lag, size)
     }
-}
-
-/// Writes a gauge with a topic-less total (when `total`) and one series per topic.
-fn encode_per_topic(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    values: &PerTopic,
-    total: bool,
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    if total {
-        metric.encode_gauge(&values.total())?;
-    }
-    for (topic, value) in &values.values {
-        let labels = [("topic", topic.as_str())];
-        metric.encode_family(&labels)?.encode_gauge(value)?;
-    }
-    Ok(())
 }
 
 impl ReplicationCollector {
@@ -251,32 +153,15 @@ impl Collector for ReplicationCollector {
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        if let Some((brokers, partitions)) = self.cluster_view() {
-            let gauge = ConstGauge::new(brokers);
-            let metric = encoder.encode_descriptor(
-                "kafka_brokers",
-                "Live brokers in the cluster (active controller only)",
-                None,
-                gauge.metric_type(),
-            )?;
-            gauge.encode(metric)?;
-            encode_per_topic(
-                &mut encoder,
-                "kafka_topic_partitions",
-                "Partitions of each topic (active controller only)",
-                &partitions,
-                false,
-            )?;
-        }
         let (lag, size) = self.remote_sizes();
-        encode_per_topic(
+        crate::metrics::encode_per_topic(
             &mut encoder,
             "kafka_server_brokertopicmetrics_remotecopylagbytes",
             "Bytes of sealed segments of tiered partitions led here not yet copied to the object store",
             &lag,
             true,
         )?;
-        encode_per_topic(
+        crate::metrics::encode_per_topic(
             &mut encoder,
             "kafka_server_brokertopicmetrics_remotelogsizebytes",
             "Bytes in the object store of the tiered partitions led here",
