@@ -777,6 +777,24 @@ async fn group_lag_covers_partitions_led_by_other_brokers() {
             (0..3).all(|p| lag(&text, p) == Some(6.0)).then_some(())
         },
     );
+    // More records: the lag follows (later rounds reuse the connections to leaders).
+    for p in 0..3 {
+        for i in 10..15 {
+            producer
+                .send(
+                    FutureRecord::<(), str>::to("spread")
+                        .partition(p)
+                        .payload(&format!("v{i}")),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+    }
+    c.wait_for("the lag to grow", Duration::from_secs(30), || {
+        let text = scrape_text(&c, at);
+        (0..3).all(|p| lag(&text, p) == Some(11.0)).then_some(())
+    });
     // The other brokers do not coordinate the group: no series there.
     for i in (0..3).filter(|i| *i != at) {
         assert!(

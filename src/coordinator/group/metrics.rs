@@ -45,6 +45,7 @@ pub async fn refresh_remote_ends(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let mut clients = crate::replication::end_offsets::LeaderClients::default();
     loop {
         let wanted: BTreeSet<(String, i32)> = groups
             .coordinated_groups()
@@ -58,7 +59,7 @@ pub async fn refresh_remote_ends(
         } else {
             let wanted: Vec<_> = wanted.into_iter().collect();
             replicas
-                .leader_high_watermarks(&view.current(), &wanted)
+                .leader_high_watermarks(&mut clients, &view.current(), &wanted)
                 .await
         };
         *ends.0.lock() = found;
