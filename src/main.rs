@@ -287,6 +287,8 @@ fn main() -> anyhow::Result<()> {
                 token.cancel();
             });
         }
+        // With JSON logs, stderr stays one JSON object per line: the error line says it.
+        let plain_stderr = config.get("logs.format") != "json";
         let broker = match strata::server::start_with(config, token.clone()).await {
             Ok(b) => b,
             Err(_) if token.is_cancelled() => {
@@ -296,7 +298,9 @@ fn main() -> anyhow::Result<()> {
             Err(e) => {
                 // A clear one-line reason (with its causes), not a backtrace.
                 tracing::error!("start-up failed: {e:#}");
-                eprintln!("strata: start-up failed: {e:#}");
+                if plain_stderr {
+                    eprintln!("strata: start-up failed: {e:#}");
+                }
                 std::process::exit(1);
             }
         };

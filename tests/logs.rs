@@ -183,3 +183,34 @@ fn a_bad_delivery_url_stops_start_up_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("logs.delivery.url"), "{err}");
 }
+
+#[test]
+fn a_failed_start_up_with_json_logs_writes_only_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // The listener's port is taken: start-up fails binding it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "--override",
+            &format!("listeners=PLAINTEXT://127.0.0.1:{port}"),
+        ])
+        .args(["--override", &format!("log.dirs={}", dir.path().display())])
+        .args(["--override", "logs.format=json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("start-up failed"))),
+        "{err}"
+    );
+}
