@@ -8,7 +8,6 @@
 //! only, after the requests before it were answered.
 
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,22 +65,13 @@ pub async fn serve<S: Transport>(
             None => max_frame,
         }));
         let mut session = sasl.map(|s| SaslSession::new(s, peer));
-        let fd = stream.socket_fd();
         let (mut reader, writer) = stream.split_transport();
         let (tx, mut rx) = mpsc::channel::<Incoming>(MAX_PIPELINED);
         let reader_limit = frame_limit.clone();
         let reader_task = tokio::spawn(
             async move {
-                let reason = read_loop(
-                    &mut reader,
-                    fd,
-                    peer,
-                    &listener,
-                    &reader_limit,
-                    &tx,
-                    &shutdown,
-                )
-                .await;
+                let reason =
+                    read_loop(&mut reader, peer, &listener, &reader_limit, &tx, &shutdown).await;
                 match &reason {
                     Ok(()) => debug!("client closed the connection"),
                     // A client going away mid-read is ordinary, not a warning.
@@ -232,36 +222,6 @@ async fn handle(broker: &Arc<Broker>, request: Request) -> Result<Option<Vec<Chu
     .await
 }
 
-/// Frames at least this large (produce requests of many records) are read with the
-/// socket's low-water mark raised (see `transport::set_low_water`).
-const LOW_WATER_FRAME: usize = 256 * 1024;
-
-/// Reads a large frame's body, raising the socket's low-water mark as it goes so the
-/// reader wakes per chunk of hundreds of KiB rather than per TLS record or segment;
-/// the mark is back at 1 before the next frame's length is read. A failed
-/// `setsockopt` only costs the saving.
-async fn read_large_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    fd: RawFd,
-    len: usize,
-) -> std::io::Result<bytes::Bytes> {
-    use bytes::BufMut;
-    let mut frame = bytes::BytesMut::with_capacity(len);
-    let read = async {
-        while frame.len() < len {
-            let want = len - frame.len();
-            let _ = super::transport::set_low_water(fd, want);
-            if reader.read_buf(&mut (&mut frame).limit(want)).await? == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-            }
-        }
-        Ok(())
-    }
-    .await;
-    let _ = super::transport::set_low_water(fd, 0);
-    read.map(|()| frame.freeze())
-}
-
 #[derive(Debug, thiserror::Error)]
 enum ConnectionError {
     #[error("frame length {0} is negative or larger than socket.request.max.bytes ({1})")]
@@ -276,7 +236,6 @@ enum ConnectionError {
 
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut R,
-    fd: RawFd,
     peer: SocketAddr,
     listener: &str,
     frame_limit: &AtomicUsize,
@@ -299,11 +258,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if len < 0 || len as usize > max_frame {
             return Err(ConnectionError::BadLength(len, max_frame));
         }
-        let frame = if len as usize >= LOW_WATER_FRAME {
-            read_large_frame(reader, fd, len as usize).await?
-        } else {
-            read_frame_body(reader, len as usize).await?
-        };
+        let frame = read_frame_body(reader, len as usize).await?;
         let incoming = match decode_request(frame) {
             Ok(mut r) => {
                 r.client_host = format!("/{}", peer.ip());
