@@ -559,6 +559,7 @@ async fn start_controller(
         .lock()
         .register_collector(Box::new(crate::metadata::metrics::ControllerCollector {
             node_id: config.node_id,
+            is_broker: false,
             quorum: quorum.clone(),
         }));
     let delivery = start_log_delivery(&config, &quorum, &registry)?;
@@ -924,6 +925,7 @@ pub async fn start_with(
         .lock()
         .register_collector(Box::new(crate::metadata::metrics::ControllerCollector {
             node_id: config.node_id,
+            is_broker: true,
             quorum: quorum.clone(),
         }));
     registry

@@ -551,7 +551,6 @@ fn counts_as_failed_fetch(error: i16) -> bool {
             | code::UNKNOWN_LEADER_EPOCH
             | code::OFFSET_OUT_OF_RANGE
             | code::KAFKA_STORAGE_ERROR
-            | code::TOPIC_AUTHORIZATION_FAILED
     )
 }
 
@@ -573,6 +572,10 @@ pub(super) fn respond(
         let Some(name) = topics[w.topic_index].0.as_deref() else {
             continue;
         };
+        if data.error_code == code::TOPIC_AUTHORIZATION_FAILED {
+            // Refused before any read, as Kafka does: not a fetch of that topic.
+            continue;
+        }
         let Some(partition) = broker.replicas.get(name, w.partition) else {
             continue;
         };

@@ -26,6 +26,8 @@ use crate::tiered::store::{RemoteStore, StoreError};
 
 /// How long one object write may take before it counts as failed.
 const PUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same at shutdown, which the server bounds at 10 s in all.
+const FINAL_PUT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Counters of the delivery, on `/metrics`.
 #[derive(Debug, Default)]
@@ -158,10 +160,30 @@ impl Deliverer {
                 _ = tokio::time::sleep(interval) => false,
                 _ = stop.cancelled() => true,
             };
-            self.round().await;
             if last {
+                self.final_round().await;
                 return;
             }
+            self.round().await;
+        }
+    }
+
+    /// At shutdown: the newest lines first (the shutdown's own, which kept objects
+    /// must not hold up behind a store that does not answer), then what was kept.
+    async fn final_round(&mut self) {
+        if let Some(object) = self.take_object().await {
+            if self.put(&object, FINAL_PUT_TIMEOUT).await.is_err() {
+                self.queue
+                    .dropped_lines
+                    .fetch_add(object.lines, Ordering::Relaxed);
+                return;
+            }
+        }
+        while let Some(object) = self.pending.pop_front() {
+            if self.put(&object, FINAL_PUT_TIMEOUT).await.is_err() {
+                return;
+            }
+            self.queue.release(object.body.len());
         }
     }
 
@@ -169,7 +191,7 @@ impl Deliverer {
     async fn round(&mut self) {
         while let Some(object) = self.pending.pop_front() {
             let size = object.body.len();
-            match self.put(&object).await {
+            match self.put(&object, PUT_TIMEOUT).await {
                 Ok(()) => self.queue.release(size),
                 Err(()) => {
                     self.pending.push_front(object);
@@ -181,7 +203,7 @@ impl Deliverer {
             return;
         };
         let stuck = !self.pending.is_empty();
-        if stuck || self.put(&object).await.is_err() {
+        if stuck || self.put(&object, PUT_TIMEOUT).await.is_err() {
             // Kept for the next round if it fits the bound, else its lines are lost.
             if self.queue.hold(object.body.len()) {
                 self.pending.push_back(object);
@@ -227,12 +249,12 @@ impl Deliverer {
         })
     }
 
-    async fn put(&self, object: &Object) -> Result<(), ()> {
+    async fn put(&self, object: &Object, timeout: Duration) -> Result<(), ()> {
         let put = self
             .store
             .store
             .put(&object.path, PutPayload::from(object.body.clone()));
-        match tokio::time::timeout(PUT_TIMEOUT, put).await {
+        match tokio::time::timeout(timeout, put).await {
             Ok(Ok(_)) => {
                 self.stats.objects.fetch_add(1, Ordering::Relaxed);
                 self.stats.lines.fetch_add(object.lines, Ordering::Relaxed);
@@ -243,7 +265,7 @@ impl Deliverer {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 let error = match outcome {
                     Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {} s", PUT_TIMEOUT.as_secs()),
+                    _ => format!("no answer within {} s", timeout.as_secs()),
                 };
                 warn!(path = %object.path, %error, "log delivery failed; the object is kept and retried");
                 Err(())

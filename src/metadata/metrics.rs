@@ -14,6 +14,9 @@ use crate::metrics::{encode_per_topic, PerTopic};
 
 pub struct ControllerCollector {
     pub node_id: i32,
+    /// This node serves the Kafka API too (a single node counts itself as a broker
+    /// before any registration exists).
+    pub is_broker: bool,
     pub quorum: MetadataQuorum,
 }
 
@@ -42,10 +45,14 @@ impl ControllerCollector {
             return None;
         }
         let image = self.quorum.view().current();
+        let mut brokers = image.usable_brokers().count() as i64;
+        if image.brokers.is_empty() && self.is_broker {
+            // A single node with no quorum peers serves without registering itself.
+            brokers = 1;
+        }
         let mut f = ClusterFigures {
             topics: image.topics.len() as i64,
-            // A single node with no quorum peers serves without registering itself.
-            brokers: (image.usable_brokers().count() as i64).max(1),
+            brokers,
             ..ClusterFigures::default()
         };
         for t in image.topics.values() {

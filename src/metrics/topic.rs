@@ -5,9 +5,11 @@
 //! exporter rules give them.
 //!
 //! Each topic's counters are plain atomics behind an `Arc` that its partitions hold, so
-//! the produce and fetch paths add to them without a map lookup or a lock. A topic's
-//! series disappear once no partition of it remains on this broker (deleted or moved
-//! away), as Kafka removes a deleted topic's metrics.
+//! the produce and fetch paths add to them through the partition (no lock of their
+//! own), and to nothing shared by all topics: the topic-less totals are summed at each scrape, from the live topics
+//! and what the topics gone from this broker had counted. A topic's series disappear
+//! once no partition of it remains on this broker (deleted or moved away), as Kafka
+//! removes a deleted topic's metrics.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,47 +155,46 @@ impl TopicStats {
     fn add(&self, counter: TopicCounter, n: u64) {
         self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Adds every counter of `other` to this one.
+    fn absorb(&self, other: &TopicStats) {
+        for counter in TopicCounter::ALL {
+            self.add(counter, other.get(counter));
+        }
+    }
 }
 
-/// A topic's counters and the all-topics counters together: what a partition holds.
-/// Every addition goes to both, so the topic-less total never falls when a topic goes.
-#[derive(Debug, Clone)]
+/// A topic's counters: what its partitions hold.
+#[derive(Debug, Clone, Default)]
 pub struct TopicMetrics {
     topic: Arc<TopicStats>,
-    all: Arc<TopicStats>,
 }
 
 impl TopicMetrics {
     pub fn add(&self, counter: TopicCounter, n: u64) {
         self.topic.add(counter, n);
-        self.all.add(counter, n);
     }
 
     pub fn inc(&self, counter: TopicCounter) {
         self.add(counter, 1);
     }
-
-    /// Counters of no topic, for tests and tools that need a handle.
-    pub fn detached() -> TopicMetrics {
-        TopicMetrics {
-            topic: Arc::default(),
-            all: Arc::default(),
-        }
-    }
 }
 
-/// Every topic's counters on this broker, and the all-topics ones.
+/// Every topic's counters on this broker.
 #[derive(Debug, Default)]
 pub struct BrokerTopicStats {
-    all: Arc<TopicStats>,
     topics: RwLock<HashMap<String, Arc<TopicStats>>>,
+    /// What the topics no longer here had counted, so the totals never fall.
+    retired: TopicStats,
 }
 
 impl BrokerTopicStats {
     /// The counters of `topic`, created on first use (when a partition of it opens).
     pub fn topic(&self, topic: &str) -> TopicMetrics {
         if let Some(stats) = self.topics.read().get(topic) {
-            return self.handle(stats.clone());
+            return TopicMetrics {
+                topic: stats.clone(),
+            };
         }
         let stats = self
             .topics
@@ -201,37 +202,32 @@ impl BrokerTopicStats {
             .entry(topic.to_string())
             .or_default()
             .clone();
-        self.handle(stats)
-    }
-
-    /// The all-topics counters alone, for traffic not tied to a local partition.
-    pub fn all_topics(&self) -> &TopicStats {
-        &self.all
-    }
-
-    /// Adds to the all-topics counters only (a request for a topic with no partition here).
-    pub fn add_unattributed(&self, counter: TopicCounter, n: u64) {
-        self.all.add(counter, n);
-    }
-
-    fn handle(&self, topic: Arc<TopicStats>) -> TopicMetrics {
-        TopicMetrics {
-            topic,
-            all: self.all.clone(),
-        }
+        TopicMetrics { topic: stats }
     }
 
     /// The topics whose partitions are still here (some handle besides ours lives),
-    /// sorted; forgets the others.
+    /// sorted; the others are forgotten, their counts kept in `retired`. A topic
+    /// retired is one nothing can add to any more: only its partitions hold handles.
     fn live_topics(&self) -> Vec<(String, Arc<TopicStats>)> {
         let mut topics = self.topics.write();
-        topics.retain(|_, stats| Arc::strong_count(stats) > 1);
+        topics.retain(|_, stats| {
+            let live = Arc::strong_count(stats) > 1;
+            if !live {
+                self.retired.absorb(stats);
+            }
+            live
+        });
         let mut live: Vec<_> = topics
             .iter()
             .map(|(name, stats)| (name.clone(), stats.clone()))
             .collect();
         live.sort_by(|a, b| a.0.cmp(&b.0));
         live
+    }
+
+    /// The topic-less total of `counter` over `live` topics and the retired ones.
+    fn total(&self, live: &[(String, Arc<TopicStats>)], counter: TopicCounter) -> u64 {
+        self.retired.get(counter) + live.iter().map(|(_, s)| s.get(counter)).sum::<u64>()
     }
 }
 
@@ -245,7 +241,8 @@ impl Collector for BrokerTopicCollector {
         for counter in TopicCounter::ALL {
             let (name, help) = counter.name_and_help();
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            metric.encode_counter::<NoLabelSet, _, u64>(&self.0.all.get(counter), None)?;
+            let total = self.0.total(&topics, counter);
+            metric.encode_counter::<NoLabelSet, _, u64>(&total, None)?;
             for (topic, stats) in &topics {
                 let labels = [("topic", topic.as_str())];
                 metric
@@ -269,16 +266,19 @@ mod tests {
         a.add(TopicCounter::BytesIn, 100);
         b.add(TopicCounter::BytesIn, 50);
         b.inc(TopicCounter::MessagesIn);
-        assert_eq!(stats.all_topics().get(TopicCounter::BytesIn), 150);
-        assert_eq!(stats.all_topics().get(TopicCounter::MessagesIn), 1);
-        assert_eq!(stats.live_topics().len(), 2);
+        let live = stats.live_topics();
+        assert_eq!(live.len(), 2);
+        assert_eq!(stats.total(&live, TopicCounter::BytesIn), 150);
+        assert_eq!(stats.total(&live, TopicCounter::MessagesIn), 1);
+        drop(live);
         drop(b);
         let live = stats.live_topics();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].0, "a");
         assert_eq!(live[0].1.get(TopicCounter::BytesIn), 100);
         // The total keeps what the gone topic counted.
-        assert_eq!(stats.all_topics().get(TopicCounter::BytesIn), 150);
+        assert_eq!(stats.total(&live, TopicCounter::BytesIn), 150);
+        assert_eq!(stats.total(&live, TopicCounter::MessagesIn), 1);
         // The same topic again shares the live counters.
         stats.topic("a").add(TopicCounter::BytesIn, 1);
         assert_eq!(a.topic.get(TopicCounter::BytesIn), 101);

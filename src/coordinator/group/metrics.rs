@@ -36,7 +36,22 @@ impl RemoteEnds {
     }
 }
 
+/// This broker's replica of a partition if its high watermark is the partition's own:
+/// the leader's, or an in-sync follower's (a fetch behind at most). An out-of-sync
+/// follower catching up could be hours behind, so the leader is asked instead.
+fn current_replica(
+    replicas: &ReplicaManager,
+    topic: &str,
+    partition: i32,
+) -> Option<Arc<crate::replication::Partition>> {
+    replicas
+        .get(topic, partition)
+        .filter(|p| p.is_leader() || p.isr().contains(&p.node_id))
+}
+
 /// Keeps `ends` current for the groups coordinated here, every `every`, until `stop`.
+/// A leader that does not answer leaves its partitions' last known ends in place
+/// rather than making their lag series flap.
 pub async fn refresh_remote_ends(
     groups: Arc<GroupCoordinator>,
     replicas: Arc<ReplicaManager>,
@@ -52,17 +67,23 @@ pub async fn refresh_remote_ends(
             .into_iter()
             .flat_map(|g| g.offsets)
             .map(|(topic, partition, _)| (topic, partition))
-            .filter(|(topic, partition)| replicas.get(topic, *partition).is_none())
+            .filter(|(topic, partition)| current_replica(&replicas, topic, *partition).is_none())
             .collect();
         let found = if wanted.is_empty() {
             HashMap::new()
         } else {
-            let wanted: Vec<_> = wanted.into_iter().collect();
-            replicas
-                .leader_high_watermarks(&mut clients, &view.current(), &wanted)
-                .await
+            let asked: Vec<_> = wanted.iter().cloned().collect();
+            let image = view.current();
+            tokio::select! {
+                found = replicas.leader_high_watermarks(&mut clients, &image, &asked) => found,
+                _ = stop.cancelled() => return,
+            }
         };
-        *ends.0.lock() = found;
+        {
+            let mut ends = ends.0.lock();
+            ends.retain(|key, _| wanted.contains(key));
+            ends.extend(found);
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
@@ -108,7 +129,7 @@ impl GroupCollector {
         let mut out = Vec::new();
         for g in groups {
             for (topic, partition, committed) in &g.offsets {
-                let replica = self.replicas.get(topic, *partition);
+                let replica = current_replica(&self.replicas, topic, *partition);
                 let end = match &replica {
                     Some(p) => Some(p.offsets().high_watermark),
                     None => self.remote_ends.get(topic, *partition),
@@ -133,22 +154,27 @@ impl GroupCollector {
     }
 }
 
-/// Per (group, topic): (max lag, summed lag, max time lag in ms, summed committed offsets).
-type TopicLag = BTreeMap<(String, String), (i64, i64, Option<i64>, i64)>;
+/// A group's figures over one topic's partitions. The lag figures are None when no
+/// partition's end is known (never reported as 0, which would hide lag).
+#[derive(Default)]
+struct TopicLag {
+    max_lag: Option<i64>,
+    sum_lag: Option<i64>,
+    max_time_lag_ms: Option<i64>,
+    committed_sum: i64,
+}
 
-fn per_topic(lags: &[PartitionLag]) -> TopicLag {
-    let mut out: TopicLag = BTreeMap::new();
+fn per_topic(lags: &[PartitionLag]) -> BTreeMap<(String, String), TopicLag> {
+    let mut out: BTreeMap<(String, String), TopicLag> = BTreeMap::new();
     for l in lags {
-        let entry = out
-            .entry((l.group.clone(), l.topic.clone()))
-            .or_insert((0, 0, None, 0));
-        entry.3 += l.committed;
+        let entry = out.entry((l.group.clone(), l.topic.clone())).or_default();
+        entry.committed_sum += l.committed;
         if let Some(lag) = l.lag {
-            entry.0 = entry.0.max(lag);
-            entry.1 += lag;
+            entry.max_lag = Some(entry.max_lag.map_or(lag, |m| m.max(lag)));
+            entry.sum_lag = Some(entry.sum_lag.unwrap_or(0) + lag);
         }
         if let Some(t) = l.time_lag_ms {
-            entry.2 = Some(entry.2.map_or(t, |m: i64| m.max(t)));
+            entry.max_time_lag_ms = Some(entry.max_time_lag_ms.map_or(t, |m| m.max(t)));
         }
     }
     out
@@ -209,32 +235,32 @@ impl Collector for GroupCollector {
             |l| l.lag,
         )?;
 
-        type Pick = fn(&(i64, i64, Option<i64>, i64)) -> Option<f64>;
+        type Pick = fn(&TopicLag) -> Option<f64>;
         let per_topic_gauges: [(&str, &str, Pick); 5] = [
             (
                 "kafka_consumergroup_current_offset_sum",
                 "A group's committed offsets of a topic, summed",
-                |v| Some(v.3 as f64),
+                |v| Some(v.committed_sum as f64),
             ),
             (
                 "kafka_consumergroup_lag_sum",
                 "A group's lag over a topic's partitions, summed",
-                |v| Some(v.1 as f64),
+                |v| v.sum_lag.map(|n| n as f64),
             ),
             (
                 "kafka_consumergroup_sum_offset_lag",
                 "MSK's SumOffsetLag: a group's lag over a topic's partitions, summed",
-                |v| Some(v.1 as f64),
+                |v| v.sum_lag.map(|n| n as f64),
             ),
             (
                 "kafka_consumergroup_max_offset_lag",
                 "MSK's MaxOffsetLag: a group's largest lag among a topic's partitions",
-                |v| Some(v.0 as f64),
+                |v| v.max_lag.map(|n| n as f64),
             ),
             (
                 "kafka_consumergroup_max_time_lag_seconds",
                 "MSK's EstimatedMaxTimeLag as an age: seconds since the oldest record a group has not consumed of a topic was written",
-                |v| v.2.map(|ms| ms as f64 / 1000.0),
+                |v| v.max_time_lag_ms.map(|ms| ms as f64 / 1000.0),
             ),
         ];
         for (name, help, pick) in per_topic_gauges {
@@ -246,5 +272,31 @@ impl Collector for GroupCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag(partition: i32, committed: i64, lag: Option<i64>) -> PartitionLag {
+        PartitionLag {
+            group: "g".into(),
+            topic: "t".into(),
+            partition,
+            committed,
+            lag,
+            time_lag_ms: None,
+        }
+    }
+
+    #[test]
+    fn unknown_ends_never_read_as_zero_lag() {
+        let none = per_topic(&[lag(0, 5, None), lag(1, 7, None)]);
+        let t = &none[&("g".to_string(), "t".to_string())];
+        assert_eq!((t.max_lag, t.sum_lag, t.committed_sum), (None, None, 12));
+        let some = per_topic(&[lag(0, 5, Some(3)), lag(1, 7, None), lag(2, 1, Some(4))]);
+        let t = &some[&("g".to_string(), "t".to_string())];
+        assert_eq!((t.max_lag, t.sum_lag), (Some(4), Some(7)));
     }
 }
