@@ -17,7 +17,9 @@
 //! format`) and runs phase 1's produce throughput and then a verified consume of every
 //! record, first over PLAINTEXT, then over SASL_SSL, each into its own topic (deleted
 //! after its phase, so both phases start with the same free memory); reported:
-//! MiB/s per phase and protocol, and SASL_SSL's throughput as a share of PLAINTEXT's.
+//! MiB/s per phase and protocol, and SASL_SSL's throughput as a share of PLAINTEXT's,
+//! from the round (of `--rounds`, the protocols' order alternating) with the median
+//! produce share.
 //! `--pin` puts the broker on CPU 1 and the clients on CPU 0.
 //!
 //! `--security` and `--cluster` first fill the page cache, as on a broker that has run
@@ -187,8 +189,9 @@ struct Args {
     #[arg(long)]
     cold_page_cache: bool,
     /// Cluster mode: rounds of phase C1 (RF3 then RF1 in each, on fresh topics, deleted
-    /// after the last round); the round with the median ratio is reported, as this
-    /// machine's speed drifts between runs.
+    /// after the last round); security mode: rounds of both protocols (the order
+    /// alternating). The round with the median ratio is reported, as this machine's
+    /// speed drifts between runs.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// Extra broker config for the spawned broker(s), KEY=VALUE (repeatable).
@@ -3618,70 +3621,62 @@ fn run_security(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
         ("sasl.password", "bench-secret".to_string()),
         ("ssl.ca.location", ca.display().to_string()),
     ];
-    let mut rows = Vec::new();
-    let mut summary = serde_json::Map::new();
-    for (protocol, port, settings) in [
-        ("PLAINTEXT", plain_port, Vec::new()),
-        ("SASL_SSL", secure_port, secure_settings),
-    ] {
-        let topic = format!(
-            "bench-{}-{}",
-            protocol.to_ascii_lowercase(),
-            std::process::id()
-        );
-        create_topic(rt, &broker.bootstrap, &topic, args.partitions)?;
-        *lock(&CLIENT_SECURITY) = settings
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let target = Listener {
-            broker: &broker,
-            bootstrap: format!("127.0.0.1:{port}"),
+    let plain = ("PLAINTEXT", plain_port, Vec::new());
+    let secure = ("SASL_SSL", secure_port, secure_settings);
+    // Rounds of both protocols, the order alternating (the machine drifts, and the
+    // phase run second would otherwise always meet a warmer or more tired machine);
+    // the round with the median produce share is reported.
+    let mut rounds: Vec<(f64, Vec<PhaseResult>)> = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let order = if round % 2 == 1 {
+            [&plain, &secure]
+        } else {
+            [&secure, &plain]
         };
-        println!(
-            "{protocol}: producing {records} x {} B ...",
-            args.record_bytes
-        );
-        let mut produced = produce_throughput(&target, &topic, args, records)?;
-        // Each phase starts without the other's dirty pages to write back.
-        Command::new("sync").status().context("running sync")?;
-        println!("  {:.1} MiB/s", produced.mb_s());
-        println!("{protocol}: consuming them back ...");
-        let mut consumed = consume_all(&target, &topic, args, records, "consume")?;
-        println!("  {:.1} MiB/s", consumed.mb_s());
-        // The next phase starts from the same state: this topic's files (and their
-        // page cache) gone. Otherwise the second phase writes while the kernel
-        // reclaims the first one's pages, and pays for it.
-        *lock(&CLIENT_SECURITY) = Vec::new();
-        delete_topic(rt, &broker.bootstrap, &topic)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while broker.topic_bytes(&topic) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+        let mut rows: Vec<PhaseResult> = Vec::new();
+        for (protocol, port, settings) in order {
+            let (produced, consumed) =
+                security_phase(rt, args, &broker, protocol, *port, settings, records)?;
+            rows.push(produced);
+            rows.push(consumed);
         }
-        summary.insert(
-            protocol.to_string(),
-            json!({"produce_mib_s": round1(produced.mb_s()), "consume_mib_s": round1(consumed.mb_s())}),
-        );
-        produced.name = if protocol == "PLAINTEXT" {
-            "produce PLAINTEXT"
-        } else {
-            "produce SASL_SSL"
-        };
-        consumed.name = if protocol == "PLAINTEXT" {
-            "consume PLAINTEXT"
-        } else {
-            "consume SASL_SSL"
-        };
-        rows.push(produced);
-        rows.push(consumed);
+        // Rows as PLAINTEXT produce, consume, then SASL_SSL produce, consume.
+        if rows[0].name.ends_with("SASL_SSL") {
+            rows.rotate_left(2);
+        }
+        let share = 100.0 * rows[2].mb_s() / rows[0].mb_s();
+        println!("round {round}: SASL_SSL produce at {share:.1} % of PLAINTEXT's");
+        rounds.push((share, rows));
     }
     lock(&CLIENT_SECURITY).clear();
+    let round_json: Vec<Value> = rounds
+        .iter()
+        .map(|(share, rows)| {
+            json!({
+                "produce_share_percent": round1(*share),
+                "consume_share_percent": round1(100.0 * rows[3].mb_s() / rows[1].mb_s()),
+                "PLAINTEXT": {"produce_mib_s": round1(rows[0].mb_s()), "consume_mib_s": round1(rows[1].mb_s())},
+                "SASL_SSL": {"produce_mib_s": round1(rows[2].mb_s()), "consume_mib_s": round1(rows[3].mb_s())},
+            })
+        })
+        .collect();
+    let all_shares: Vec<f64> = rounds.iter().map(|(s, _)| round1(*s)).collect();
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, rows) = rounds.swap_remove(rounds.len() / 2);
     let share = |i: usize| round1(100.0 * rows[i + 2].mb_s() / rows[i].mb_s());
     let (produce_share, consume_share) = (share(0), share(1));
+    let mut summary = serde_json::Map::new();
+    for (protocol, i) in [("PLAINTEXT", 0), ("SASL_SSL", 2)] {
+        summary.insert(
+            protocol.to_string(),
+            json!({"produce_mib_s": round1(rows[i].mb_s()), "consume_mib_s": round1(rows[i + 1].mb_s())}),
+        );
+    }
     println!();
     print_table(&rows);
     println!(
-        "SASL_SSL throughput as a share of PLAINTEXT: produce {produce_share} %, consume {consume_share} %"
+        "SASL_SSL throughput as a share of PLAINTEXT (the round with the median produce share of {}: {all_shares:?}): produce {produce_share} %, consume {consume_share} %",
+        all_shares.len()
     );
     let mut broker = broker;
     broker.stop();
@@ -3692,5 +3687,65 @@ fn run_security(args: &Args, rt: &tokio::runtime::Runtime) -> Result<Value> {
         "record_bytes": args.record_bytes,
         "throughput": summary,
         "sasl_ssl_share_of_plaintext_percent": {"produce": produce_share, "consume": consume_share},
+        "rounds": round_json,
     }))
+}
+
+/// One protocol's phases of the security mode: produce `records` into a fresh topic over
+/// the listener on `port`, read them back verified, then delete the topic and wait for
+/// its files to go (so the next phase starts from the same free memory).
+fn security_phase(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    broker: &Broker,
+    protocol: &'static str,
+    port: u16,
+    settings: &[(&str, String)],
+    records: u64,
+) -> Result<(PhaseResult, PhaseResult)> {
+    let topic = format!(
+        "bench-{}-{}",
+        protocol.to_ascii_lowercase(),
+        std::process::id()
+    );
+    create_topic(rt, &broker.bootstrap, &topic, args.partitions)?;
+    *lock(&CLIENT_SECURITY) = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let target = Listener {
+        broker,
+        bootstrap: format!("127.0.0.1:{port}"),
+    };
+    println!(
+        "{protocol}: producing {records} x {} B ...",
+        args.record_bytes
+    );
+    let mut produced = produce_throughput(&target, &topic, args, records)?;
+    // Each phase starts without the other's dirty pages to write back.
+    Command::new("sync").status().context("running sync")?;
+    println!("  {:.1} MiB/s", produced.mb_s());
+    println!("{protocol}: consuming them back ...");
+    let mut consumed = consume_all(&target, &topic, args, records, "consume")?;
+    println!("  {:.1} MiB/s", consumed.mb_s());
+    // This topic's files (and their page cache) go before the next phase; otherwise
+    // it writes while the kernel reclaims this one's pages, and pays for it.
+    *lock(&CLIENT_SECURITY) = Vec::new();
+    delete_topic(rt, &broker.bootstrap, &topic)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while broker.topic_bytes(&topic) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secure = protocol == "SASL_SSL";
+    produced.name = if secure {
+        "produce SASL_SSL"
+    } else {
+        "produce PLAINTEXT"
+    };
+    consumed.name = if secure {
+        "consume SASL_SSL"
+    } else {
+        "consume PLAINTEXT"
+    };
+    Ok((produced, consumed))
 }
