@@ -26,15 +26,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clap::ArgGroup;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerProtocolAssignment, DescribeGroupsRequest, FindCoordinatorRequest,
-    GroupId, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse,
-    OffsetFetchRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ConsumerProtocolAssignment, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    ListGroupsRequest, MetadataRequest, MetadataResponse, OffsetFetchRequest, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
 use kafka_protocol::ResponseError;
+
+use crate::protocol::list_offsets::{answered_offsets, latest_offsets_request};
 
 /// What Kafka's tool prints for an unknown value.
 const MISSING: &str = "-";
@@ -931,35 +932,13 @@ impl Client {
             }
         }
         for (addr, topics) in by_leader {
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_isolation_level(0)
-                .with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            ListOffsetsTopic::default()
-                                .with_name(TopicName(str_bytes(&t)))
-                                .with_partitions(
-                                    ps.into_iter()
-                                        .map(|p| {
-                                            ListOffsetsPartition::default()
-                                                .with_partition_index(p)
-                                                .with_timestamp(-1)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+            let request = latest_offsets_request(
+                topics
+                    .iter()
+                    .flat_map(|(t, ps)| ps.iter().map(move |p| (t.as_str(), *p))),
+            );
             let r = self.call_at(&addr, LIST_OFFSETS_VERSION, &request)?;
-            for t in &r.topics {
-                for p in &t.partitions {
-                    if p.error_code == 0 && p.offset >= 0 {
-                        out.insert((t.name.0.to_string(), p.partition_index), p.offset);
-                    }
-                }
-            }
+            out.extend(answered_offsets(r));
         }
         Ok(out)
     }

@@ -2,6 +2,7 @@
 //! through the `kafka-protocol` crate (no hand-written codec).
 
 pub mod chain;
+pub mod list_offsets;
 
 pub use chain::{Chunk, FileRange, FileRecords};
 pub mod versions;

@@ -7,22 +7,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, ListOffsetsRequest, RequestKind, ResponseKind, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tracing::debug;
 
 use super::client::KafkaClient;
 use super::ReplicaManager;
 use crate::metadata::ClusterImage;
+use crate::protocol::list_offsets::{answered_offsets, latest_offsets_request};
 
 /// ListOffsets version asked: v7 has everything needed and every Kafka-protocol
 /// broker (Strata included) answers it.
 const LIST_OFFSETS_VERSION: i16 = 7;
-/// The "latest offset" timestamp: the high watermark for a consumer.
-const LATEST: i64 = -1;
 
 /// Connections to leaders (by address), kept between rounds; one that fails is
 /// dropped and made again next time.
@@ -97,28 +92,7 @@ impl ReplicaManager {
                 )
             }
         };
-        let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
-        for (topic, partition) in partitions {
-            topics.entry(topic).or_default().push(
-                ListOffsetsPartition::default()
-                    .with_partition_index(*partition)
-                    .with_current_leader_epoch(-1)
-                    .with_timestamp(LATEST),
-            );
-        }
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_isolation_level(0)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        ListOffsetsTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(name.to_string())))
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            );
+        let request = latest_offsets_request(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
         let response = client
             .call(
                 ApiKey::ListOffsets,
@@ -133,16 +107,6 @@ impl ReplicaManager {
                 "not a ListOffsets response",
             ));
         };
-        Ok(response
-            .topics
-            .into_iter()
-            .flat_map(|t| {
-                let name = t.name.0.to_string();
-                t.partitions
-                    .into_iter()
-                    .filter(|p| p.error_code == 0 && p.offset >= 0)
-                    .map(move |p| ((name.clone(), p.partition_index), p.offset))
-            })
-            .collect())
+        Ok(answered_offsets(response).collect())
     }
 }
