@@ -334,6 +334,45 @@ async fn topic_request_and_group_metrics_follow_a_real_clients_load() {
         "request=\"FetchConsumer\""
     )
     .is_some_and(|n| n >= 1.0));
+    // Kafka's phases of a request's time: the consumer's long polls, caught up, wait
+    // on new data (remote time), and for each API the phases add up to the total.
+    let text = scrape_until(&b, "a long-polled fetch's remote time", |t| {
+        series(
+            t,
+            "kafka_network_requestmetrics_remotetimems_sum",
+            "request=\"FetchConsumer\"",
+        )
+        .is_some_and(|ms| ms >= 1.0)
+    })
+    .await;
+    for request in ["Produce", "FetchConsumer", "Metadata"] {
+        let labels = format!("request=\"{request}\"");
+        let sum = |phase: &str| {
+            series(
+                &text,
+                &format!("kafka_network_requestmetrics_{phase}_sum"),
+                &labels,
+            )
+            .unwrap_or_else(|| panic!("no {phase} for {request}:\n{text}"))
+        };
+        let total = sum("totaltimems");
+        let parts = sum("requestqueuetimems")
+            + sum("localtimems")
+            + sum("remotetimems")
+            + sum("responsesendtimems");
+        let count = series(
+            &text,
+            "kafka_network_requestmetrics_totaltimems_count",
+            &labels,
+        )
+        .unwrap();
+        // Each phase is summed in whole microseconds.
+        assert!(
+            (total - parts).abs() <= count * 0.004 + 0.001,
+            "{request}: total {total} ms, phases {parts} ms"
+        );
+        assert!(total > 0.0, "{request}");
+    }
     drop(consumer);
 
     // acks=all on a topic under min.insync.replicas: the refusals count as failed.

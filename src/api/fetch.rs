@@ -30,6 +30,7 @@ use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
 use crate::metadata::acl::Operation;
+use crate::metrics::request::remote_wait;
 use crate::metrics::topic::TopicCounter;
 use crate::protocol::{FileRange, FileRecords};
 use crate::replication::{Partition, PartitionError, ReadPlan, ReadSource};
@@ -255,7 +256,7 @@ async fn fetch(
             return answer(results);
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
-        let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
+        let _ = remote_wait(tokio::time::timeout_at(deadline, select_all(waits))).await;
         if Instant::now() >= deadline {
             let outcome = read_all(broker, &topics, &wanted, response_max, from);
             let mut results = outcome.results;
@@ -505,7 +506,7 @@ async fn read_remote(
         tasks.push((r.slot, r.partition, handle));
     }
     for (slot, partition, handle) in tasks {
-        let result = match tokio::time::timeout_at(deadline, handle).await {
+        let result = match remote_wait(tokio::time::timeout_at(deadline, handle)).await {
             Err(_) => continue, // not ready: answered empty, the read goes on
             Ok(Err(join)) => Err(RemoteReadError::Object {
                 path: partition.topic.clone(),

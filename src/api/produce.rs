@@ -11,6 +11,7 @@ use super::authorize::Access;
 use super::{leader_hint, partition_exists, str_bytes, Broker};
 use crate::error::{code, partition_error_code};
 use crate::metadata::acl::Operation;
+use crate::metrics::request::remote_wait;
 use crate::metrics::topic::TopicCounter;
 use crate::replication::{Acks, PartitionError};
 
@@ -182,11 +183,12 @@ pub async fn handle_produce(
     if acks == Some(Acks::None) {
         return None;
     }
-    let outcomes = futures::future::join_all(
+    // All partitions' waits side by side: their time counts once.
+    let outcomes = remote_wait(futures::future::join_all(
         waits
             .iter()
             .map(|(_, _, p, last)| p.wait_for_replication(*last, timeout)),
-    )
+    ))
     .await;
     for ((t, i, p, _), outcome) in waits.iter().zip(outcomes) {
         if let Err(e) = outcome {

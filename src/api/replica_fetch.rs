@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::fetch::{empty_partition, read_records, records_partition, resolve, respond, Reader};
 use super::Broker;
 use crate::error::{code, partition_error_code};
+use crate::metrics::request::remote_wait;
 use crate::protocol::FileRecords;
 
 /// The replica id a fetch carries (`replica_state` from v15), -1 for consumers.
@@ -116,7 +117,7 @@ pub async fn handle_replica_fetch(
             );
         }
         let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
-        let _ = tokio::time::timeout_at(deadline, select_all(waits)).await;
+        let _ = remote_wait(tokio::time::timeout_at(deadline, select_all(waits))).await;
         if Instant::now() >= deadline {
             // One last pass picks up anything that arrived and records the offsets.
             continue;

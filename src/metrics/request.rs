@@ -1,8 +1,13 @@
 //! Kafka's RequestMetrics per API under the Strimzi exporter names:
-//! `kafka_network_requestmetrics_requests_total{request,version}` and the request
-//! time from arrival to the response written as a histogram,
-//! `kafka_network_requestmetrics_totaltimems{request}` (milliseconds). Fetch is split
-//! as Kafka splits it, into `FetchConsumer` and `FetchFollower`.
+//! `kafka_network_requestmetrics_requests_total{request,version}` and histograms
+//! (milliseconds) of a request's time, whole and in Kafka's phases:
+//! `..._totaltimems` (arrival to response written), `..._requestqueuetimems` (waiting
+//! behind the connection's earlier requests), `..._localtimems` (handled here),
+//! `..._remotetimems` (waiting on others: followers for acks=all, new data for a
+//! long-polled fetch, the object store for a tiered read) and `..._responsesendtimems`
+//! (writing the response). Kafka's response-queue time has no counterpart: a response
+//! is written by the task that made it. Fetch is split as Kafka splits it, into
+//! `FetchConsumer` and `FetchFollower`.
 //!
 //! And `kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent`: Strata
 //! has no request-handler pool, requests run on the tokio workers, so it is the
@@ -11,6 +16,8 @@
 //! Every slot is a fixed array of atomics indexed by API key, made at start-up, so a
 //! request adds to its counters without a lock or a map lookup.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,13 +35,79 @@ const BUCKETS_MS: [f64; 16] = [
     10000.0, 30000.0,
 ];
 
+/// One latency histogram: observations per bucket and their sum.
+struct Histogram {
+    /// Observations at or below each bound (not cumulative; summed when encoded).
+    buckets: [AtomicU64; BUCKETS_MS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let bucket = BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(BUCKETS_MS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The phases of a request's time, each a histogram (Kafka's names, lower case).
+const PHASES: [(&str, &str); 5] = [
+    (
+        "kafka_network_requestmetrics_totaltimems",
+        "Time from a request's arrival to its response written, in milliseconds",
+    ),
+    (
+        "kafka_network_requestmetrics_requestqueuetimems",
+        "Time a request waited behind its connection's earlier requests, in milliseconds",
+    ),
+    (
+        "kafka_network_requestmetrics_localtimems",
+        "Time a request was handled on this broker, in milliseconds",
+    ),
+    (
+        "kafka_network_requestmetrics_remotetimems",
+        "Time a request waited on others (followers for acks=all, new data for a fetch, the object store), in milliseconds",
+    ),
+    (
+        "kafka_network_requestmetrics_responsesendtimems",
+        "Time spent writing a request's response, in milliseconds",
+    ),
+];
+
+/// How long one request spent in each phase (see the module's doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestTimes {
+    pub queue: Duration,
+    pub local: Duration,
+    pub remote: Duration,
+    pub send: Duration,
+}
+
+impl RequestTimes {
+    fn phases(&self) -> [Duration; 5] {
+        let total = self.queue + self.local + self.remote + self.send;
+        [total, self.queue, self.local, self.remote, self.send]
+    }
+}
+
 /// One request name's counters.
 struct Slot {
     name: String,
     by_version: [AtomicU64; VERSIONS],
-    /// Observations at or below each bound (not cumulative; summed when encoded).
-    buckets: [AtomicU64; BUCKETS_MS.len() + 1],
-    sum_micros: AtomicU64,
+    /// One per entry of `PHASES`.
+    phases: [Histogram; 5],
     count: AtomicU64,
 }
 
@@ -43,11 +116,37 @@ impl Slot {
         Slot {
             name,
             by_version: std::array::from_fn(|_| AtomicU64::new(0)),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_micros: AtomicU64::new(0),
+            phases: std::array::from_fn(|_| Histogram::new()),
             count: AtomicU64::new(0),
         }
     }
+}
+
+tokio::task_local! {
+    /// Time the request being handled has spent in `remote_wait` so far.
+    static REMOTE_WAIT: Cell<Duration>;
+}
+
+/// Runs a request's handler, returning its output and how much of its time it spent
+/// in `remote_wait`s.
+pub async fn with_remote_time<F: Future>(handler: F) -> (F::Output, Duration) {
+    REMOTE_WAIT
+        .scope(Cell::new(Duration::ZERO), async move {
+            let out = handler.await;
+            (out, REMOTE_WAIT.with(Cell::get))
+        })
+        .await
+}
+
+/// Awaits `wait` (on followers, new data or the object store), counting its time as
+/// the current request's remote time. Waits run one after another, never nested or
+/// side by side, or their time would count twice.
+pub async fn remote_wait<F: Future>(wait: F) -> F::Output {
+    let start = Instant::now();
+    let out = wait.await;
+    // Outside a request (a background task) there is nothing to count it in.
+    let _ = REMOTE_WAIT.try_with(|c| c.set(c.get() + start.elapsed()));
+    out
 }
 
 /// Which slot a request counts in: its API key, or for Fetch who is fetching.
@@ -103,20 +202,15 @@ impl RequestMetrics {
         }
     }
 
-    /// Counts one request of `kind` at `version` that took `elapsed` from its arrival
-    /// to its response being written (or dropped, for acks=0).
-    pub fn record(&self, kind: RequestKind, version: i16, elapsed: Duration) {
+    /// Counts one request of `kind` at `version` and its time in each phase (the
+    /// response written, or dropped for acks=0).
+    pub fn record(&self, kind: RequestKind, version: i16, times: RequestTimes) {
         let slot = &self.slots[kind.0];
         let v = (version.max(0) as usize).min(VERSIONS - 1);
         slot.by_version[v].fetch_add(1, Ordering::Relaxed);
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        let bucket = BUCKETS_MS
-            .iter()
-            .position(|bound| ms <= *bound)
-            .unwrap_or(BUCKETS_MS.len());
-        slot.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        slot.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        for (histogram, elapsed) in slot.phases.iter().zip(times.phases()) {
+            histogram.observe(elapsed);
+        }
         slot.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -140,33 +234,30 @@ impl RequestMetrics {
                     .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
             }
         }
-        let mut metric = encoder.encode_descriptor(
-            "kafka_network_requestmetrics_totaltimems",
-            "Time from a request's arrival to its response written, in milliseconds",
-            None,
-            MetricType::Histogram,
-        )?;
-        for slot in &self.slots {
-            let count = slot.count.load(Ordering::Relaxed);
-            if count == 0 {
-                continue;
+        for (phase, (name, help)) in PHASES.iter().enumerate() {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for slot in &self.slots {
+                if slot.count.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                let histogram = &slot.phases[phase];
+                // Per-bucket counts: the encoder makes them cumulative. They are read
+                // one by one, so a concurrent request may be half counted: the
+                // buckets' own total is the count.
+                let mut total = 0;
+                let mut buckets = Vec::with_capacity(BUCKETS_MS.len() + 1);
+                for (i, n) in histogram.buckets.iter().enumerate() {
+                    let n = n.load(Ordering::Relaxed);
+                    total += n;
+                    let bound = BUCKETS_MS.get(i).copied().unwrap_or(f64::INFINITY);
+                    buckets.push((bound, n));
+                }
+                let sum_ms = histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1000.0;
+                let labels = [("request", slot.name.as_str())];
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(sum_ms, total, &buckets, None)?;
             }
-            // Per-bucket counts: the encoder makes them cumulative.
-            let mut total = 0;
-            let mut buckets = Vec::with_capacity(BUCKETS_MS.len() + 1);
-            for (i, n) in slot.buckets.iter().enumerate() {
-                let n = n.load(Ordering::Relaxed);
-                total += n;
-                let bound = BUCKETS_MS.get(i).copied().unwrap_or(f64::INFINITY);
-                buckets.push((bound, n));
-            }
-            let sum_ms = slot.sum_micros.load(Ordering::Relaxed) as f64 / 1000.0;
-            let labels = [("request", slot.name.as_str())];
-            // The bucket counts are read one by one: a concurrent request may make
-            // the total differ from `count` by a few, so the buckets' total is used.
-            metric
-                .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(sum_ms, total, &buckets, None)?;
         }
         Ok(())
     }
@@ -246,14 +337,35 @@ mod tests {
     #[test]
     fn requests_count_by_name_and_version_with_fetch_split_by_reader() {
         let m = RequestMetrics::default();
+        let local = |d| RequestTimes {
+            local: d,
+            ..RequestTimes::default()
+        };
         m.record(
             m.kind(ApiKey::Produce, false),
             9,
-            Duration::from_micros(700),
+            local(Duration::from_micros(700)),
         );
-        m.record(m.kind(ApiKey::Produce, false), 9, Duration::from_millis(3));
-        m.record(m.kind(ApiKey::Fetch, false), 12, Duration::from_millis(400));
-        m.record(m.kind(ApiKey::Fetch, true), 12, Duration::from_millis(1));
+        m.record(
+            m.kind(ApiKey::Produce, false),
+            9,
+            RequestTimes {
+                queue: Duration::from_micros(100),
+                local: Duration::from_micros(400),
+                remote: Duration::from_millis(2),
+                send: Duration::from_micros(500),
+            },
+        );
+        m.record(
+            m.kind(ApiKey::Fetch, false),
+            12,
+            local(Duration::from_millis(400)),
+        );
+        m.record(
+            m.kind(ApiKey::Fetch, true),
+            12,
+            local(Duration::from_millis(1)),
+        );
         let mut registry = prometheus_client::registry::Registry::default();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -274,10 +386,33 @@ mod tests {
             "kafka_network_requestmetrics_totaltimems_bucket{le=\"+Inf\",request=\"Produce\"} 2",
             "kafka_network_requestmetrics_totaltimems_bucket{le=\"250.0\",request=\"FetchConsumer\"} 0",
             "kafka_network_requestmetrics_totaltimems_bucket{le=\"500.0\",request=\"FetchConsumer\"} 1",
+            // The phases: the second produce waited 2 ms on followers.
+            "kafka_network_requestmetrics_remotetimems_bucket{le=\"1.0\",request=\"Produce\"} 1",
+            "kafka_network_requestmetrics_remotetimems_bucket{le=\"2.5\",request=\"Produce\"} 2",
+            "kafka_network_requestmetrics_remotetimems_sum{request=\"Produce\"} 2.0",
+            "kafka_network_requestmetrics_requestqueuetimems_sum{request=\"Produce\"} 0.1",
+            "kafka_network_requestmetrics_localtimems_sum{request=\"Produce\"} 1.1",
+            "kafka_network_requestmetrics_responsesendtimems_sum{request=\"Produce\"} 0.5",
+            "kafka_network_requestmetrics_totaltimems_sum{request=\"Produce\"} 3.7",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(!text.contains("request=\"Fetch\""), "{text}");
         assert!(text.contains("kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent "));
+    }
+
+    #[tokio::test]
+    async fn remote_waits_count_inside_a_request_only() {
+        let ((), remote) = with_remote_time(async {
+            remote_wait(tokio::time::sleep(Duration::from_millis(20))).await;
+            // Local work: not counted.
+            std::thread::sleep(Duration::from_millis(5));
+            remote_wait(tokio::time::sleep(Duration::from_millis(10))).await;
+        })
+        .await;
+        assert!(remote >= Duration::from_millis(30), "{remote:?}");
+        assert!(remote < Duration::from_millis(30) + Duration::from_secs(5));
+        // Outside any request: runs, counts nowhere.
+        remote_wait(async {}).await;
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::sasl::{Intercept, SaslSession, SaslSettings};
 use super::transport::Transport;
 use crate::api::{self, api_version_list, Broker};
+use crate::metrics::request::{with_remote_time, RequestTimes};
 use crate::protocol::{
     decode_request, encode_response, read_frame_body, record_sets,
     unsupported_api_versions_response, Chunk, FileRecords, FrameError, Request,
@@ -94,8 +95,11 @@ pub async fn serve<S: Transport>(
         let mut writer = BufWriter::with_capacity(64 * 1024, writer);
         let mut close_after = false;
         while let Some(incoming) = rx.recv().await {
+            let started = Instant::now();
             // (what the request counts as, its version, when it arrived)
             let mut timed = None;
+            // Of the handler's time, what it spent waiting on others.
+            let mut remote = std::time::Duration::ZERO;
             let bytes = match incoming {
                 Incoming::Ready(b) => Some(b),
                 Incoming::Request(mut request, arrived) => {
@@ -145,14 +149,20 @@ pub async fn serve<S: Transport>(
                             Ok(b) => Some(b),
                             Err(_) => break,
                         },
-                        None => match handle(&broker, *request).await {
-                            Ok(b) => b,
-                            // The client cannot be answered in order: close rather than hang it.
-                            Err(()) => break,
-                        },
+                        None => {
+                            let (answer, waited) =
+                                with_remote_time(handle(&broker, *request)).await;
+                            remote = waited;
+                            match answer {
+                                Ok(b) => b,
+                                // The client cannot be answered in order: close rather than hang it.
+                                Err(()) => break,
+                            }
+                        }
                     }
                 }
             };
+            let handled = Instant::now();
             if let Some(chunks) = bytes {
                 if let Err(e) = write_chunks::<S>(&mut writer, chunks).await {
                     debug!(error = %e, "cannot write the response");
@@ -160,9 +170,14 @@ pub async fn serve<S: Transport>(
                 }
             }
             if let Some((kind, version, arrived)) = timed {
-                broker
-                    .request_metrics
-                    .record(kind, version, arrived.elapsed());
+                let handling = handled.duration_since(started);
+                let times = RequestTimes {
+                    queue: started.saturating_duration_since(arrived),
+                    local: handling.saturating_sub(remote),
+                    remote: remote.min(handling),
+                    send: handled.elapsed(),
+                };
+                broker.request_metrics.record(kind, version, times);
             }
             // Flush when nothing else is queued, batching pipelined responses.
             if (rx.is_empty() || close_after) && writer.flush().await.is_err() {
