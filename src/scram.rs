@@ -1,5 +1,6 @@
 //! SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) as Kafka speaks them: the
-//! server side of the exchange (used by `network`'s SASL), and the derivation of stored
+//! server side of the exchange (used by `network`'s SASL), the client side (a broker
+//! logging in to another over a SASL inter-broker listener), and the derivation of stored
 //! credentials (used by `api`'s AlterUserScramCredentials, PLAIN, and
 //! `storage format --add-scram`). Only math and parsing: no I/O.
 //!
@@ -308,6 +309,96 @@ fn user_salt(user: &str) -> Vec<u8> {
     Sha256::digest(format!("strata-unknown-user:{user}").as_bytes())[..24].to_vec()
 }
 
+/// RFC 5802 saslname encoding: ',' as `=2C`, '=' as `=3D`.
+fn encode_name(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// The client's side of one exchange: client-first, then client-final from the
+/// server's challenge, then the server's signature checked (so a broker never talks
+/// to an impostor that merely accepted it).
+pub struct ClientExchange {
+    mechanism: Mechanism,
+    password: String,
+    client_first_bare: String,
+    nonce: String,
+    /// After client-final: the salted password and the auth message, for checking
+    /// server-final.
+    sent_final: Option<(Vec<u8>, String)>,
+}
+
+impl ClientExchange {
+    /// Starts an exchange for `user`; returns it and the client-first message.
+    pub fn start(mechanism: Mechanism, user: &str, password: &str) -> (ClientExchange, Vec<u8>) {
+        let nonce = b64().encode(rand::random::<[u8; 24]>());
+        let client_first_bare = format!("n={},r={nonce}", encode_name(user));
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        let exchange = ClientExchange {
+            mechanism,
+            password: password.to_string(),
+            client_first_bare,
+            nonce,
+            sent_final: None,
+        };
+        (exchange, first)
+    }
+
+    /// The client-final message answering `server_first`.
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let server_first = std::str::from_utf8(server_first)
+            .map_err(|_| ScramError::Malformed("server-first is not UTF-8"))?;
+        let nonce = attribute(server_first, 'r').ok_or(ScramError::Malformed("no nonce"))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Malformed(
+                "the server's nonce does not extend ours",
+            ));
+        }
+        let salt = attribute(server_first, 's')
+            .and_then(|s| b64().decode(s).ok())
+            .ok_or(ScramError::Malformed("no salt"))?;
+        let iterations: i32 = attribute(server_first, 'i')
+            .and_then(|i| i.parse().ok())
+            .filter(|i| (1..=MAX_ITERATIONS * 64).contains(i))
+            .ok_or(ScramError::Malformed("bad iteration count"))?;
+        let salted = self
+            .mechanism
+            .salted_password(self.password.as_bytes(), &salt, iterations);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let client_key = self.mechanism.hmac(&salted, b"Client Key");
+        let stored_key = self.mechanism.hash(&client_key);
+        let signature = self.mechanism.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        self.sent_final = Some((salted, auth_message));
+        Ok(format!("{without_proof},p={}", b64().encode(proof)).into_bytes())
+    }
+
+    /// Checks server-final's signature (`v=`); an error (`e=`) or a wrong signature
+    /// fails.
+    pub fn check_server_final(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let (salted, auth_message) = self
+            .sent_final
+            .as_ref()
+            .ok_or(ScramError::Malformed("server-final before client-final"))?;
+        let server_final = std::str::from_utf8(server_final)
+            .map_err(|_| ScramError::Malformed("server-final is not UTF-8"))?;
+        let signature = attribute(server_final, 'v')
+            .and_then(|v| b64().decode(v).ok())
+            .ok_or(ScramError::BadCredentials)?;
+        let server_key = self.mechanism.hmac(salted, b"Server Key");
+        let expected = self.mechanism.hmac(&server_key, auth_message.as_bytes());
+        if constant_time_eq(&signature, &expected) {
+            Ok(())
+        } else {
+            Err(ScramError::BadCredentials)
+        }
+    }
+}
+
 /// A client's side of the exchange (tests and tools).
 pub fn client_proof(
     mechanism: Mechanism,
@@ -402,5 +493,32 @@ mod tests {
         let mut server = ServerExchange::new(Mechanism::Sha256);
         assert!(server.step(b"garbage", |_, _| None).is_err());
         assert!(server.step(&[0xff, 0xfe], |_, _| None).is_err());
+    }
+
+    #[test]
+    fn client_and_server_exchanges_agree_and_a_wrong_password_fails() {
+        for m in [Mechanism::Sha256, Mechanism::Sha512] {
+            let credential = m.credential_for_password("s3cret", 4096);
+            for (password, ok) in [("s3cret", true), ("wrong", false)] {
+                let (mut client, first) = ClientExchange::start(m, "bro,ker=1", password);
+                let mut server = ServerExchange::new(m);
+                let lookup =
+                    |user: &str, _: Mechanism| (user == "bro,ker=1").then(|| credential.clone());
+                let Ok(Step::Continue(challenge)) = server.step(&first, lookup) else {
+                    panic!("no challenge");
+                };
+                let last = client.client_final(&challenge).unwrap();
+                match server.step(&last, lookup) {
+                    Ok(Step::Done { user, server_final }) => {
+                        assert!(ok);
+                        assert_eq!(user, "bro,ker=1");
+                        client.check_server_final(&server_final).unwrap();
+                        assert!(client.check_server_final(b"v=AAAA").is_err());
+                    }
+                    Err(ScramError::BadCredentials) => assert!(!ok),
+                    _ => panic!("unexpected step"),
+                }
+            }
+        }
     }
 }

@@ -806,26 +806,28 @@ pub async fn start_with(
 
     let clean_start = logs.clean_start();
     let replicas = Arc::new(ReplicaManager::new(config.clone(), logs));
-    // Followers reach leaders over the inter-broker listener, with TLS when it is SSL.
-    let inter_broker_tls = match config
+    // Followers reach leaders over the inter-broker listener: with TLS when it is SSL
+    // or SASL_SSL, logged in when it is SASL_PLAINTEXT or SASL_SSL.
+    let inter_broker = config
         .listeners
         .iter()
         .find(|l| l.name == config.inter_broker_listener)
-    {
-        Some(l) if l.security_protocol.starts_with("SASL_") && config.is_cluster() => {
-            anyhow::bail!(
-                "inter.broker.listener.name: listener {} is {}; brokers cannot authenticate to each other with SASL yet: use an SSL or PLAINTEXT inter-broker listener guarded by security.groups.file",
-                l.name,
-                l.security_protocol
-            )
-        }
-        Some(l) if l.security_protocol == "SSL" && config.is_cluster() => Some(
+        .filter(|_| config.is_cluster());
+    let inter_broker_tls = match inter_broker {
+        Some(l) if l.security_protocol.ends_with("SSL") => Some(
             crate::network::tls::client_connector(&config, &l.name)
                 .map_err(|e| anyhow::anyhow!("inter-broker listener {}: {e}", l.name))?,
         ),
         _ => None,
     };
-    replicas.start_fetchers(stop.child_token(), inter_broker_tls);
+    let inter_broker_sasl = match inter_broker {
+        Some(l) if l.security_protocol.starts_with("SASL_") => Some(
+            crate::network::sasl::inter_broker_login(&config, &l.name)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        _ => None,
+    };
+    replicas.start_fetchers(stop.child_token(), inter_broker_tls, inter_broker_sasl);
     let image = quorum.view().current();
     info!(cluster_id = %image.cluster_id, node_id = config.node_id, topics = image.topics.len(), "metadata loaded");
     let recovery_started = std::time::Instant::now();

@@ -404,6 +404,101 @@ async fn brokers_replicate_over_a_tls_inter_broker_listener() {
     }
 }
 
+/// Three brokers whose only client listener is SASL_SSL, as a secured Kafka cluster is
+/// configured: followers log in to leaders with SCRAM-SHA-512 (the user made by
+/// `storage format --add-scram`, the password from
+/// `listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config`) over TLS, acks=all with
+/// min.insync.replicas=3 completes, every replica stays in sync, and no log holds
+/// the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
+    use common::cluster::{Cluster, Role};
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path(), "ca");
+    let keystore = make_cert(dir.path(), "ca", "broker", "/CN=broker");
+    let ca = dir.path().join("ca.pem");
+    let overrides = [
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT".to_string(),
+        "inter.broker.listener.name=SASL_SSL".to_string(),
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512".to_string(),
+        r#"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="broker-pw-7f3a";"#.to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        format!("ssl.truststore.location={}", ca.display()),
+        // Sessions end every 4 s: followers must log in again on their connections.
+        "connections.max.reauth.ms=4000".to_string(),
+    ];
+    let refs: Vec<&str> = overrides.iter().map(|s| s.as_str()).collect();
+    let c = Cluster::start_formatted(
+        &[Role::Combined; 3],
+        "SASL_SSL",
+        &refs,
+        &[
+            "SCRAM-SHA-512=[name=broker,password=broker-pw-7f3a]",
+            "SCRAM-SHA-512=[name=app,password=app-pw]",
+        ],
+    );
+    let mut config = ssl_client(&c.bootstrap_all(), &ca, None);
+    config
+        .set("security.protocol", "sasl_ssl")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", "app")
+        .set("sasl.password", "app-pw");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        config.create().unwrap();
+    admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                "replicated",
+                3,
+                rdkafka::admin::TopicReplication::Fixed(3),
+            )
+            .set("min.insync.replicas", "3")],
+            &common::admin_opts(),
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .expect("created");
+    let mut acks_all = config.clone();
+    acks_all.set("acks", "all");
+    // min.insync.replicas=3: acknowledged only once both followers fetched, logged in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match produce_one(&acks_all, "replicated", "v").await {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "acks=all never completed: {e}"),
+        }
+    }
+    // Past several session lifetimes, followers still fetch (they logged in again):
+    // acks=all keeps completing.
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        produce_one(&acks_all, "replicated", "later")
+            .await
+            .expect("acks=all after re-authentication");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for i in 0..3 {
+        let log = c.log(i);
+        assert!(
+            !log.contains("broker-pw-7f3a"),
+            "node {} logged the password",
+            i + 1
+        );
+        assert!(
+            !log.contains("refused this broker's SASL login"),
+            "node {}: {log}",
+            i + 1
+        );
+        // Followers logged in again on their connections, before their sessions ended.
+        assert!(
+            !log.contains("expired without re-authentication"),
+            "node {}: {log}",
+            i + 1
+        );
+    }
+}
+
 /// The quorum over TLS: an SSL controller listener with mutual TLS. Three voters form
 /// one cluster, a broker-only node fetches the metadata from them, an RF3 topic takes
 /// acks=all writes through that node, a new controller is elected after a kill -9, and

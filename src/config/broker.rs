@@ -975,6 +975,20 @@ pub const BROKER_KEYS: &[KeySpec] = &[
         "SASL mechanisms of SASL listeners (per listener as listener.name.<l>.sasl.enabled.mechanisms)",
     ),
     key(
+        "sasl.mechanism.inter.broker.protocol",
+        "GSSAPI",
+        Kind::Str,
+        true,
+        "SASL mechanism brokers log in to each other with over a SASL inter-broker listener (SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN; Kafka's default GSSAPI is not offered)",
+    ),
+    key(
+        "sasl.jaas.config",
+        "",
+        Kind::Password,
+        true,
+        "JAAS login line (username and password) a broker logs in to others with, as listener.name.<l>.<mechanism>.sasl.jaas.config",
+    ),
+    key(
         "connections.max.reauth.ms",
         "0",
         Kind::Long {
@@ -1043,10 +1057,15 @@ fn is_per_listener(key: &str) -> bool {
     key.starts_with("ssl.") || key.starts_with("sasl.")
 }
 
-/// The spec of `listener.name.<listener>.<key>` (that of `<key>`).
+/// The spec of `listener.name.<listener>.<key>` (that of `<key>`), and of Kafka's
+/// `listener.name.<listener>.<mechanism>.sasl.jaas.config`.
 fn per_listener_key(name: &str) -> Option<&'static KeySpec> {
     let rest = name.strip_prefix("listener.name.")?;
     let (_, key) = rest.split_once('.')?;
+    let key = match key.split_once('.') {
+        Some((mechanism, "sasl.jaas.config")) if !mechanism.contains('.') => "sasl.jaas.config",
+        _ => key,
+    };
     BROKER_KEYS
         .iter()
         .find(|k| k.name == key && is_per_listener(key))

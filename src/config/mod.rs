@@ -2,6 +2,7 @@
 //! Kafka's topic names, validated once at start-up. Imports nothing above it.
 
 pub mod broker;
+pub mod jaas;
 pub mod spec;
 pub mod topic;
 

@@ -29,6 +29,7 @@ use crate::api::Broker;
 use crate::config::BrokerConfig;
 use crate::error::code;
 use crate::protocol::Request;
+use crate::replication::client::SaslLogin;
 use crate::scram::{Mechanism, ScramError, ServerExchange, Step};
 
 /// Mechanisms Strata offers.
@@ -61,6 +62,87 @@ impl SaslMetrics {
     }
 }
 
+/// The SASL mechanisms `listener` offers, and the key that says so (its
+/// `listener.name.<l>.sasl.enabled.mechanisms`, or the global `sasl.enabled.mechanisms`).
+pub fn enabled_mechanisms(config: &BrokerConfig, listener: &str) -> (String, Vec<String>) {
+    let prefixed = format!(
+        "listener.name.{}.sasl.enabled.mechanisms",
+        listener.to_ascii_lowercase()
+    );
+    let (key, raw) = match config.explicit_value(&prefixed) {
+        Some(v) => (prefixed, v.to_string()),
+        None => (
+            "sasl.enabled.mechanisms".to_string(),
+            config.get("sasl.enabled.mechanisms").to_string(),
+        ),
+    };
+    let mechanisms = raw
+        .split(',')
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty())
+        .collect();
+    (key, mechanisms)
+}
+
+/// How this broker logs in to the others over the SASL inter-broker `listener`:
+/// `sasl.mechanism.inter.broker.protocol` (one the listener offers) and the username
+/// and password of `listener.name.<l>.<mechanism>.sasl.jaas.config`, as Kafka takes
+/// them. Errors name the key, never a value.
+pub fn inter_broker_login(config: &BrokerConfig, listener: &str) -> Result<SaslLogin, String> {
+    let mechanism = config
+        .get("sasl.mechanism.inter.broker.protocol")
+        .trim()
+        .to_ascii_uppercase();
+    if !KNOWN.contains(&mechanism.as_str()) {
+        return Err(format!(
+            "sasl.mechanism.inter.broker.protocol: {mechanism} is not offered; brokers log in to each other over the SASL listener {listener} with one of {}",
+            KNOWN.join(", ")
+        ));
+    }
+    let (key, offered) = enabled_mechanisms(config, listener);
+    if !offered.contains(&mechanism) {
+        return Err(format!(
+            "sasl.mechanism.inter.broker.protocol: {mechanism} is not in {key} of the inter-broker listener {listener}"
+        ));
+    }
+    let jaas_key = format!(
+        "listener.name.{}.{}.sasl.jaas.config",
+        listener.to_ascii_lowercase(),
+        mechanism.to_ascii_lowercase()
+    );
+    let Some(text) = config.explicit_value(&jaas_key) else {
+        return Err(format!(
+            "{jaas_key}: needed for brokers to log in to each other over the SASL listener {listener} (a {} line with username and password)",
+            if mechanism == "PLAIN" { "PlainLoginModule" } else { "ScramLoginModule" }
+        ));
+    };
+    let module = crate::config::jaas::parse(text).map_err(|e| format!("{jaas_key}: {e}"))?;
+    let expected = if mechanism == "PLAIN" {
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+    } else {
+        "org.apache.kafka.common.security.scram.ScramLoginModule"
+    };
+    if module.class != expected {
+        return Err(format!(
+            "{jaas_key}: {mechanism} logs in with {expected}, not {}",
+            module.class
+        ));
+    }
+    let option = |name: &str| {
+        module
+            .options
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| format!("{jaas_key}: the login module has no {name}"))
+    };
+    Ok(SaslLogin {
+        mechanism,
+        username: option("username")?,
+        password: option("password")?,
+    })
+}
+
 /// A SASL listener's settings.
 pub struct SaslSettings {
     pub listener: String,
@@ -83,22 +165,7 @@ impl SaslSettings {
         listener: &str,
         metrics: SaslMetrics,
     ) -> Result<SaslSettings, String> {
-        let prefixed = format!(
-            "listener.name.{}.sasl.enabled.mechanisms",
-            listener.to_ascii_lowercase()
-        );
-        let (key, raw) = match config.explicit_value(&prefixed) {
-            Some(v) => (prefixed, v.to_string()),
-            None => (
-                "sasl.enabled.mechanisms".to_string(),
-                config.get("sasl.enabled.mechanisms").to_string(),
-            ),
-        };
-        let mechanisms: Vec<String> = raw
-            .split(',')
-            .map(|m| m.trim().to_ascii_uppercase())
-            .filter(|m| !m.is_empty())
-            .collect();
+        let (key, mechanisms) = enabled_mechanisms(config, listener);
         if mechanisms.is_empty() {
             return Err(format!(
                 "{key}: listener {listener} is SASL and needs a mechanism ({})",
@@ -339,4 +406,87 @@ fn plain(bytes: &[u8], image: &crate::metadata::ClusterImage) -> Result<String, 
         }
     }
     Err(ScramError::BadCredentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[&str]) -> BrokerConfig {
+        let mut settings = vec![
+            "listeners=SASL_SSL://127.0.0.1:9096".to_string(),
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN".to_string(),
+        ];
+        settings.extend(extra.iter().map(|s| s.to_string()));
+        BrokerConfig::load(None, Vec::new(), &settings).unwrap()
+    }
+
+    const SCRAM_JAAS: &str = r#"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="pw-9c1d";"#;
+
+    #[test]
+    fn the_inter_broker_login_comes_from_kafkas_keys() {
+        let c = config(&[
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            SCRAM_JAAS,
+        ]);
+        let login = inter_broker_login(&c, "SASL_SSL").unwrap();
+        assert_eq!(
+            (
+                login.mechanism.as_str(),
+                login.username.as_str(),
+                login.password.as_str()
+            ),
+            ("SCRAM-SHA-512", "broker", "pw-9c1d")
+        );
+        assert!(!format!("{login:?}").contains("pw-9c1d"));
+        let plain = config(&[
+            "sasl.mechanism.inter.broker.protocol=PLAIN",
+            r#"listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="b" password="p" user_b="p";"#,
+        ]);
+        assert_eq!(
+            inter_broker_login(&plain, "SASL_SSL").unwrap().username,
+            "b"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_wrong_login_names_the_key_and_never_the_password() {
+        for (extra, key) in [
+            // Kafka's default, GSSAPI, is not offered.
+            (vec![SCRAM_JAAS], "sasl.mechanism.inter.broker.protocol"),
+            // Not enabled on the listener.
+            (
+                vec![
+                    "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256",
+                    SCRAM_JAAS,
+                ],
+                "sasl.mechanism.inter.broker.protocol",
+            ),
+            // No login line for the mechanism.
+            (
+                vec!["sasl.mechanism.inter.broker.protocol=PLAIN", SCRAM_JAAS],
+                "listener.name.sasl_ssl.plain.sasl.jaas.config",
+            ),
+            // The SCRAM module for PLAIN.
+            (
+                vec![
+                    "sasl.mechanism.inter.broker.protocol=PLAIN",
+                    r#"listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="b" password="pw-9c1d";"#,
+                ],
+                "listener.name.sasl_ssl.plain.sasl.jaas.config",
+            ),
+            // No password.
+            (
+                vec![
+                    "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                    r#"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="pw-9c1d";"#,
+                ],
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
+            ),
+        ] {
+            let err = inter_broker_login(&config(&extra), "SASL_SSL").unwrap_err();
+            assert!(err.starts_with(key), "{err}");
+            assert!(!err.contains("pw-9c1d"), "{err}");
+        }
+    }
 }

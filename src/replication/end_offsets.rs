@@ -87,8 +87,14 @@ impl ReplicaManager {
             std::collections::hash_map::Entry::Vacant(e) => {
                 let client_id = format!("strata-broker-{}", self.node_id);
                 e.insert(
-                    KafkaClient::connect(addr, &client_id, timeout, self.inter_broker_tls())
-                        .await?,
+                    KafkaClient::connect(
+                        addr,
+                        &client_id,
+                        timeout,
+                        self.inter_broker_tls(),
+                        self.inter_broker_sasl(),
+                    )
+                    .await?,
                 )
             }
         };

@@ -51,6 +51,8 @@ pub struct FetcherSettings {
     pub tier_restarts: tokio::sync::mpsc::UnboundedSender<(Arc<Partition>, i64)>,
     /// TLS to leaders when the inter-broker listener is SSL.
     pub tls: Option<tokio_rustls::TlsConnector>,
+    /// The login to leaders when the inter-broker listener is SASL.
+    pub sasl: Option<super::client::SaslLogin>,
 }
 
 /// A partition this broker follows, and which leadership it follows.
@@ -92,6 +94,11 @@ impl FetcherManager {
     /// TLS to leaders, when the inter-broker listener is SSL.
     pub fn tls(&self) -> Option<&tokio_rustls::TlsConnector> {
         self.settings.tls.as_ref()
+    }
+
+    /// The login to leaders, when the inter-broker listener is SASL.
+    pub fn sasl(&self) -> Option<&super::client::SaslLogin> {
+        self.settings.sasl.as_ref()
     }
 
     pub fn new(settings: FetcherSettings, stop: CancellationToken) -> Self {
@@ -202,10 +209,17 @@ async fn run(
                 &client_id,
                 settings.socket_timeout,
                 settings.tls.as_ref(),
+                settings.sasl.as_ref(),
             )
             .await
             {
                 Ok(c) => client.insert(c),
+                // A refused login is a configuration to fix, not a passing outage.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    warn!(leader, %addr, error = %e, "the leader refused this broker's SASL login; retrying");
+                    pause(&settings, &stop).await;
+                    continue;
+                }
                 Err(e) => {
                     debug!(leader, %addr, error = %e, "cannot reach the leader; retrying");
                     pause(&settings, &stop).await;

@@ -72,17 +72,24 @@ impl ReplicaManager {
         self.fetchers.get().and_then(|f| f.tls())
     }
 
+    /// The login to other brokers when the inter-broker listener is SASL.
+    pub fn inter_broker_sasl(&self) -> Option<&super::client::SaslLogin> {
+        self.fetchers.get().and_then(|f| f.sasl())
+    }
+
     /// The per-topic counters (for `/metrics` and for requests naming no local partition).
     pub fn topic_stats(&self) -> &Arc<BrokerTopicStats> {
         &self.topic_stats
     }
 
     /// Starts follower fetching (the partitions to follow come with each reconcile).
-    /// `tls` connects to leaders when the inter-broker listener is SSL.
+    /// `tls` connects to leaders when the inter-broker listener is SSL, `sasl` logs
+    /// in when it is SASL.
     pub fn start_fetchers(
         &self,
         stop: tokio_util::sync::CancellationToken,
         tls: Option<tokio_rustls::TlsConnector>,
+        sasl: Option<super::client::SaslLogin>,
     ) {
         let c = &self.config;
         let settings = FetcherSettings {
@@ -100,6 +107,7 @@ impl ReplicaManager {
             ),
             tier_restarts: self.tier_restarts.clone(),
             tls,
+            sasl,
         };
         let _ = self.fetchers.set(FetcherManager::new(settings, stop));
     }

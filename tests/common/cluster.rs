@@ -88,6 +88,18 @@ impl Cluster {
     /// As [`start_roles`](Self::start_roles), with the client and inter-broker
     /// listener speaking `protocol` (e.g. SSL).
     pub fn start_roles_with(roles: &[Role], protocol: &str, extra: &[&str]) -> Cluster {
+        Self::start_formatted(roles, protocol, extra, &[])
+    }
+
+    /// As [`start_roles_with`](Self::start_roles_with), each node's data directory
+    /// first formatted with one cluster id and `add_scram`'s users (`strata storage
+    /// format --add-scram`, as `kafka-storage format`), when any are given.
+    pub fn start_formatted(
+        roles: &[Role],
+        protocol: &str,
+        extra: &[&str],
+        add_scram: &[&str],
+    ) -> Cluster {
         let n = roles.len();
         let dir = tempfile::tempdir().unwrap();
         let specs: Vec<NodeSpec> = roles
@@ -102,6 +114,37 @@ impl Cluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             protocol: protocol.to_string(),
         };
+        if !add_scram.is_empty() {
+            let mut cluster_id = None::<String>;
+            for s in &cluster.specs {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+                cmd.args(["storage", "format", "--override"])
+                    .arg(format!("log.dirs={}", s.data.display()))
+                    .arg("--override")
+                    .arg(format!("node.id={}", s.id));
+                if let Some(id) = &cluster_id {
+                    cmd.args(["--cluster-id", id]);
+                }
+                for user in add_scram {
+                    cmd.args(["--add-scram", user]);
+                }
+                let out = cmd.output().unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+                assert!(
+                    out.status.success(),
+                    "format: {stdout} {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                // "Formatted <dir> with cluster id <id> (node <n>)."
+                cluster_id = cluster_id.or_else(|| {
+                    stdout
+                        .split("cluster id ")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_string)
+                });
+            }
+        }
         for i in 0..n {
             cluster.spawn(i);
         }
