@@ -9,10 +9,13 @@
 //! `__consumer_offsets` partition, so a group appears once in a cluster. The end of a
 //! partition is its high watermark as this broker's replica knows it (exact on the
 //! leader, a fetch behind on a follower); for a partition with no replica here,
-//! [`refresh_remote_ends`] asks its leader every few seconds (ListOffsets), and the
-//! time lag is left out.
+//! [`refresh_remote_ends`] asks its leader every few seconds (ListOffsets). The age of
+//! a record is its batch's timestamp where this broker holds the partition; for a
+//! partition it does not, it is estimated from when the leader's end was seen to pass
+//! the record's offset (as kafka-lag-exporter estimates it), and reads at least the
+//! time since the first report when the record is older than all of them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +29,73 @@ use crate::metadata::MetadataView;
 use crate::replication::ReplicaManager;
 
 /// High watermarks of committed partitions with no replica on this broker, as their
-/// leaders last reported them.
+/// leaders reported them over time.
 #[derive(Debug, Default)]
-pub struct RemoteEnds(parking_lot::Mutex<HashMap<(String, i32), i64>>);
+pub struct RemoteEnds(parking_lot::Mutex<HashMap<(String, i32), EndHistory>>);
 
 impl RemoteEnds {
+    /// The end its leader last reported.
     fn get(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.0.lock().get(&(topic.to_string(), partition)).copied()
+        self.0
+            .lock()
+            .get(&(topic.to_string(), partition))
+            .and_then(EndHistory::latest)
+    }
+
+    /// About when the record at `offset` was written (see [`EndHistory::written_at`]).
+    fn written_at(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        self.0
+            .lock()
+            .get(&(topic.to_string(), partition))
+            .and_then(|h| h.written_at(offset))
+    }
+}
+
+/// Reports of a partition's end kept (only changes count): a quarter of an hour of a
+/// partition whose end changes at every 5 s report (older records then read as at
+/// least that old), and the memory bounded at a few KiB per partition.
+const END_HISTORY: usize = 180;
+
+/// A partition's end as its leader reported it: (end offset, first seen at, ms since
+/// the epoch), oldest first, one entry per change.
+#[derive(Debug, Default)]
+struct EndHistory(VecDeque<(i64, i64)>);
+
+impl EndHistory {
+    fn record(&mut self, end: i64, now_ms: i64) {
+        match self.0.back() {
+            Some((last, _)) if *last == end => {}
+            // The log was truncated or recreated: the old reports no longer apply.
+            Some((last, _)) if *last > end => {
+                self.0.clear();
+                self.0.push_back((end, now_ms));
+            }
+            _ => {
+                if self.0.len() == END_HISTORY {
+                    self.0.pop_front();
+                }
+                self.0.push_back((end, now_ms));
+            }
+        }
+    }
+
+    fn latest(&self) -> Option<i64> {
+        self.0.back().map(|(end, _)| *end)
+    }
+
+    /// About when the record at `offset` was written: between the last report whose end
+    /// had not reached it and the first that had, in proportion; the oldest report's
+    /// time if it was there from the first (the record is at least that old). None if
+    /// no report has reached it yet.
+    fn written_at(&self, offset: i64) -> Option<i64> {
+        let i = self.0.iter().position(|(end, _)| *end > offset)?;
+        let (end, seen) = self.0[i];
+        let Some(&(before, seen_before)) = i.checked_sub(1).and_then(|b| self.0.get(b)) else {
+            return Some(seen);
+        };
+        // Records before..end arrived between the two reports, spread evenly.
+        let share = (offset + 1 - before) as f64 / (end - before) as f64;
+        Some(seen_before + (share * (seen - seen_before) as f64) as i64)
     }
 }
 
@@ -80,9 +143,12 @@ pub async fn refresh_remote_ends(
             }
         };
         {
+            let now = now_ms();
             let mut ends = ends.0.lock();
             ends.retain(|key, _| wanted.contains(key));
-            ends.extend(found);
+            for (key, end) in found {
+                ends.entry(key).or_default().record(end, now);
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -135,10 +201,15 @@ impl GroupCollector {
                     None => self.remote_ends.get(topic, *partition),
                 };
                 let lag = end.map(|end| (end - committed).max(0));
-                let time_lag_ms = match (&replica, lag) {
-                    (Some(_), Some(0)) => Some(0),
-                    (Some(p), Some(_)) => p.timestamp_near(*committed).map(|t| (now - t).max(0)),
-                    _ => None,
+                let written = match (&replica, lag) {
+                    (_, Some(0)) | (_, None) => None,
+                    (Some(p), Some(_)) => p.timestamp_near(*committed),
+                    (None, Some(_)) => self.remote_ends.written_at(topic, *partition, *committed),
+                };
+                let time_lag_ms = match lag {
+                    Some(0) => Some(0),
+                    Some(_) => written.map(|t| (now - t).max(0)),
+                    None => None,
                 };
                 out.push(PartitionLag {
                     group: g.group.clone(),
@@ -298,5 +369,43 @@ mod tests {
         let some = per_topic(&[lag(0, 5, Some(3)), lag(1, 7, None), lag(2, 1, Some(4))]);
         let t = &some[&("g".to_string(), "t".to_string())];
         assert_eq!((t.max_lag, t.sum_lag), (Some(4), Some(7)));
+    }
+
+    #[test]
+    fn a_remote_records_age_is_estimated_from_when_its_leader_passed_it() {
+        let mut h = EndHistory::default();
+        assert_eq!(h.written_at(0), None);
+        h.record(100, 1_000);
+        // Already there at the first report: at least that old.
+        assert_eq!(h.written_at(40), Some(1_000));
+        h.record(100, 6_000); // no change: not a new report
+        h.record(200, 11_000);
+        // Records 100..200 arrived between 1 s and 11 s: record 149 half way.
+        assert_eq!(h.written_at(149), Some(6_000));
+        assert_eq!(h.written_at(199), Some(11_000));
+        // Not written yet.
+        assert_eq!(h.written_at(200), None);
+        assert_eq!(h.latest(), Some(200));
+        // A truncated log starts over.
+        h.record(50, 20_000);
+        assert_eq!(h.written_at(10), Some(20_000));
+        for i in 0..(END_HISTORY as i64 + 10) {
+            h.record(100 + i, 30_000 + i);
+        }
+        assert_eq!(h.0.len(), END_HISTORY);
+    }
+
+    #[test]
+    fn remote_partitions_get_a_time_lag() {
+        let ends = RemoteEnds::default();
+        let now = now_ms();
+        ends.0
+            .lock()
+            .entry(("t".to_string(), 0))
+            .or_default()
+            .record(10, now - 60_000);
+        assert_eq!(ends.get("t", 0), Some(10));
+        assert_eq!(ends.written_at("t", 0, 4), Some(now - 60_000));
+        assert_eq!(ends.written_at("t", 1, 4), None);
     }
 }
