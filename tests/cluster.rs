@@ -795,17 +795,42 @@ async fn group_lag_covers_partitions_led_by_other_brokers() {
         let text = scrape_text(&c, at);
         (0..3).all(|p| lag(&text, p) == Some(11.0)).then_some(())
     });
-    // MSK's time lag covers them too (estimated from when their leaders' ends passed
-    // the committed offset), and grows while the group stands still.
+    // MSK's time lag covers partitions led elsewhere too (estimated from when their
+    // leaders' ends passed the committed offset), and grows while the group stands
+    // still: a second group (same coordinator: one offsets partition) commits only
+    // partitions this coordinator holds no replica of.
+    let mut elsewhere = TopicPartitionList::new();
+    for (p, (leader, ..)) in &view {
+        if *leader != coordinator {
+            elsewhere
+                .add_partition_offset("spread", *p, Offset::Offset(4))
+                .unwrap();
+        }
+    }
+    let remote_reader = common::consumer(
+        &c.bootstrap_all(),
+        &[
+            ("group.id", "spread-remote"),
+            ("enable.auto.commit", "false"),
+        ],
+    );
+    remote_reader
+        .commit(&elsewhere, CommitMode::Sync)
+        .expect("commit");
     let time_lag = |text: &str| -> Option<f64> {
-        let prefix = "kafka_consumergroup_max_time_lag_seconds{consumergroup=\"spread-readers\",topic=\"spread\"} ";
+        let prefix = "kafka_consumergroup_max_time_lag_seconds{consumergroup=\"spread-remote\",topic=\"spread\"} ";
         text.lines()
             .find_map(|l| l.strip_prefix(prefix))
             .and_then(|v| v.trim().parse().ok())
     };
-    c.wait_for("a growing time lag", Duration::from_secs(30), || {
+    let first = c.wait_for(
+        "a time lag for remote partitions",
+        Duration::from_secs(30),
+        || time_lag(&scrape_text(&c, at)),
+    );
+    c.wait_for("the time lag to grow", Duration::from_secs(30), || {
         time_lag(&scrape_text(&c, at))
-            .filter(|s| *s >= 2.0)
+            .filter(|s| *s >= first + 2.0)
             .map(|_| ())
     });
     // The other brokers do not coordinate the group: no series there.
