@@ -409,7 +409,7 @@ async fn brokers_replicate_over_a_tls_inter_broker_listener() {
 /// `storage format --add-scram`, the password from
 /// `listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config`) over TLS, acks=all with
 /// min.insync.replicas=3 completes, every replica stays in sync, and no log holds
-/// the password.
+/// the password. An authorizer is on, the brokers' user a super user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
     use common::cluster::{Cluster, Role};
@@ -426,6 +426,11 @@ async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
         format!("ssl.truststore.location={}", ca.display()),
         // Sessions end every 4 s: followers must log in again on their connections.
         "connections.max.reauth.ms=4000".to_string(),
+        // With an authorizer, as a secured cluster runs: the brokers' user replicates
+        // as a super user (CLUSTER_ACTION), the application's as one too for brevity.
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            .to_string(),
+        "super.users=User:broker;User:app".to_string(),
     ];
     let refs: Vec<&str> = overrides.iter().map(|s| s.as_str()).collect();
     let c = Cluster::start_formatted(
