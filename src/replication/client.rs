@@ -192,12 +192,14 @@ impl KafkaClient {
         body: &RequestKind,
         timeout: Duration,
     ) -> io::Result<ResponseKind> {
-        if let Some((login, renew)) = self.sasl.take() {
-            let renew = match renew {
-                Some(at) if Instant::now() >= at => self.authenticate(&login, timeout).await?,
-                other => other,
-            };
-            self.sasl = Some((login, renew));
+        // A failed re-login leaves the old deadline (passed) in place: the next call
+        // tries again rather than sending on a session the leader has ended.
+        if let Some((login, Some(at))) = &self.sasl {
+            if Instant::now() >= *at {
+                let login = login.clone();
+                let renew = self.authenticate(&login, timeout).await?;
+                self.sasl = Some((login, renew));
+            }
         }
         self.send(api, version, body, timeout).await
     }
