@@ -358,8 +358,10 @@ impl ClientExchange {
             .ok_or(ScramError::Malformed("no salt"))?;
         let iterations: i32 = attribute(server_first, 'i')
             .and_then(|i| i.parse().ok())
-            .filter(|i| (1..=MAX_ITERATIONS * 64).contains(i))
-            .ok_or(ScramError::Malformed("bad iteration count"))?;
+            // Kafka's bounds: fewer would make the proof cheap to attack offline,
+            // more would stall this worker on the key derivation.
+            .filter(|i| (MIN_ITERATIONS..=MAX_ITERATIONS).contains(i))
+            .ok_or(ScramError::Malformed("iteration count outside 4096-16384"))?;
         let salted = self
             .mechanism
             .salted_password(self.password.as_bytes(), &salt, iterations);

@@ -184,9 +184,12 @@ pub fn handle_describe_configs(
                                 .iter()
                                 .any(|t| t.broker_synonyms.contains(&k.name));
                             let synonyms = if request.include_synonyms {
+                                // A secret's synonym is as null as its value (Kafka).
+                                let shown =
+                                    (!matches!(k.kind, Kind::Password)).then(|| str_bytes(&value));
                                 vec![DescribeConfigsSynonym::default()
                                     .with_name(str_bytes(k.name))
-                                    .with_value(Some(str_bytes(&value)))
+                                    .with_value(shown)
                                     .with_source(source as i8)]
                             } else {
                                 Vec::new()

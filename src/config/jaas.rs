@@ -44,7 +44,7 @@ pub fn parse(text: &str) -> Result<LoginModule, String> {
     if class.is_empty() {
         return Err("no login module class".into());
     }
-    let flag = word(&mut chars);
+    let flag = word(&mut chars).to_ascii_lowercase();
     if !["required", "requisite", "sufficient", "optional"].contains(&flag.as_str()) {
         return Err(format!(
             "the login module's flag must be required, requisite, sufficient or optional, not '{flag}'"
@@ -57,18 +57,24 @@ pub fn parse(text: &str) -> Result<LoginModule, String> {
             break;
         }
         if chars.next() != Some('=') {
-            return Err(format!("option {name} has no value"));
+            // Not named: after a value with a space in it, the "name" is part of a
+            // secret.
+            return Err(
+                "an option has no value (options are key=value; quote a value with spaces)".into(),
+            );
         }
-        let value = if chars.peek() == Some(&'"') {
-            chars.next();
+        let value = if let Some(quote) = chars.next_if(|c| *c == '"' || *c == '\'') {
             let mut v = String::new();
             loop {
                 match chars.next() {
                     Some('\\') => match chars.next() {
+                        Some('n') => v.push('\n'),
+                        Some('t') => v.push('\t'),
+                        Some('r') => v.push('\r'),
                         Some(c) => v.push(c),
                         None => return Err(format!("option {name}: unterminated value")),
                     },
-                    Some('"') => break,
+                    Some(c) if c == quote => break,
                     Some(c) => v.push(c),
                     None => return Err(format!("option {name}: unterminated value")),
                 }
@@ -114,6 +120,10 @@ mod tests {
         assert_eq!(m.options["username"], "admin");
         assert_eq!(m.options["password"], "x=y");
         assert!(!format!("{m:?}").contains("x=y"), "values never shown");
+        // Single quotes and an upper-case flag, as Kafka's parser takes them.
+        let m = parse("Module REQUIRED username='a b' password=\"x\\ty\";").unwrap();
+        assert_eq!(m.options["username"], "a b");
+        assert_eq!(m.options["password"], "x\ty");
     }
 
     #[test]
@@ -126,6 +136,7 @@ mod tests {
             "Module required username=\"a\"",
             "Module required username=\"a\"; Other required;",
             "Module required username;",
+            "Module required password=secret-value value;",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(!err.contains("secret-value"), "{err}");

@@ -169,6 +169,14 @@ pub async fn serve<S: Transport>(
                     break;
                 }
             }
+            // Flush when nothing else is queued, batching pipelined responses.
+            let flushed = if rx.is_empty() || close_after {
+                writer.flush().await.is_ok()
+            } else {
+                true
+            };
+            // Send time: into the socket (flushed) or into the buffer behind the next
+            // response (pipelined).
             if let Some((kind, version, arrived)) = timed {
                 let handling = handled.duration_since(started);
                 let times = RequestTimes {
@@ -179,8 +187,7 @@ pub async fn serve<S: Transport>(
                 };
                 broker.request_metrics.record(kind, version, times);
             }
-            // Flush when nothing else is queued, batching pipelined responses.
-            if (rx.is_empty() || close_after) && writer.flush().await.is_err() {
+            if !flushed {
                 break;
             }
             if close_after {

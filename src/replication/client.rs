@@ -30,6 +30,9 @@ pub struct KafkaClient {
     client_id: StrBytes,
     /// The login, and when to log in again (the session's end, less a margin).
     sasl: Option<(SaslLogin, Option<Instant>)>,
+    /// An exchange failed part way (a response unread, a login half done): the
+    /// stream is out of step and every later call fails at once.
+    broken: bool,
 }
 
 /// How this broker logs in to the others over a SASL inter-broker listener
@@ -100,6 +103,7 @@ impl KafkaClient {
             correlation: 0,
             client_id: StrBytes::from_string(client_id.to_string()),
             sasl: None,
+            broken: false,
         };
         if let Some(login) = sasl {
             let renew = client.authenticate(login, timeout).await?;
@@ -135,9 +139,15 @@ impl KafkaClient {
             )));
         }
         let lifetime_ms = match crate::scram::Mechanism::from_name(&login.mechanism) {
-            None => {
+            None if login.mechanism == "PLAIN" => {
                 let plain = format!("\0{}\0{}", login.username, login.password);
                 self.sasl_round(plain.into_bytes(), timeout).await?.1
+            }
+            None => {
+                return Err(refused(format!(
+                    "SASL mechanism {} is not one a broker logs in with",
+                    login.mechanism
+                )))
             }
             Some(mechanism) => {
                 let (mut exchange, first) = crate::scram::ClientExchange::start(
@@ -155,8 +165,11 @@ impl KafkaClient {
             }
         };
         // Again well before the end, as Kafka's clients do (at 85-95 % of it).
+        // (A lifetime too long to add is no deadline: the session does not end.)
+        let renew_in = Duration::from_millis(lifetime_ms.max(0) as u64).mul_f64(0.85);
         Ok((lifetime_ms > 0)
-            .then(|| Instant::now() + Duration::from_millis(lifetime_ms as u64 * 85 / 100)))
+            .then(|| Instant::now().checked_add(renew_in))
+            .flatten())
     }
 
     /// One SaslAuthenticate round: the broker's answer and the session lifetime.
@@ -192,16 +205,25 @@ impl KafkaClient {
         body: &RequestKind,
         timeout: Duration,
     ) -> io::Result<ResponseKind> {
-        // A failed re-login leaves the old deadline (passed) in place: the next call
-        // tries again rather than sending on a session the leader has ended.
-        if let Some((login, Some(at))) = &self.sasl {
-            if Instant::now() >= *at {
-                let login = login.clone();
-                let renew = self.authenticate(&login, timeout).await?;
-                self.sasl = Some((login, renew));
-            }
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier exchange on this connection failed",
+            ));
         }
-        self.send(api, version, body, timeout).await
+        let result = async {
+            if let Some((login, Some(at))) = &self.sasl {
+                if Instant::now() >= *at {
+                    let login = login.clone();
+                    let renew = self.authenticate(&login, timeout).await?;
+                    self.sasl = Some((login, renew));
+                }
+            }
+            self.send(api, version, body, timeout).await
+        }
+        .await;
+        self.broken = result.is_err();
+        result
     }
 
     /// One request and its response, as they are.

@@ -56,46 +56,46 @@ impl RemoteEnds {
 /// least that old), and the memory bounded at a few KiB per partition.
 const END_HISTORY: usize = 180;
 
-/// A partition's end as its leader reported it: (end offset, first seen at, ms since
-/// the epoch), oldest first, one entry per change.
+/// A partition's end as its leader reported it, oldest first, one entry per end:
+/// (end offset, first seen, last seen), times in ms since the epoch.
 #[derive(Debug, Default)]
-struct EndHistory(VecDeque<(i64, i64)>);
+struct EndHistory(VecDeque<(i64, i64, i64)>);
 
 impl EndHistory {
     fn record(&mut self, end: i64, now_ms: i64) {
-        match self.0.back() {
-            Some((last, _)) if *last == end => {}
-            // The log was truncated or recreated: the old reports no longer apply.
-            Some((last, _)) if *last > end => {
-                self.0.clear();
-                self.0.push_back((end, now_ms));
-            }
+        // An end below earlier ones (a new leader's high watermark a fetch behind, or
+        // a truncated log): the reports above it no longer hold.
+        while self.0.back().is_some_and(|(e, ..)| *e > end) {
+            self.0.pop_back();
+        }
+        match self.0.back_mut() {
+            Some((e, _, last_seen)) if *e == end => *last_seen = now_ms,
             _ => {
                 if self.0.len() == END_HISTORY {
                     self.0.pop_front();
                 }
-                self.0.push_back((end, now_ms));
+                self.0.push_back((end, now_ms, now_ms));
             }
         }
     }
 
     fn latest(&self) -> Option<i64> {
-        self.0.back().map(|(end, _)| *end)
+        self.0.back().map(|(end, ..)| *end)
     }
 
-    /// About when the record at `offset` was written: between the last report whose end
-    /// had not reached it and the first that had, in proportion; the oldest report's
-    /// time if it was there from the first (the record is at least that old). None if
-    /// no report has reached it yet.
+    /// About when the record at `offset` was written: between the last time the end
+    /// was seen short of it and the first time it was seen past it, in proportion;
+    /// the oldest report's time if it was there from the first (the record is at least
+    /// that old). None if no report has reached it yet.
     fn written_at(&self, offset: i64) -> Option<i64> {
-        let i = self.0.iter().position(|(end, _)| *end > offset)?;
-        let (end, seen) = self.0[i];
-        let Some(&(before, seen_before)) = i.checked_sub(1).and_then(|b| self.0.get(b)) else {
-            return Some(seen);
+        let i = self.0.iter().position(|(end, ..)| *end > offset)?;
+        let (end, first_seen, _) = self.0[i];
+        let Some(&(before, _, last_short)) = i.checked_sub(1).and_then(|b| self.0.get(b)) else {
+            return Some(first_seen);
         };
-        // Records before..end arrived between the two reports, spread evenly.
+        // Records before..end arrived between those two reports, spread evenly.
         let share = (offset + 1 - before) as f64 / (end - before) as f64;
-        Some(seen_before + (share * (seen - seen_before) as f64) as i64)
+        Some(last_short + (share * (first_seen - last_short) as f64) as i64)
     }
 }
 
@@ -378,19 +378,23 @@ mod tests {
         h.record(100, 1_000);
         // Already there at the first report: at least that old.
         assert_eq!(h.written_at(40), Some(1_000));
-        h.record(100, 6_000); // no change: not a new report
-        h.record(200, 11_000);
-        // Records 100..200 arrived between 1 s and 11 s: record 149 half way.
-        assert_eq!(h.written_at(149), Some(6_000));
-        assert_eq!(h.written_at(199), Some(11_000));
+        // Idle for an hour, then 100 records within the next 5 s: they are seconds
+        // old, not an hour.
+        h.record(100, 3_600_000);
+        h.record(200, 3_605_000);
+        assert_eq!(h.written_at(149), Some(3_602_500));
+        assert_eq!(h.written_at(199), Some(3_605_000));
         // Not written yet.
         assert_eq!(h.written_at(200), None);
         assert_eq!(h.latest(), Some(200));
-        // A truncated log starts over.
-        h.record(50, 20_000);
-        assert_eq!(h.written_at(10), Some(20_000));
+        // A new leader a fetch behind: only the reports above it go.
+        h.record(190, 3_610_000);
+        assert_eq!(h.written_at(40), Some(1_000));
+        // Record 150 now falls between the last report short of it and the new one.
+        assert_eq!(h.written_at(150), Some(3_600_000 + 51 * 10_000 / 90));
+        assert_eq!(h.latest(), Some(190));
         for i in 0..(END_HISTORY as i64 + 10) {
-            h.record(100 + i, 30_000 + i);
+            h.record(300 + i, 4_000_000 + i);
         }
         assert_eq!(h.0.len(), END_HISTORY);
     }

@@ -390,9 +390,10 @@ impl GroupCoordinator {
         // death; errors map as Kafka's GroupMetadataManager maps them.
         let written = match partition.append(&batch, Acks::All) {
             Ok(info) => {
-                partition
-                    .wait_for_replication(info.last_offset, COMMIT_TIMEOUT)
-                    .await
+                crate::metrics::request::remote_wait(
+                    partition.wait_for_replication(info.last_offset, COMMIT_TIMEOUT),
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -465,10 +466,14 @@ impl GroupCoordinator {
                 }
                 outcome
             }
-            JoinStep::Wait(rx) => match tokio::time::timeout(wait_limit, rx).await {
-                Ok(Ok(outcome)) => outcome,
-                _ => JoinOutcome::error(code::REBALANCE_IN_PROGRESS, &member_id),
-            },
+            JoinStep::Wait(rx) => {
+                match crate::metrics::request::remote_wait(tokio::time::timeout(wait_limit, rx))
+                    .await
+                {
+                    Ok(Ok(outcome)) => outcome,
+                    _ => JoinOutcome::error(code::REBALANCE_IN_PROGRESS, &member_id),
+                }
+            }
         }
     }
 
@@ -496,7 +501,12 @@ impl GroupCoordinator {
         self.apply_effects(group_id, effects).await;
         match result {
             Err(now) => now,
-            Ok(rx) => match tokio::time::timeout(Duration::from_secs(300), rx).await {
+            Ok(rx) => match crate::metrics::request::remote_wait(tokio::time::timeout(
+                Duration::from_secs(300),
+                rx,
+            ))
+            .await
+            {
                 Ok(Ok(outcome)) => outcome,
                 _ => SyncOutcome::error(code::REBALANCE_IN_PROGRESS),
             },
