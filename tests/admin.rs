@@ -546,3 +546,53 @@ async fn each_listener_advertises_its_own_address() {
         .expect("produce through INTERNAL");
     assert_eq!(consume_all(&internal, "via-internal", 1, T).len(), 1);
 }
+
+/// A secret config value is never returned: DescribeConfigs gives it as null and
+/// sensitive, its synonyms null too (as Kafka), while an ordinary key keeps its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_configs_never_returns_a_secret_or_its_synonym() {
+    let b = TestBroker::start_with(&[
+        r#"sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="u" password="jaas-pw-51c";"#,
+    ])
+    .await;
+    let mut raw = RawClient::connect(&b.bootstrap);
+    let ResponseKind::DescribeConfigs(d) = raw.call(
+        ApiKey::DescribeConfigs,
+        4,
+        RequestKind::DescribeConfigs(
+            kafka_protocol::messages::DescribeConfigsRequest::default()
+                .with_include_synonyms(true)
+                .with_resources(vec![
+                    kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(StrBytes::from_static_str("1"))
+                        .with_configuration_keys(Some(vec![
+                            StrBytes::from_static_str("sasl.jaas.config"),
+                            StrBytes::from_static_str("num.partitions"),
+                        ])),
+                ]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(d.results[0].error_code, 0);
+    let configs = &d.results[0].configs;
+    let secret = configs
+        .iter()
+        .find(|c| c.name.as_str() == "sasl.jaas.config")
+        .expect("described");
+    assert!(secret.is_sensitive);
+    assert_eq!(secret.value, None);
+    assert!(!secret.synonyms.is_empty(), "synonyms asked for");
+    assert!(
+        secret.synonyms.iter().all(|s| s.value.is_none()),
+        "{secret:?}"
+    );
+    let plain = configs
+        .iter()
+        .find(|c| c.name.as_str() == "num.partitions")
+        .expect("described");
+    assert!(plain.synonyms.iter().all(|s| s.value.is_some()));
+    assert!(!format!("{d:?}").contains("jaas-pw-51c"));
+    b.stop().await;
+}
