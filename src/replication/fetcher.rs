@@ -216,7 +216,13 @@ async fn run(
                 Ok(c) => client.insert(c),
                 // A refused login is a configuration to fix, not a passing outage.
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    warn!(leader, %addr, error = %e, "the leader refused this broker's SASL login; retrying");
+                    static LAST: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(0);
+                    if once_a_minute(&LAST) {
+                        warn!(leader, %addr, error = %e, "the leader refused this broker's SASL login; retrying");
+                    } else {
+                        debug!(leader, %addr, error = %e, "the leader refused this broker's SASL login; retrying");
+                    }
                     pause(&settings, &stop).await;
                     continue;
                 }
@@ -540,22 +546,21 @@ async fn fetch_round(
 /// The leader's authorizer refused this broker's replica requests: its principal on
 /// the inter-broker listener lacks CLUSTER_ACTION. Said at most once a minute, since it
 /// repeats for every partition until the ACLs or `super.users` are fixed.
-fn warn_unauthorized(topic: &str, partition: i32) {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// True at most once a minute per `last` (shared by every caller of one warning):
+/// a condition that lasts is logged, not repeated at every retry.
+fn once_a_minute(last: &std::sync::atomic::AtomicU64) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
-    if (last == 0 || now >= last + 60)
-        && LAST
-            .compare_exchange(
-                last,
-                now,
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-            )
-            .is_ok()
-    {
+    let before = last.load(Relaxed);
+    (before == 0 || now >= before + 60)
+        && last.compare_exchange(before, now, Relaxed, Relaxed).is_ok()
+}
+
+fn warn_unauthorized(topic: &str, partition: i32) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if once_a_minute(&LAST) {
         warn!(
             topic,
             partition,
@@ -569,5 +574,20 @@ fn set_truncate_first(targets: &Mutex<HashMap<Key, Target>>, key: &Key, p: &Arc<
         if Arc::ptr_eq(&t.partition, p) {
             t.truncate_first = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lasting_condition_is_logged_once_a_minute() {
+        let last = std::sync::atomic::AtomicU64::new(0);
+        assert!(once_a_minute(&last));
+        assert!(!once_a_minute(&last), "again at once: not logged");
+        // A minute later it is logged again.
+        last.fetch_sub(61, std::sync::atomic::Ordering::Relaxed);
+        assert!(once_a_minute(&last));
     }
 }
